@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/queue"
+	"github.com/edge-agent/edge-agent/transport"
+)
+
+// Version is reported by /v1/status and /metrics; cmd/agent sets it from its build stamp.
+var Version = "dev"
+
+// QueueFile is the name of the queue database inside state_dir.
+const QueueFile = "queue.db"
+
+// Agent is the daemon: it owns the queue, the transport and the local API.
+// Create it with New and start it with Run; an Agent runs once.
+type Agent struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	tlsCfg *tls.Config
+	passwd []byte
+	limits limits
+	access *accessPolicy
+
+	// set by Run
+	q       *queue.Queue
+	tr      *transport.Client
+	hub     *hub
+	started time.Time
+	stats   counters
+
+	rejectMu sync.Mutex
+	rejected map[uint64]string // seq → broker's reason, for ?wait=delivered callers; bounded
+}
+
+// New checks cfg and prepares an Agent: it reads the password and CA files and resolves access
+// rules, so that a bad file fails here, before anything listens. Nothing is opened until Run.
+func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
+	if cfg == nil {
+		return nil, errors.New("agent: no configuration")
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(discard{}, nil))
+	}
+	a := &Agent{cfg: cfg, log: log, rejected: make(map[uint64]string)}
+	switch cfg.Broker.Provider {
+	case "mqtt":
+	case "aws-iot":
+		return nil, fmt.Errorf("agent: broker.provider %q is not available in this build yet; use \"mqtt\"", cfg.Broker.Provider)
+	default:
+		return nil, fmt.Errorf("agent: unknown broker.provider %q (want \"mqtt\" or \"aws-iot\")", cfg.Broker.Provider)
+	}
+	if cfg.Broker.PasswordFile != "" {
+		b, err := os.ReadFile(cfg.Broker.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("agent: broker.password_file: %w", err)
+		}
+		a.passwd = bytes.TrimRight(b, "\r\n")
+	}
+	if cfg.Broker.CAFile != "" {
+		pem, err := os.ReadFile(cfg.Broker.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("agent: broker.ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("agent: broker.ca_file %s: no PEM certificates found", cfg.Broker.CAFile)
+		}
+		a.tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	a.limits = limitsFor(cfg)
+	acc, err := newAccessPolicy(cfg.Access)
+	if err != nil {
+		return nil, err
+	}
+	a.access = acc
+	return a, nil
+}
+
+// Run opens the queue, starts the transport and serves the local API until ctx is done, then shuts
+// down in order (see the package comment). ready is called once, when the socket is listening.
+// A cancelled ctx is a clean shutdown and returns nil.
+func (a *Agent) Run(ctx context.Context, ready func()) error {
+	a.started = time.Now()
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("agent: state_dir: %w", err)
+	}
+	overflow := queue.DropOldest
+	if a.cfg.Queue.Overflow == "reject" {
+		overflow = queue.Reject
+	}
+	qpath := filepath.Join(a.cfg.StateDir, QueueFile)
+	q, err := queue.Open(qpath, queue.Options{
+		MaxBytes: int64(a.cfg.Queue.MaxBytes),
+		Overflow: overflow,
+		Logger:   a.log.With("component", "queue"),
+	})
+	if err != nil {
+		return fmt.Errorf("agent: open queue %s: %w", qpath, err)
+	}
+	a.q = q
+	st := q.Stats()
+	a.log.Info("queue open", "path", qpath, "depth", st.Depth, "bytes", st.Bytes)
+
+	a.hub = newHub(a.log.With("component", "subscribers"))
+	subs := make([]transport.Subscription, 0, len(a.cfg.Subscribe))
+	for _, s := range a.cfg.Subscribe {
+		subs = append(subs, transport.Subscription{Filter: s.Topic, QoS: byte(s.QoS)})
+	}
+	tr, err := transport.New(transport.Config{
+		URL:           a.cfg.Broker.URL,
+		ClientID:      a.cfg.ClientID,
+		Username:      a.cfg.Broker.Username,
+		Password:      a.passwd,
+		TLS:           a.tlsCfg,
+		Keepalive:     a.cfg.Broker.Keepalive.Duration,
+		Subscriptions: subs,
+		MaxInflight:   a.cfg.Broker.MaxInflight,
+		OnMessage:     a.hub.dispatch,
+		Logger:        a.log.With("component", "transport"),
+	}, (*source)(a))
+	if err != nil {
+		q.Close()
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.tr = tr
+	a.hub.tr = tr
+
+	ln, err := listenSocket(a.cfg.Socket, a.access.socketMode())
+	if err != nil {
+		q.Close()
+		return err
+	}
+
+	trCtx, stopTransport := context.WithCancel(context.WithoutCancel(ctx))
+	streamsCtx, endStreams := context.WithCancel(context.WithoutCancel(ctx))
+	srv := a.httpServer(streamsCtx)
+
+	var wg sync.WaitGroup
+	trDone := make(chan error, 1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		trDone <- tr.Run(trCtx)
+	}()
+	srvDone := make(chan error, 1)
+	go func() {
+		defer wg.Done()
+		srvDone <- srv.Serve(ln)
+	}()
+	a.log.Info("serving local API", "socket", a.cfg.Socket, "provider", a.cfg.Broker.Provider,
+		"endpoint", tr.Status().URL, "client_id", a.cfg.ClientID)
+	if ready != nil {
+		ready()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down")
+	case err := <-srvDone:
+		srvDone <- err
+		runErr = fmt.Errorf("agent: local API stopped: %w", err)
+	case err := <-trDone:
+		trDone <- err
+		runErr = fmt.Errorf("agent: transport stopped: %w", err)
+	}
+
+	// 1. Stop accepting, end subscriber streams, let in-flight publishes finish.
+	endStreams()
+	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := srv.Shutdown(shCtx); err != nil {
+		a.log.Warn("local API did not finish in time; closing connections", "err", err)
+		srv.Close()
+	}
+	cancel()
+	// 2. Stop the transport: it waits briefly for outstanding PUBACKs.
+	stopTransport()
+	wg.Wait()
+	if err := <-trDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("agent: transport: %w", err)
+	}
+	if err := <-srvDone; err != nil && !errors.Is(err, http.ErrServerClosed) && runErr == nil {
+		runErr = fmt.Errorf("agent: local API: %w", err)
+	}
+	os.Remove(a.cfg.Socket)
+	// 3. Close the queue: flushes acknowledgements, closes bbolt cleanly.
+	if err := q.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("agent: close queue: %w", err)
+	}
+	a.log.Info("stopped")
+	return runErr
+}
+
+// discard is an io.Writer that drops everything (a nil logger's sink).
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -1,0 +1,119 @@
+package agent
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Status is the JSON behind GET /v1/status and `edge-agent status --json`.
+type Status struct {
+	State     string      `json:"state"`
+	Provider  string      `json:"provider"`
+	Endpoint  string      `json:"endpoint"`
+	ClientID  string      `json:"client_id"`
+	Since     time.Time   `json:"since"`
+	LastError string      `json:"last_error"`
+	Queue     QueueStatus `json:"queue"`
+	Accepted  uint64      `json:"accepted"`
+	Delivered uint64      `json:"delivered"`
+	Rejected  uint64      `json:"rejected"`
+	Received  uint64      `json:"received"`
+	Connects  uint64      `json:"connects"`
+	Inflight  int         `json:"inflight"`
+	// ReceiveMaximum is the broker's in-flight QoS 1 limit from its CONNACK.
+	ReceiveMaximum uint16  `json:"receive_maximum"`
+	Subscribers    int     `json:"subscribers"`
+	UptimeSeconds  float64 `json:"uptime_seconds"`
+	Version        string  `json:"version"`
+}
+
+// QueueStatus describes the durable queue.
+type QueueStatus struct {
+	Depth            int     `json:"depth"`
+	Bytes            int64   `json:"bytes"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	Dropped          uint64  `json:"dropped"`
+	MaxBytes         int64   `json:"max_bytes"`
+	Overflow         string  `json:"overflow"`
+}
+
+// Status reports the agent's state; it is cheap and safe to call at any time during Run.
+func (a *Agent) Status() Status {
+	ts := a.tr.Status()
+	qs := a.q.Stats()
+	now := time.Now()
+	st := Status{
+		State:          ts.State,
+		Provider:       a.cfg.Broker.Provider,
+		Endpoint:       ts.URL,
+		ClientID:       a.cfg.ClientID,
+		Since:          ts.Since,
+		LastError:      ts.LastError,
+		Accepted:       atomic.LoadUint64(&a.stats.accepted),
+		Delivered:      atomic.LoadUint64(&a.stats.delivered),
+		Rejected:       atomic.LoadUint64(&a.stats.rejected),
+		Received:       atomic.LoadUint64(&a.hub.received),
+		Connects:       ts.Connects,
+		Inflight:       ts.Inflight,
+		ReceiveMaximum: ts.ReceiveMaximum,
+		Subscribers:    a.hub.count(),
+		UptimeSeconds:  math.Round(now.Sub(a.started).Seconds()*1000) / 1000,
+		Version:        Version,
+		Queue: QueueStatus{
+			Depth:    qs.Depth,
+			Bytes:    qs.Bytes,
+			Dropped:  qs.Dropped,
+			MaxBytes: int64(a.cfg.Queue.MaxBytes),
+			Overflow: a.cfg.Queue.Overflow,
+		},
+	}
+	if !qs.Oldest.IsZero() {
+		st.Queue.OldestAgeSeconds = math.Max(0, math.Round(now.Sub(qs.Oldest).Seconds()*1000)/1000)
+	}
+	return st
+}
+
+func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if !allowMethod(w, r, http.MethodGet) {
+		return
+	}
+	writeJSON(w, http.StatusOK, a.Status())
+}
+
+// handleMetrics serves the Prometheus text exposition format (version 0.0.4).
+func (a *Agent) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if !allowMethod(w, r, http.MethodGet) {
+		return
+	}
+	st := a.Status()
+	var b strings.Builder
+	metric := func(name, typ, help string, v any) {
+		fmt.Fprintf(&b, "# HELP edge_agent_%s %s\n# TYPE edge_agent_%s %s\nedge_agent_%s %v\n", name, help, name, typ, name, v)
+	}
+	connected := 0
+	if st.State == "connected" {
+		connected = 1
+	}
+	metric("connected", "gauge", "1 when connected to the broker.", connected)
+	metric("connects_total", "counter", "Successful broker connections.", st.Connects)
+	metric("queue_depth", "gauge", "Messages in the durable queue.", st.Queue.Depth)
+	metric("queue_bytes", "gauge", "Bytes in the durable queue.", st.Queue.Bytes)
+	metric("queue_max_bytes", "gauge", "Configured queue bound in bytes.", st.Queue.MaxBytes)
+	metric("queue_oldest_age_seconds", "gauge", "Age of the oldest queued message.", st.Queue.OldestAgeSeconds)
+	metric("queue_dropped_total", "counter", "Messages dropped by overflow drop-oldest.", st.Queue.Dropped)
+	metric("accepted_total", "counter", "Messages durably accepted through the local API.", st.Accepted)
+	metric("delivered_total", "counter", "Messages acknowledged by the broker (QoS 1) or written (QoS 0).", st.Delivered)
+	metric("rejected_total", "counter", "Messages refused by the broker.", st.Rejected)
+	metric("received_total", "counter", "Messages received from broker subscriptions.", st.Received)
+	metric("subscriber_dropped_total", "counter", "Messages not delivered to a local subscriber that was too slow.", atomic.LoadUint64(&a.hub.dropped))
+	metric("inflight", "gauge", "Unacknowledged QoS 1 publishes.", st.Inflight)
+	metric("subscribers", "gauge", "Open local subscriber streams.", st.Subscribers)
+	metric("api_errors_total", "counter", "Local API requests answered with an error.", atomic.LoadUint64(&a.stats.apiErrors))
+	fmt.Fprintf(&b, "# HELP edge_agent_info Build information.\n# TYPE edge_agent_info gauge\nedge_agent_info{version=%q,provider=%q} 1\n", st.Version, st.Provider)
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Write([]byte(b.String()))
+}

@@ -1,0 +1,176 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Config is the whole agent configuration. Field tags are the TOML keys.
+type Config struct {
+	ClientID  string      `toml:"client_id"`
+	StateDir  string      `toml:"state_dir"`
+	Socket    string      `toml:"socket"`
+	Broker    Broker      `toml:"broker"`
+	Cognito   Cognito     `toml:"cognito"`
+	Queue     Queue       `toml:"queue"`
+	Subscribe []Subscribe `toml:"subscribe"`
+	Access    []Access    `toml:"access"`
+	Log       Log         `toml:"log"`
+	API       API         `toml:"api"`
+
+	// Warnings are things Parse adjusted instead of refusing (a keepalive
+	// clamped into the AWS IoT range, for instance). The caller logs them.
+	Warnings []string `toml:"-"`
+	// HasCognito is true when the file has a [cognito] table.
+	HasCognito bool `toml:"-"`
+}
+
+// Broker is the [broker] table: where and how to connect.
+type Broker struct {
+	Provider     string   `toml:"provider"` // ProviderMQTT or ProviderAWSIoT
+	URL          string   `toml:"url"`
+	Region       string   `toml:"region"` // aws-iot; parsed from the host when empty
+	Username     string   `toml:"username"`
+	PasswordFile string   `toml:"password_file"` // Load makes it absolute (relative to the config file)
+	CAFile       string   `toml:"ca_file"`       // Load makes it absolute (relative to the config file)
+	Keepalive    Duration `toml:"keepalive"`
+	MaxInflight  int      `toml:"max_inflight"`
+}
+
+// Cognito is the [cognito] table: AWS credentials from an identity pool.
+type Cognito struct {
+	IdentityPoolID string `toml:"identity_pool_id"`
+	Endpoint       string `toml:"endpoint"`
+}
+
+// Queue is the [queue] table: the on-disk bound.
+type Queue struct {
+	MaxBytes Size   `toml:"max_bytes"`
+	Overflow string `toml:"overflow"` // OverflowDropOldest or OverflowReject
+}
+
+// Subscribe is one [[subscribe]] entry: an always-on broker subscription.
+type Subscribe struct {
+	Topic string `toml:"topic"`
+	QoS   int    `toml:"qos"`
+}
+
+// Access is one [[access]] entry: who may use the local socket and for
+// which topics. Exactly one of User, UID, GID, Group is set.
+type Access struct {
+	User      string   `toml:"user"`
+	UID       *int     `toml:"uid"`
+	GID       *int     `toml:"gid"`
+	Group     string   `toml:"group"`
+	Publish   []string `toml:"publish"`
+	Subscribe []string `toml:"subscribe"`
+}
+
+// Log is the [log] table.
+type Log struct {
+	Level  string `toml:"level"`  // debug|info|warn|error
+	Format string `toml:"format"` // text|json
+}
+
+// API is the [api] table: limits of the local API.
+type API struct {
+	MaxPayload Size `toml:"max_payload"` // default 256KiB for mqtt, 128KiB for aws-iot
+}
+
+// Provider names and overflow policies.
+const (
+	ProviderMQTT       = "mqtt"
+	ProviderAWSIoT     = "aws-iot"
+	OverflowDropOldest = "drop-oldest"
+	OverflowReject     = "reject"
+)
+
+// Defaults that are not obvious from Default.
+const (
+	DefaultMaxPayloadMQTT   Size = 256 * KiB
+	DefaultMaxPayloadAWSIoT Size = 128 * KiB
+	MinQueueBytes           Size = 64 * KiB
+)
+
+// Default returns the configuration used for every key the file leaves
+// out. client_id is the host name ("" when it cannot be read, which Parse
+// then reports). api.max_payload is left 0 here; Parse fills it in from the
+// provider.
+func Default() *Config {
+	host, _ := os.Hostname() // an error leaves "", reported by validation as a missing client_id
+	return &Config{
+		ClientID: host,
+		StateDir: "/var/lib/edge-agent",
+		Socket:   "/run/edge-agent/agent.sock",
+		Broker: Broker{
+			Provider:    ProviderMQTT,
+			Keepalive:   Duration{60e9},
+			MaxInflight: 64,
+		},
+		Queue: Queue{MaxBytes: 256 * MiB, Overflow: OverflowDropOldest},
+		Log:   Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads the file at path and parses it (see Parse). It also resolves
+// broker.password_file and broker.ca_file relative to the file's directory
+// and checks that both can be opened.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w (pass another file with --config)", err)
+	}
+	cfg, ix, err := parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, f := range []struct {
+		key string
+		p   *string
+	}{{"broker.password_file", &cfg.Broker.PasswordFile}, {"broker.ca_file", &cfg.Broker.CAFile}} {
+		if *f.p == "" {
+			continue
+		}
+		if !filepath.IsAbs(*f.p) {
+			*f.p = filepath.Join(filepath.Dir(path), *f.p)
+		}
+		fh, err := os.Open(*f.p)
+		if err != nil {
+			errs = append(errs, ix.errorf(f.key, err, "cannot open %s: %v", *f.p, errors.Unwrap(err)))
+			continue
+		}
+		st, err := fh.Stat()
+		_ = fh.Close() // opened read-only to check access; nothing to flush
+		if err == nil && st.IsDir() {
+			errs = append(errs, ix.errorf(f.key, nil, "%s is a directory, not a file", *f.p))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// Parse reads a TOML document. name is used in error messages (usually the
+// file name). Keys the document leaves out get their Default; the result is
+// validated. It does not touch the file system.
+func Parse(data []byte, name string) (*Config, error) {
+	cfg, _, err := parse(data, name)
+	return cfg, err
+}
+
+func parse(data []byte, name string) (*Config, *index, error) {
+	ix, err := decode(data, name, Default())
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := ix.cfg
+	cfg.HasCognito = ix.has("cognito")
+	if err := validate(cfg, ix); err != nil {
+		return nil, nil, err
+	}
+	return cfg, ix, nil
+}

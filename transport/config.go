@@ -1,0 +1,202 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Message is one outgoing message handed to the transport by its Source.
+type Message struct {
+	Seq     uint64 // strictly increasing; the transport publishes in Seq order
+	Topic   string
+	Payload []byte
+	QoS     byte      // 0 or 1
+	Retain  bool
+	Expires time.Time // zero = never; once passed the message is rejected with ErrExpired instead of sent
+}
+
+// Source feeds the transport. Every message returned by Next ends in exactly one of Ack or Reject, or is
+// returned again by a later Next (after a reconnect the transport asks again from after=0, so a Source
+// must keep returning every message that has been neither acked nor rejected).
+type Source interface {
+	// Next blocks until at least one message with Seq > after is available (or ctx is done) and returns up
+	// to max of them in Seq order.
+	Next(ctx context.Context, after uint64, max int) ([]Message, error)
+	// Ack is called once the broker acknowledged a QoS 1 message with PUBACK success, or once a QoS 0
+	// message was written to the connection. It may be called again for the same seq after a reconnect.
+	Ack(seq uint64)
+	// Reject is called when the message can never be delivered: the broker refused it (PUBACK reason
+	// code >= 0x80, error wraps ErrRefused), it expired (ErrExpired) or it is malformed (ErrInvalidMessage).
+	Reject(seq uint64, reason error)
+}
+
+// Received is a PUBLISH from the broker, handed to Config.OnMessage.
+type Received struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool
+}
+
+// Subscription is a topic filter and the maximum QoS requested for it.
+type Subscription struct {
+	Filter string
+	QoS    byte
+}
+
+// Config configures a Client. The zero value of every optional field selects the documented default.
+type Config struct {
+	URL string // ws:// or wss://…/mqtt; required unless Endpoint is set
+	// Endpoint, when set, is called before EVERY connection attempt and its URL and header override URL
+	// (this is where an AWS SigV4 presigned URL is made, so each attempt carries fresh credentials).
+	Endpoint func(ctx context.Context) (string, http.Header, error)
+	ClientID string // required
+	Username string // sent in CONNECT when non-empty
+	Password []byte // sent in CONNECT when non-nil; never logged
+	// TLS is used for wss://. nil = system roots with full verification. InsecureSkipVerify is refused.
+	TLS           *tls.Config
+	Keepalive     time.Duration  // default 60s; whole seconds, 1s..65535s
+	Subscriptions []Subscription // always-on, restored after every reconnect
+	// Backoff returns the wait before reconnect attempt n (n counts consecutive failures from 0).
+	// Default: FullJitter(time.Second, 2*time.Minute).
+	Backoff     func(attempt int) time.Duration
+	StableAfter time.Duration // a connection up this long resets the attempt counter (default 30s)
+	// MaxInflight bounds unacknowledged QoS 1 publishes (default 64). The window actually used on a
+	// connection is min(MaxInflight, the broker's Receive Maximum).
+	MaxInflight int
+	// OnMessage receives broker PUBLISHes. It is called from the transport's own dispatcher goroutine,
+	// one message at a time, never from the MQTT reader. If it falls IncomingBuffer messages behind, newer
+	// messages are dropped and counted in Status.DroppedIncoming (the MQTT connection is never stalled).
+	OnMessage func(Received)
+	Logger    *slog.Logger // default: discard
+
+	// Added beyond the package contract:
+	ConnectTimeout time.Duration // dial + WebSocket handshake + CONNACK bound (default 30s)
+	DrainTimeout   time.Duration // on shutdown, how long to wait for in-flight PUBACKs (default 2s)
+	IncomingBuffer int           // capacity of the OnMessage channel (default 1024)
+}
+
+const (
+	defaultKeepalive      = 60 * time.Second
+	defaultStableAfter    = 30 * time.Second
+	defaultMaxInflight    = 64
+	defaultConnectTimeout = 30 * time.Second
+	defaultDrainTimeout   = 2 * time.Second
+	defaultIncomingBuffer = 1024
+)
+
+// ErrConfig is wrapped by every error New returns for a bad Config.
+var ErrConfig = errors.New("invalid transport config")
+
+func (cfg *Config) applyDefaults() {
+	if cfg.Keepalive == 0 {
+		cfg.Keepalive = defaultKeepalive
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = FullJitter(time.Second, 2*time.Minute)
+	}
+	if cfg.StableAfter == 0 {
+		cfg.StableAfter = defaultStableAfter
+	}
+	if cfg.MaxInflight == 0 {
+		cfg.MaxInflight = defaultMaxInflight
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = defaultConnectTimeout
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = defaultDrainTimeout
+	}
+	if cfg.IncomingBuffer == 0 {
+		cfg.IncomingBuffer = defaultIncomingBuffer
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+func (cfg *Config) validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
+	}
+	if cfg.Endpoint == nil {
+		if cfg.URL == "" {
+			return bad("URL is empty and no Endpoint func is set; give a ws:// or wss:// broker URL")
+		}
+		if _, err := parseBrokerURL(cfg.URL); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	switch {
+	case cfg.ClientID == "":
+		return bad("ClientID is empty; every MQTT connection needs a client id")
+	case len(cfg.ClientID) > maxTopicLen || !utf8.ValidString(cfg.ClientID):
+		return bad("ClientID must be valid UTF-8 of at most %d bytes", maxTopicLen)
+	case cfg.TLS != nil && cfg.TLS.InsecureSkipVerify:
+		return bad("TLS.InsecureSkipVerify is not allowed; add the broker's CA to TLS.RootCAs instead")
+	case cfg.Keepalive < time.Second || cfg.Keepalive > 65535*time.Second:
+		return bad("Keepalive %s is out of range; use 1s..65535s", cfg.Keepalive)
+	case cfg.MaxInflight < 1 || cfg.MaxInflight > 65535:
+		return bad("MaxInflight %d is out of range; use 1..65535", cfg.MaxInflight)
+	case cfg.StableAfter < 0 || cfg.ConnectTimeout < 0 || cfg.DrainTimeout < 0 || cfg.IncomingBuffer < 0:
+		return bad("StableAfter, ConnectTimeout, DrainTimeout and IncomingBuffer must not be negative")
+	}
+	for _, s := range cfg.Subscriptions {
+		if err := validateSubscription(s); err != nil {
+			return fmt.Errorf("%w: Subscriptions: %w", ErrConfig, err)
+		}
+	}
+	return nil
+}
+
+func validateSubscription(s Subscription) error {
+	if err := ValidateFilter(s.Filter); err != nil {
+		return err
+	}
+	if s.QoS > 2 {
+		return fmt.Errorf("%w: filter %q has QoS %d; use 0, 1 or 2", ErrInvalidTopic, s.Filter, s.QoS)
+	}
+	return nil
+}
+
+// parseBrokerURL checks a ws:// or wss:// URL. Its errors never contain the query string (which may hold
+// a signature).
+func parseBrokerURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("broker URL %q does not parse; expected ws://host[:port]/path or wss://…", redactURLString(raw))
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return nil, fmt.Errorf("broker URL %s has scheme %q; only ws:// and wss:// (MQTT over WebSocket) are supported",
+			redactURL(u), u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("broker URL %s has no host", redactURL(u))
+	}
+	return u, nil
+}
+
+// redactURL returns scheme://host/path: no user info, no query string, no fragment.
+func redactURL(u *url.URL) string {
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+}
+
+func redactURLString(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return redactURL(u)
+	}
+	// Unparseable: keep only the scheme; the rest may hold credentials.
+	if i := strings.Index(raw, "://"); i >= 0 && i < 10 {
+		return raw[:i+3] + "…"
+	}
+	return "…"
+}

@@ -1,0 +1,230 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// dialWebSocket opens a WebSocket to a ws:// or wss:// URL with subprotocol "mqtt" and wraps it in a
+// net.Conn. The handshake is bounded by timeout and ctx. Errors name the URL without its query string.
+func dialWebSocket(ctx context.Context, rawURL string, header http.Header, tlsCfg *tls.Config, timeout, writeTimeout time.Duration) (*wsConn, error) {
+	u, err := parseBrokerURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	d := websocket.Dialer{
+		Proxy:            http.ProxyFromEnvironment,
+		HandshakeTimeout: timeout,
+		Subprotocols:     []string{"mqtt"},
+		ReadBufferSize:   16 << 10,
+		WriteBufferSize:  16 << 10,
+	}
+	if u.Scheme == "wss" {
+		if tlsCfg != nil {
+			d.TLSClientConfig = tlsCfg.Clone()
+		} else {
+			d.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12} // system roots, verified
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ws, resp, err := d.DialContext(ctx, u.String(), header)
+	if err != nil {
+		if resp != nil {
+			_ = resp.Body.Close()
+			return nil, fmt.Errorf("websocket handshake with %s failed: HTTP %d %s: %w",
+				redactURL(u), resp.StatusCode, http.StatusText(resp.StatusCode), err)
+		}
+		return nil, fmt.Errorf("websocket dial %s: %w", redactURL(u), err)
+	}
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	return newWSConn(ws, writeTimeout), nil
+}
+
+// wsConn adapts a WebSocket to the byte stream net.Conn that paho expects.
+//
+// Reads: MQTT packets may span or share WebSocket messages; Read returns bytes across message
+// boundaries. Only binary messages are accepted [MQTT-6.0.0-1].
+//
+// Writes: wsConn implements sync.Locker. paho writes every packet through packets.ControlPacket.WriteTo,
+// which takes the lock, writes the fixed header and the body in several Write calls and unlocks. While
+// locked, Write collects the bytes and sends each complete MQTT packet as ONE binary message, so packets
+// from concurrent writers (sender, pinger, PUBACKs from the reader) never interleave, and a failed send is
+// reported to the Write call that completed the packet. Every Write must happen between Lock and Unlock.
+// A failed write is sticky: later writes fail with the same error and the socket is closed so the reader
+// notices at once.
+type wsConn struct {
+	ws           *websocket.Conn
+	writeTimeout time.Duration
+
+	wmu  sync.Mutex // the Locker: one packet at a time
+	wbuf []byte     // the packet being assembled (guarded by wmu)
+	werr error      // sticky write error (guarded by wmu)
+
+	rmu sync.Mutex // guards r
+	r   io.Reader  // current message being read
+
+	errMu    sync.Mutex
+	firstErr error // first read or write failure, for diagnostics
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var errNonBinary = errors.New("websocket: broker sent a non-binary message (MQTT needs binary frames)")
+
+func newWSConn(ws *websocket.Conn, writeTimeout time.Duration) *wsConn {
+	return &wsConn{ws: ws, writeTimeout: writeTimeout}
+}
+
+func (c *wsConn) Lock()   { c.wmu.Lock() }
+func (c *wsConn) Unlock() { c.flushLeftover(); c.wmu.Unlock() }
+
+// Write must be called with the lock held (see the type comment).
+func (c *wsConn) Write(p []byte) (int, error) {
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	c.wbuf = append(c.wbuf, p...)
+	if n, ok := packetLen(c.wbuf); ok && len(c.wbuf) >= n {
+		if err := c.send(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// flushLeftover sends bytes that did not form a complete packet (defensive; paho always writes whole
+// packets inside one Lock/Unlock).
+func (c *wsConn) flushLeftover() {
+	if len(c.wbuf) > 0 && c.werr == nil {
+		_ = c.send()
+	}
+	c.wbuf = c.wbuf[:0]
+}
+
+func (c *wsConn) send() error {
+	if c.writeTimeout > 0 {
+		_ = c.ws.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
+	err := c.ws.WriteMessage(websocket.BinaryMessage, c.wbuf)
+	if cap(c.wbuf) > 1<<20 {
+		c.wbuf = nil // do not pin a huge buffer after one large message
+	} else {
+		c.wbuf = c.wbuf[:0]
+	}
+	if err != nil {
+		c.werr = fmt.Errorf("websocket write: %w", err)
+		c.noteErr(c.werr)
+		_ = c.ws.NetConn().Close() // wake the reader so paho notices now
+		return c.werr
+	}
+	return nil
+}
+
+// packetLen returns the total length of the MQTT packet at the start of b (fixed header byte, Variable
+// Byte Integer remaining length, body) once the header is complete.
+func packetLen(b []byte) (int, bool) {
+	if len(b) < 2 {
+		return 0, false
+	}
+	rem, mult := 0, 1
+	for i := 1; i < len(b) && i <= 4; i++ {
+		rem += int(b[i]&0x7f) * mult
+		if b[i]&0x80 == 0 {
+			return 1 + i + rem, true
+		}
+		mult *= 128
+	}
+	return 0, false
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for {
+		if c.r == nil {
+			typ, r, err := c.ws.NextReader()
+			if err != nil {
+				c.noteErr(fmt.Errorf("websocket read: %w", err))
+				return 0, err
+			}
+			if typ != websocket.BinaryMessage {
+				c.noteErr(errNonBinary)
+				return 0, errNonBinary
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if err == io.EOF {
+			c.r = nil // end of this message; continue with the next one
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		if err != nil {
+			c.noteErr(fmt.Errorf("websocket read: %w", err))
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) noteErr(err error) {
+	c.errMu.Lock()
+	if c.firstErr == nil {
+		c.firstErr = err
+	}
+	c.errMu.Unlock()
+}
+
+// Err returns the first read or write failure seen on the connection, or nil.
+func (c *wsConn) Err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.firstErr
+}
+
+// writeFailed reports whether any write has failed (used before acking QoS 0 messages).
+func (c *wsConn) writeFailed() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.werr != nil
+}
+
+// Close sends a best-effort WebSocket close frame and closes the socket. Safe to call more than once.
+func (c *wsConn) Close() error {
+	c.closeOnce.Do(func() {
+		_ = c.ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(250*time.Millisecond))
+		c.closeErr = c.ws.Close()
+	})
+	return c.closeErr
+}
+
+func (c *wsConn) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
+func (c *wsConn) RemoteAddr() net.Addr               { return c.ws.RemoteAddr() }
+func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
+func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
+func (c *wsConn) SetDeadline(t time.Time) error {
+	if err := c.ws.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.ws.SetWriteDeadline(t)
+}
+
+var (
+	_ net.Conn    = (*wsConn)(nil)
+	_ sync.Locker = (*wsConn)(nil)
+)
