@@ -71,6 +71,10 @@ func (a *Agent) failErr(w http.ResponseWriter, err error) {
 		a.fail(w, ae.status, ae.msg)
 	case errors.Is(err, errForbidden):
 		a.fail(w, http.StatusForbidden, err.Error())
+	case errors.Is(err, queue.ErrTooLarge):
+		a.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("larger than the whole queue (max_bytes %d): %v", int64(a.cfg.Queue.MaxBytes), err))
+	case errors.Is(err, queue.ErrInvalid):
+		a.fail(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, queue.ErrFull):
 		a.fail(w, http.StatusInsufficientStorage, fmt.Sprintf("queue full (max_bytes %d, overflow %q): %v", int64(a.cfg.Queue.MaxBytes), a.cfg.Queue.Overflow, err))
 	case errors.Is(err, syscall.ENOSPC):

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"regexp"
@@ -15,8 +16,8 @@ import (
 // returned for validation.
 func decode(data []byte, file string, cfg *Config) (*index, error) {
 	ix, perr := buildIndex(data, file)
-	if perr == nil && len(ix.unknown) > 0 {
-		return nil, errors.Join(ix.unknown...)
+	if perr == nil && len(ix.schema) > 0 {
+		return nil, errors.Join(ix.schema...)
 	}
 	err := decodeInto(data, cfg)
 	switch {
@@ -118,6 +119,8 @@ func (ix *index) libError(err error, culprit *expr) error {
 
 var typeMismatch = regexp.MustCompile(`^cannot decode TOML (\S+) into struct field \S+ of type (.+)$`)
 
+var floatMismatch = regexp.MustCompile(`^float cannot be assigned to (\S+)$`)
+
 var typeNames = map[string]string{
 	"int": "an integer", "*int": "an integer", "string": "a string", "[]string": "an array of strings",
 	"config.Duration": `a duration string like "60s"`, "config.Size": `a size like "256MiB" or 4096`,
@@ -136,6 +139,12 @@ func tidy(err error) string {
 			want = m[2]
 		}
 		return fmt.Sprintf("wrong type: a TOML %s here, but it must be %s", m[1], want)
+	}
+	if m := floatMismatch.FindStringSubmatch(msg); m != nil {
+		return "wrong type: a float here, but it must be " + cmp.Or(typeNames[m[1]], m[1])
+	}
+	if strings.HasPrefix(msg, "cannot store inline table") {
+		return "wrong type: an inline table is not allowed here"
 	}
 	if strings.HasPrefix(msg, "cannot assign boolean") {
 		return "wrong type: a boolean (true/false) is not allowed here"

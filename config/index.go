@@ -23,7 +23,7 @@ type index struct {
 	lines   map[string]int // first line of each indexed path
 	exprs   []expr         // top-level expressions, in document order
 	counts  map[string]int // array-of-tables entries seen, by indexed path
-	unknown []error
+	schema  []error        // unknown keys, tables written over values
 	cfg     *Config
 }
 
@@ -168,10 +168,14 @@ func (ix *index) header(parts []string, array bool, line int) (path, plain strin
 	t = configType
 	reported := false
 	for i, part := range parts {
+		if !reported && t != nil && tomlTagCache[t] == nil {
+			ix.schema = append(ix.schema, notATable(ix.file, line, path, t))
+			reported = true
+		}
 		ft, known := field(t, part)
 		path, plain = join(path, part), join(plain, part)
 		if !known && !reported {
-			ix.unknown = append(ix.unknown, &Error{File: ix.file, Line: line, Key: path, Msg: msgUnknownKey})
+			ix.schema = append(ix.schema, &Error{File: ix.file, Line: line, Key: path, Msg: msgUnknownKey})
 			reported = true
 		}
 		if i == len(parts)-1 && array {
@@ -185,8 +189,20 @@ func (ix *index) header(parts []string, array bool, line int) (path, plain strin
 		}
 		t = ft
 	}
+	if !reported && !array && t != nil && tomlTagCache[t] == nil {
+		ix.schema = append(ix.schema, notATable(ix.file, line, path, t))
+	}
 	ix.add(path, plain, line)
 	return path, plain, t
+}
+
+// notATable reports a table header or dotted key that goes below a key
+// whose value is not a table.
+func notATable(file string, line int, path string, t reflect.Type) *Error {
+	if t.Kind() == reflect.Slice && tomlTagCache[t.Elem()] != nil {
+		return &Error{File: file, Line: line, Key: path, Msg: "wrong type: an array of tables: write [[" + path + "]]"}
+	}
+	return &Error{File: file, Line: line, Key: path, Msg: "wrong type: a value, not a table"}
 }
 
 // keyValue records a key/value (and what an inline table or an array of
@@ -197,10 +213,14 @@ func (ix *index) keyValue(n *unstable.Node, table, plainTable string, t reflect.
 	path, plain := table, plainTable
 	reported := false
 	for _, part := range parts {
+		if !reported && t != nil && tomlTagCache[t] == nil {
+			ix.schema = append(ix.schema, notATable(ix.file, line, path, t))
+			reported = true
+		}
 		ft, known := field(t, part)
 		path, plain = join(path, part), join(plain, part)
 		if !known && !reported {
-			ix.unknown = append(ix.unknown, &Error{File: ix.file, Line: line, Key: path, Msg: msgUnknownKey})
+			ix.schema = append(ix.schema, &Error{File: ix.file, Line: line, Key: path, Msg: msgUnknownKey})
 			reported = true
 		}
 		t = ft
@@ -281,6 +301,9 @@ func (ix *index) has(path string) bool {
 // lineOf returns the line of path, or of its closest parent in the
 // document ("subscribe[1]" for a missing "subscribe[1].topic"), or 0.
 func (ix *index) lineOf(path string) int {
+	if l, ok := ix.lines[path+"[0]"]; ok { // an array of tables as a whole
+		return l
+	}
 	for path != "" {
 		if l, ok := ix.lines[path]; ok {
 			return l

@@ -23,7 +23,7 @@ const (
 )
 
 var (
-	awsIoTHost   = regexp.MustCompile(`^[a-z0-9-]+\.iot\.([a-z]{2}(?:-[a-z]+)+-[0-9]+)\.amazonaws\.com(?:\.cn)?$`)
+	awsIoTHost   = regexp.MustCompile(`^[a-z0-9.-]+\.iot\.([a-z]{2}(?:-[a-z]+)+-[0-9]+)\.amazonaws\.com(?:\.cn)?$`)
 	awsRegion    = regexp.MustCompile(`^[a-z]{2}(?:-[a-z]+)+-[0-9]+$`)
 	cognitoPool  = regexp.MustCompile(`^[a-z]{2}(?:-[a-z]+)+-[0-9]+:[0-9a-fA-F-]+$`)
 	knownLevels  = []string{"debug", "info", "warn", "error"}

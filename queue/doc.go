@@ -19,7 +19,11 @@
 //     counting keys and page overhead). With DropOldest the oldest records are
 //     deleted in the same transaction that stores the new ones, counted in
 //     Stats.Dropped (persisted in the file) and their WaitAcked callers get
-//     ErrDropped. With Reject the Append fails with ErrFull and stores nothing.
+//     ErrDropped (when the bound is tiny this may include records of an earlier
+//     Append in the same commit: they were the oldest). With Reject the Append
+//     fails with ErrFull and stores nothing. Acked records awaiting removal are
+//     deleted at the start of every commit, so they never cause a drop or a
+//     rejection.
 //     A message (or one Append call) bigger than MaxBytes fails with
 //     ErrTooLarge, which wraps ErrFull, in both modes.
 //   - The file carries a format version. A file written by a newer, unknown

@@ -19,7 +19,7 @@ type Message struct {
 	Seq     uint64 // strictly increasing; the transport publishes in Seq order
 	Topic   string
 	Payload []byte
-	QoS     byte      // 0 or 1
+	QoS     byte // 0 or 1
 	Retain  bool
 	Expires time.Time // zero = never; once passed the message is rejected with ErrExpired instead of sent
 }

@@ -29,8 +29,9 @@ const (
 type Option func(*options)
 
 type options struct {
-	tls   bool
-	extra []string
+	tls         bool
+	global      []string
+	perListener []string
 }
 
 // WithTLS adds a third listener: MQTT over WebSocket with TLS (wss), using a CA and
@@ -38,11 +39,18 @@ type options struct {
 // Broker.WSSURL, Broker.CAPEM and Broker.CAFile.
 func WithTLS() Option { return func(o *options) { o.tls = true } }
 
-// WithConfig appends raw mosquitto.conf lines (global options such as
-// "max_inflight_messages 10" or "max_packet_size 1024"). per_listener_settings is
-// false, so the lines apply to every listener wherever they appear.
+// WithConfig adds raw mosquitto.conf lines to the global section, after the
+// package's own defaults (so they can override them), e.g.
+// "max_inflight_messages 10" or "allow_anonymous false".
 func WithConfig(lines ...string) Option {
-	return func(o *options) { o.extra = append(o.extra, lines...) }
+	return func(o *options) { o.global = append(o.global, lines...) }
+}
+
+// WithListenerConfig adds raw mosquitto.conf lines to every listener block.
+// Mosquitto scopes some options to the listener they follow even with
+// per_listener_settings false (max_qos, max_topic_alias, max_connections, …).
+func WithListenerConfig(lines ...string) Option {
+	return func(o *options) { o.perListener = append(o.perListener, lines...) }
 }
 
 // Broker is a running (or stopped) mosquitto process owned by one test.

@@ -82,7 +82,7 @@ func TestWebSocketToSubscriberBinarySafe(t *testing.T) {
 		payload []byte
 	}{
 		{"t/a", []byte("hello")},
-		{"t/with space/and\ttab", []byte("two words\nand a newline\x00nul \xff\xfe")},
+		{"t/with space/ünïcödé", []byte("two words\nand a newline\x00nul \xff\xfe")},
 		{"t/empty", nil},
 		{"t/big", bytes.Repeat([]byte{0, 1, 2, 0xff, ' ', '\n'}, 20000)},
 	}
@@ -193,20 +193,25 @@ func TestKillStopRestartKeepPorts(t *testing.T) {
 	}
 }
 
-func TestWithConfigIsApplied(t *testing.T) {
-	// max_packet_size is enforced: a larger PUBLISH makes the broker drop the client.
-	b := Start(t, WithConfig("max_packet_size 100"))
-	sub := Subscribe(t, b.TCPAddr(), "cfg/#")
-	_ = wsPublish(t, b.WSURL(), nil, "cfg/big", bytes.Repeat([]byte("x"), 500))
-	if err := wsPublish(t, b.WSURL(), nil, "cfg/small", []byte("fits")); err != nil {
-		t.Fatal(err)
+func TestWithListenerConfigIsApplied(t *testing.T) {
+	// max_qos is listener-scoped: QoS 1 publishes are then refused.
+	b := Start(t, WithListenerConfig("max_qos 0"))
+	if err := publish(t, b.TCPAddr(), "cfg/q1", []byte("x"), 1, false); err == nil {
+		t.Fatal("QoS 1 publish accepted: WithListenerConfig lines were not applied")
 	}
-	msgs, err := sub.WaitCount(1, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	if err := publish(t, b.TCPAddr(), "cfg/q0", []byte("x"), 0, false); err != nil {
+		t.Fatalf("QoS 0 publish: %v", err)
 	}
-	if msgs[0].Topic != "cfg/small" {
-		t.Fatalf("first message %q: the oversized one was not refused", msgs[0].Topic)
+}
+
+func TestWithConfigOverridesDefaults(t *testing.T) {
+	b := Start(t, WithConfig("allow_anonymous false"))
+	err := wsPublish(t, b.WSURL(), nil, "cfg/x", []byte("x"))
+	if err == nil || !strings.Contains(err.Error(), "CONNACK") {
+		t.Fatalf("anonymous connect = %v, want a refusing CONNACK", err)
+	}
+	if err := publish(t, b.TCPAddr(), "cfg/x", []byte("x"), 0, false); err == nil {
+		t.Fatal("mosquitto_pub connected anonymously: WithConfig lines were not applied")
 	}
 }
 

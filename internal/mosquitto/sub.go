@@ -255,6 +255,11 @@ func publish(t testing.TB, tcpAddr, topic string, payload []byte, qos byte, reta
 	cmd.Stdin = bytes.NewReader(payload)
 	cmd.SysProcAttr = procAttr()
 	out, err := cmd.CombinedOutput()
+	// mosquitto_pub exits 0 after some failures (e.g. "Error: Message QoS not
+	// supported on broker"); it prints nothing on success, so any "Error" counts.
+	if err == nil && bytes.Contains(out, []byte("Error")) {
+		err = errors.New("mosquitto_pub reported an error")
+	}
 	if err != nil {
 		return fmt.Errorf("mosquitto_pub -t %q to %s: %w: %s", topic, tcpAddr, err, out)
 	}

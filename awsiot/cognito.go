@@ -1,0 +1,146 @@
+package awsiot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/cognitoidentity"
+	"github.com/aws/aws-sdk-go-v2/service/cognitoidentity/types"
+	"github.com/aws/smithy-go"
+)
+
+// ErrIdentityNotFound means Cognito no longer knows the stored identity id
+// (deleted, or the identity pool was replaced). The provider does not create a
+// new identity by itself; see the package documentation.
+var ErrIdentityNotFound = errors.New("cognito identity not found")
+
+// Bounds on one Cognito call (the SDK retries transient errors itself).
+const (
+	cognitoMaxAttempts = 3
+	cognitoMaxBackoff  = 2 * time.Second
+)
+
+// newCognitoClient builds the Cognito Identity client directly (no config
+// module): anonymous credentials (GetId and GetCredentialsForIdentity for
+// unauthenticated identities are unsigned calls), bounded retries.
+func newCognitoClient(region, endpoint string, hc cognitoidentity.HTTPClient) *cognitoidentity.Client {
+	o := cognitoidentity.Options{
+		Region:      region,
+		Credentials: aws.AnonymousCredentials{},
+		HTTPClient:  hc,
+		Retryer: retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = cognitoMaxAttempts
+			so.MaxBackoff = cognitoMaxBackoff
+		}),
+	}
+	if endpoint != "" {
+		o.BaseEndpoint = aws.String(endpoint)
+	}
+	return cognitoidentity.New(o)
+}
+
+// defaultHTTPClient has timeouts on every phase: a device on a bad link must
+// not hang forever in a Cognito call.
+func defaultHTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSHandshakeTimeout = 10 * time.Second
+	tr.ResponseHeaderTimeout = 20 * time.Second
+	tr.IdleConnTimeout = 90 * time.Second
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// observingClient wraps an *http.Client so that the Date header of every
+// Cognito response (errors included) teaches the provider the clock skew.
+type observingClient struct {
+	c *http.Client
+	p *Provider
+}
+
+func (p *Provider) observingClient(c *http.Client) cognitoidentity.HTTPClient {
+	if c == nil {
+		c = defaultHTTPClient()
+	}
+	return &observingClient{c: c, p: p}
+}
+
+func (o *observingClient) Do(req *http.Request) (*http.Response, error) {
+	resp, err := o.c.Do(req)
+	if resp != nil {
+		o.p.ObserveResponse(resp)
+	}
+	return resp, err
+}
+
+// getID calls GetId and explains the errors an operator can fix.
+func (p *Provider) getID(ctx context.Context) (string, error) {
+	out, err := p.cognito.GetId(ctx, &cognitoidentity.GetIdInput{IdentityPoolId: aws.String(p.poolID)})
+	if err != nil {
+		return "", p.explainCognito("GetId", "", err)
+	}
+	if out.IdentityId == nil {
+		return "", fmt.Errorf("awsiot: Cognito GetId for pool %s returned no identity id", p.poolID)
+	}
+	return *out.IdentityId, nil
+}
+
+// getCredentials calls GetCredentialsForIdentity for id.
+func (p *Provider) getCredentials(ctx context.Context, id string) (*types.Credentials, error) {
+	out, err := p.cognito.GetCredentialsForIdentity(ctx, &cognitoidentity.GetCredentialsForIdentityInput{IdentityId: aws.String(id)})
+	if err != nil {
+		return nil, p.explainCognito("GetCredentialsForIdentity", id, err)
+	}
+	c := out.Credentials
+	if c == nil || c.AccessKeyId == nil || *c.AccessKeyId == "" || c.SecretKey == nil || *c.SecretKey == "" {
+		return nil, fmt.Errorf("awsiot: Cognito GetCredentialsForIdentity for identity %s returned incomplete credentials", id)
+	}
+	return c, nil
+}
+
+// explainCognito wraps a Cognito error with what a person should do about it.
+func (p *Provider) explainCognito(op, id string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("awsiot: Cognito %s: %w", op, err)
+	}
+	var (
+		notFound   *types.ResourceNotFoundException
+		notAuth    *types.NotAuthorizedException
+		badPool    *types.InvalidIdentityPoolConfigurationException
+		throttled  *types.TooManyRequestsException
+		invalidArg *types.InvalidParameterException
+		apiErr     smithy.APIError
+	)
+	switch {
+	case errors.As(err, &notFound) && op == "GetId":
+		return fmt.Errorf("awsiot: Cognito %s: identity pool %s does not exist in its region (%s): check cognito.identity_pool_id: %w", op, p.poolID, regionOf(p.poolID), err)
+	case errors.As(err, &notFound):
+		return fmt.Errorf("awsiot: Cognito %s: %w: identity %s (from %s) is unknown to pool %s. "+
+			"edge-agent does not create a new identity by itself because the IoT permissions belong to this one; "+
+			"if the identity was deleted or the pool replaced on purpose, delete %s and restart, then grant the new id "+
+			"(`edge-agent identity`) its IoT policy again: %v", op, ErrIdentityNotFound, id, p.idPath, p.poolID, p.idPath, err)
+	case errors.As(err, &notAuth):
+		return fmt.Errorf("awsiot: Cognito %s refused identity %s of pool %s: enable \"guest access\" (unauthenticated identities) in the identity pool, "+
+			"or check that the identity belongs to this pool: %w", op, id, p.poolID, err)
+	case errors.As(err, &badPool):
+		return fmt.Errorf("awsiot: Cognito %s: identity pool %s is misconfigured: give it an unauthenticated (guest) IAM role whose trust policy allows cognito-identity.amazonaws.com for this pool: %w", op, p.poolID, err)
+	case errors.As(err, &throttled):
+		return fmt.Errorf("awsiot: Cognito %s throttled (TooManyRequests); will retry with backoff: %w", op, err)
+	case errors.As(err, &invalidArg):
+		return fmt.Errorf("awsiot: Cognito %s rejected its input (pool %s, identity %q): %w", op, p.poolID, id, err)
+	case errors.As(err, &apiErr):
+		return fmt.Errorf("awsiot: Cognito %s failed (%s); will retry: %w", op, apiErr.ErrorCode(), err)
+	default:
+		return fmt.Errorf("awsiot: Cognito %s: cannot reach the Cognito Identity service in %s (network, DNS, proxy or cognito.endpoint?): %w", op, regionOf(p.poolID), err)
+	}
+}
+
+func regionOf(poolOrIdentity string) string {
+	r, _ := splitRegionUUID(poolOrIdentity)
+	return r
+}

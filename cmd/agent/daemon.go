@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/config"
+)
+
+const defaultConfigPath = "/etc/edge-agent/agent.toml"
+
+func setupRun(fs *flag.FlagSet) func(context.Context, *cli) int {
+	path := fs.String("config", defaultConfigPath, "configuration `file`")
+	fs.StringVar(path, "c", defaultConfigPath, "configuration `file` (short for --config)")
+	return func(ctx context.Context, c *cli) int {
+		cfg, log, err := prepare(*path, c.stderr)
+		if err != nil {
+			return c.errorf("%v", err)
+		}
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		a, err := agent.New(cfg, log)
+		if err != nil {
+			log.Error("edge-agent cannot start", "err", err)
+			return c.errorf("%v", err)
+		}
+		if err := serve(ctx, a, cfg.Socket, log, c.getenv); err != nil {
+			log.Error("edge-agent stopped", "err", err)
+			return c.errorf("%v", err)
+		}
+		return 0
+	}
+}
+
+// prepare loads the configuration and builds the logger; config warnings
+// go through the logger.
+func prepare(path string, logOut io.Writer) (*config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := newLogger(cfg.Log, logOut)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
+	log.Info("edge-agent starting", "version", version, "config", path, "provider", cfg.Broker.Provider, "client_id", cfg.ClientID)
+	return cfg, log, nil
+}
+
+// newLogger builds the agent's logger: text (one key=value line per record;
+// journald adds its own timestamp but a terminal does not) or JSON.
+func newLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
+		return nil, fmt.Errorf("log.level %q: %w", l.Level, err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch l.Format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("log.format %q: use text or json", l.Format)
+	}
+}
+
+// runner is what serve needs of *agent.Agent.
+type runner interface {
+	Run(ctx context.Context, ready func()) error
+}
+
+// serve runs the agent until ctx is done and keeps systemd informed:
+// READY=1 once the socket is listening, WATCHDOG=1 while running,
+// STOPPING=1 as soon as shutdown begins.
+func serve(ctx context.Context, a runner, socket string, log *slog.Logger, getenv func(string) string) error {
+	sd, err := newNotifier(getenv)
+	if err != nil {
+		log.Warn("systemd notification disabled", "err", err)
+		sd = nil
+	}
+	defer sd.Close()
+	every, watchdogOn, err := watchdogInterval(getenv)
+	if err != nil {
+		log.Warn("systemd watchdog disabled", "err", err)
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	runCtx, endRun := context.WithCancel(context.Background())
+	defer endRun() // runs before wg.Wait: ends the helpers below
+
+	wg.Go(func() { // STOPPING=1 as soon as a signal arrives
+		select {
+		case <-ctx.Done():
+			if err := sd.Notify("STOPPING=1\nSTATUS=stopping"); err != nil {
+				log.Warn("systemd notify failed", "err", err)
+			}
+		case <-runCtx.Done():
+		}
+	})
+	var once sync.Once
+	ready := func() {
+		once.Do(func() {
+			log.Info("edge-agent ready", "socket", socket)
+			if err := sd.Notify("READY=1\nSTATUS=serving on " + socket); err != nil {
+				log.Warn("systemd notify failed", "err", err)
+			}
+			if sd != nil && watchdogOn {
+				wg.Go(func() {
+					sd.watchdog(runCtx, every, func(err error) { log.Warn("systemd watchdog ping failed", "err", err) })
+				})
+			}
+		})
+	}
+	err = a.Run(ctx, ready)
+	if err != nil {
+		_ = sd.Notify("STATUS=failed: " + err.Error()) // best effort: the error is returned anyway
+		return err
+	}
+	log.Info("edge-agent stopped cleanly")
+	return nil
+}

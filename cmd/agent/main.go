@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+)
+
+// version is stamped at build time: -ldflags "-X main.version=1.2.3".
+var version = "dev"
+
+const usageText = `edge-agent: store-and-forward MQTT agent for gateways
+
+Usage:
+  edge-agent run [--config PATH]         run the agent (default config /etc/edge-agent/agent.toml)
+  edge-agent pub -t TOPIC (-m MSG | -f FILE | -l | -s | -n) [-q 0|1] [-r] [--socket PATH]
+                                         publish through the local agent
+  edge-agent sub -t FILTER [-t FILTER…] [-v] [-C COUNT] [--socket PATH]
+                                         print messages from the broker
+  edge-agent status [--json] [--socket PATH]
+                                         connection and queue state
+  edge-agent identity                    print the Cognito identity id
+  edge-agent version                     print the version
+  edge-agent help [COMMAND]              this text, or a command's flags
+
+The client commands find the agent at --socket, else $EDGE_AGENT_SOCKET,
+else /run/edge-agent/agent.sock.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// command is one subcommand. flags builds its FlagSet; exec runs it after
+// parsing and returns the exit code.
+type command struct {
+	summary string
+	setup   func(fs *flag.FlagSet) func(ctx context.Context, c *cli) int
+}
+
+// cli carries the standard streams and the environment of one run.
+type cli struct {
+	name   string // "edge-agent pub": prefix of error messages
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+func (c *cli) errorf(format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "%s: %s\n", c.name, fmt.Sprintf(format, args...))
+	return 1
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"run":      {"run the agent in the foreground", setupRun},
+		"pub":      {"publish messages through the local agent", setupPub},
+		"sub":      {"print messages from the broker", setupSub},
+		"status":   {"show connection and queue state", setupStatus},
+		"identity": {"print the Cognito identity id", setupIdentity},
+		"version":  {"print the version", setupVersion},
+	}
+}
+
+// run is the whole program; it returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return 2
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && name == "help" {
+			return run([]string{args[1], "-h"}, stdin, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usageText)
+		return 0
+	case "--version", "-version":
+		name = "version"
+	}
+	cmd, ok := commands()[name]
+	if !ok {
+		fmt.Fprintf(stderr, "edge-agent: unknown command %q (try edge-agent help)\n", name)
+		return 2
+	}
+	c := &cli{name: "edge-agent " + name, stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors and usage are printed below
+	exec := cmd.setup(fs)
+	usage := func(w io.Writer) {
+		fmt.Fprintf(w, "Usage of %s: %s\n", c.name, cmd.summary)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return 0
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", c.name, err)
+		usage(stderr)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", c.name, fs.Arg(0))
+		usage(stderr)
+		return 2
+	}
+	return exec(context.Background(), c)
+}
+
+// usageError reports a wrong combination of flags: exit code 2.
+func (c *cli) usageError(format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "%s: %s (see %s -h)\n", c.name, fmt.Sprintf(format, args...), c.name)
+	return 2
+}
+
+func setupVersion(fs *flag.FlagSet) func(context.Context, *cli) int {
+	return func(_ context.Context, c *cli) int {
+		fmt.Fprintln(c.stdout, versionString())
+		return 0
+	}
+}
+
+func versionString() string {
+	return fmt.Sprintf("edge-agent %s (%s %s/%s)", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+func setupIdentity(fs *flag.FlagSet) func(context.Context, *cli) int {
+	return func(_ context.Context, c *cli) int {
+		return c.errorf("%s", strings.Join([]string{
+			`no Cognito identity: this needs broker.provider = "aws-iot" and a [cognito] table with identity_pool_id`,
+			"in the agent's config, and an agent version that talks to Cognito (not built yet)",
+		}, " "))
+	}
+}

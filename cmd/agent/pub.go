@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Batching of pub -l: a batch is sent when it holds batchLines lines or
+// batchBytes of NDJSON, or when no line arrived for batchIdle (so that an
+// interactive producer sees its lines go out).
+const (
+	batchLines     = 1000
+	batchBytes     = 256 << 10
+	batchIdle      = 50 * time.Millisecond
+	defaultMaxLine = 256 << 10 // the agent's default payload limit (mqtt)
+)
+
+type pubOptions struct {
+	topic  string
+	qos    int
+	retain bool
+}
+
+func setupPub(fs *flag.FlagSet) func(context.Context, *cli) int {
+	var o pubOptions
+	fs.StringVar(&o.topic, "t", "", "`topic` to publish to (required)")
+	msg := fs.String("m", "", "publish `message`")
+	file := fs.String("f", "", "publish the contents of `file` as one message")
+	lines := fs.Bool("l", false, "publish each line of stdin as a message")
+	all := fs.Bool("s", false, "publish all of stdin as one message")
+	fs.Bool("n", false, "publish an empty message")
+	fs.IntVar(&o.qos, "q", 0, "QoS `level`, 0 or 1")
+	fs.BoolVar(&o.retain, "r", false, "ask the broker to retain the message")
+	maxLine := fs.Int("max-line", defaultMaxLine, "with -l: longest line in `bytes` (the agent's payload limit)")
+	socket := socketFlag(fs)
+	return func(ctx context.Context, c *cli) int {
+		modes := 0
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "m", "f", "l", "s", "n":
+				modes++
+			}
+		})
+		switch {
+		case o.topic == "":
+			return c.usageError("-t TOPIC is required")
+		case modes != 1:
+			return c.usageError("give exactly one of -m MSG, -f FILE, -l, -s or -n")
+		case o.qos != 0 && o.qos != 1:
+			return c.usageError("-q %d: QoS must be 0 or 1", o.qos)
+		case *maxLine < 1:
+			return c.usageError("--max-line must be positive")
+		}
+		api := newAPIClient(socket(c.getenv))
+		defer api.close()
+		if *lines {
+			return c.pubLines(ctx, api, o, *maxLine)
+		}
+		var body io.Reader = http.NoBody
+		length := int64(0)
+		switch {
+		case *file != "":
+			f, err := os.Open(*file)
+			if err != nil {
+				return c.errorf("message not sent: %v", err)
+			}
+			defer f.Close() // read-only
+			st, err := f.Stat()
+			if err != nil {
+				return c.errorf("message not sent: %v", err)
+			}
+			body, length = f, st.Size()
+		case *all:
+			body, length = c.stdin, -1
+		case *msg != "":
+			body, length = bytes.NewReader([]byte(*msg)), int64(len(*msg))
+		}
+		if err := publishOne(ctx, api, o, body, length); err != nil {
+			return c.errorf("message not accepted: %v", err)
+		}
+		return 0
+	}
+}
+
+// publishOne sends one raw message: POST /v1/publish?topic=…&qos=…[&retain=1].
+func publishOne(ctx context.Context, api *apiClient, o pubOptions, body io.Reader, length int64) error {
+	q := url.Values{"topic": {o.topic}, "qos": {strconv.Itoa(o.qos)}}
+	if o.retain {
+		q.Set("retain", "1")
+	}
+	resp, err := api.do(ctx, http.MethodPost, "/v1/publish?"+q.Encode(), "application/octet-stream", body, length)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return serverError(resp)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drain for keep-alive; the id is not needed
+	return nil
+}
+
+// ndjsonLine is one message of a batch (SPEC "Local API").
+type ndjsonLine struct {
+	Topic         string  `json:"topic"`
+	Payload       *string `json:"payload,omitempty"`
+	PayloadBase64 *string `json:"payload_base64,omitempty"`
+	QoS           int     `json:"qos"`
+	Retain        bool    `json:"retain"`
+}
+
+// lineItem is what the stdin reader hands over: a line, or why it stopped.
+type lineItem struct {
+	data []byte
+	err  error
+}
+
+// pubLines publishes stdin line by line in NDJSON batches and reports how
+// many messages the agent durably accepted.
+func (c *cli) pubLines(ctx context.Context, api *apiClient, o pubOptions, maxLine int) int {
+	items := make(chan lineItem, 256)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(items)
+		readLines(c.stdin, maxLine, items, done)
+	})
+	defer func() {
+		close(done)
+		// A Read of a terminal cannot be interrupted; if stdin has no
+		// deadline support the reader is waited for (it ends at EOF or on
+		// done), otherwise it is cut short with a deadline first. A stdin
+		// that refuses a deadline is left to the process exit.
+		if d, ok := c.stdin.(interface{ SetReadDeadline(time.Time) error }); ok {
+			if d.SetReadDeadline(time.Now()) != nil {
+				return
+			}
+		}
+		wg.Wait()
+	}()
+
+	var (
+		batch    bytes.Buffer
+		enc      = json.NewEncoder(&batch)
+		inBatch  int // lines in batch
+		first    = 1 // line number of the batch's first line
+		taken    int // lines taken from stdin
+		accepted int // messages the agent answered 202 for
+	)
+	enc.SetEscapeHTML(false)
+	timer := time.NewTimer(batchIdle)
+	timer.Stop()
+	defer timer.Stop()
+
+	// flush sends the batch; on failure it returns the batch's first line.
+	flush := func() (int, error) {
+		timer.Stop()
+		if inBatch == 0 {
+			return 0, nil
+		}
+		start, n := first, inBatch
+		first += inBatch
+		inBatch = 0
+		got, err := postBatch(ctx, api, batch.Bytes())
+		batch.Reset()
+		accepted += min(got, n)
+		if err == nil && got != n {
+			err = fmt.Errorf("the agent accepted %d of the batch's %d messages", got, n)
+		}
+		return start, err
+	}
+	fail := func(line int, err error) int {
+		return c.errorf("%d of %d messages accepted; stopped at line %d: %v", accepted, taken, line, err)
+	}
+	for {
+		select {
+		case it, ok := <-items:
+			if !ok {
+				if line, err := flush(); err != nil {
+					return fail(line, err)
+				}
+				return 0
+			}
+			if it.err != nil {
+				if errors.Is(it.err, errLineTooLong) {
+					taken++ // a message that was not accepted
+				}
+				if line, err := flush(); err != nil {
+					return fail(line, err)
+				}
+				return fail(taken+boolInt(!errors.Is(it.err, errLineTooLong)), it.err)
+			}
+			taken++
+			m := ndjsonLine{Topic: o.topic, QoS: o.qos, Retain: o.retain}
+			if utf8.Valid(it.data) {
+				s := string(it.data)
+				m.Payload = &s
+			} else {
+				s := base64.StdEncoding.EncodeToString(it.data)
+				m.PayloadBase64 = &s
+			}
+			if err := enc.Encode(&m); err != nil { // cannot fail for these types
+				return fail(taken, err)
+			}
+			inBatch++
+			if inBatch >= batchLines || batch.Len() >= batchBytes {
+				if line, err := flush(); err != nil {
+					return fail(line, err)
+				}
+			} else {
+				timer.Reset(batchIdle)
+			}
+		case <-timer.C:
+			if line, err := flush(); err != nil {
+				return fail(line, err)
+			}
+		case <-ctx.Done():
+			return fail(first, ctx.Err())
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readLines sends each line of r (without its "\n") to out until EOF, an
+// error, a line longer than maxLine, or done.
+func readLines(r io.Reader, maxLine int, out chan<- lineItem, done <-chan struct{}) {
+	send := func(it lineItem) bool {
+		select {
+		case out <- it:
+			return true
+		case <-done:
+			return false
+		}
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		var line []byte
+		started := false
+		for {
+			frag, err := br.ReadSlice('\n')
+			started = started || len(frag) > 0
+			line = append(line, frag...)
+			if n := len(bytes.TrimSuffix(line, []byte("\n"))); n > maxLine {
+				send(lineItem{err: fmt.Errorf("%w: more than %d bytes (the payload limit; see --max-line)", errLineTooLong, maxLine)})
+				return
+			}
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					if started {
+						send(lineItem{data: line})
+					}
+				} else {
+					send(lineItem{err: fmt.Errorf("reading stdin: %w", err)})
+				}
+				return
+			}
+			break
+		}
+		if !send(lineItem{data: line[:len(line)-1]}) {
+			return
+		}
+	}
+}
+
+// postBatch sends NDJSON lines and returns how many the agent accepted.
+func postBatch(ctx context.Context, api *apiClient, body []byte) (int, error) {
+	resp, err := api.do(ctx, http.MethodPost, "/v1/publish", "application/x-ndjson", bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return 0, serverError(resp)
+	}
+	var r struct {
+		Accepted *int `json:"accepted"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&r); err != nil || r.Accepted == nil {
+		return 0, fmt.Errorf("the agent answered HTTP %d without an \"accepted\" count", resp.StatusCode)
+	}
+	return *r.Accepted, nil
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// notifier speaks the systemd notify protocol (sd_notify(3)): datagrams of
+// newline-separated VAR=value assignments sent to the unixgram socket named
+// by $NOTIFY_SOCKET. A name starting with '@' is an abstract socket; Go's
+// net package maps the '@' to the leading NUL byte itself.
+//
+// A nil *notifier (not started by systemd) ignores every call. Notify may
+// be called from several goroutines.
+type notifier struct {
+	mu   sync.Mutex
+	conn *net.UnixConn
+}
+
+// newNotifier connects to $NOTIFY_SOCKET; it returns nil, nil when the
+// variable is unset (not run by systemd with Type=notify).
+func newNotifier(getenv func(string) string) (*notifier, error) {
+	name := getenv("NOTIFY_SOCKET")
+	if name == "" {
+		return nil, nil
+	}
+	if name[0] != '/' && name[0] != '@' {
+		return nil, fmt.Errorf("NOTIFY_SOCKET=%q is neither a path nor an abstract socket name", name)
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: name, Net: "unixgram"})
+	if err != nil {
+		return nil, fmt.Errorf("connect to systemd notify socket %s: %w", name, err)
+	}
+	return &notifier{conn: conn}, nil
+}
+
+// Notify sends one datagram, e.g. "READY=1\nSTATUS=serving".
+func (n *notifier) Notify(state string) error {
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.conn == nil {
+		return errors.New("systemd notify socket already closed")
+	}
+	if _, err := n.conn.Write([]byte(state)); err != nil {
+		return fmt.Errorf("systemd notify %q: %w", state, err)
+	}
+	return nil
+}
+
+// Close releases the socket; later Notify calls fail.
+func (n *notifier) Close() error {
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.conn == nil {
+		return nil
+	}
+	err := n.conn.Close()
+	n.conn = nil
+	return err
+}
+
+// watchdogInterval returns how often to send WATCHDOG=1: half of
+// $WATCHDOG_USEC, as sd_watchdog_enabled(3) advises. ok is false when the
+// watchdog is off, or when $WATCHDOG_PID names another process.
+func watchdogInterval(getenv func(string) string) (every time.Duration, ok bool, err error) {
+	usec := getenv("WATCHDOG_USEC")
+	if usec == "" {
+		return 0, false, nil
+	}
+	if pid := getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(usec, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false, fmt.Errorf("WATCHDOG_USEC=%q is not a positive number of microseconds", usec)
+	}
+	return time.Duration(n) * time.Microsecond / 2, true, nil
+}
+
+// watchdog sends WATCHDOG=1 every interval until ctx is done. It returns
+// when ctx is done; the caller waits for it.
+func (n *notifier) watchdog(ctx context.Context, every time.Duration, onErr func(error)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := n.Notify("WATCHDOG=1"); err != nil {
+				onErr(err)
+			}
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+func setupStatus(fs *flag.FlagSet) func(context.Context, *cli) int {
+	asJSON := fs.Bool("json", false, "print the agent's status JSON as it is")
+	socket := socketFlag(fs)
+	return func(ctx context.Context, c *cli) int {
+		api := newAPIClient(socket(c.getenv))
+		defer api.close()
+		resp, err := api.do(ctx, http.MethodGet, "/v1/status", "", nil, -1)
+		if err != nil {
+			return c.errorf("%v", err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return c.errorf("%v", serverError(resp))
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		if err != nil {
+			return c.errorf("reading the status from edge-agent: %v", err)
+		}
+		if *asJSON {
+			c.stdout.Write(body)
+			if !bytes.HasSuffix(body, []byte("\n")) {
+				io.WriteString(c.stdout, "\n")
+			}
+			return 0
+		}
+		var st map[string]any
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&st); err != nil {
+			return c.errorf("edge-agent sent a status that is not a JSON object: %v", err)
+		}
+		writeStatus(c.stdout, st, time.Now())
+		return 0
+	}
+}
+
+// writeStatus prints the fields of the status JSON (see CONTRACTS) for
+// people: known fields first in a fixed order, anything else after them,
+// missing fields left out.
+func writeStatus(w io.Writer, st map[string]any, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	defer tw.Flush()
+	row := func(label, value string) { fmt.Fprintf(tw, "%s:\t%s\n", label, value) }
+	used := map[string]bool{}
+	field := func(m map[string]any, k string) (any, bool) {
+		v, ok := m[k]
+		return v, ok && v != nil
+	}
+	get := func(k string) (any, bool) { // a top-level field, marked as printed
+		used[k] = true
+		return field(st, k)
+	}
+
+	if v, ok := get("state"); ok {
+		s := str(v)
+		if since, ok := get("since"); ok {
+			if t, err := time.Parse(time.RFC3339Nano, str(since)); err == nil && !t.IsZero() {
+				s += fmt.Sprintf(" since %s (%s ago)", t.Local().Format(time.RFC3339), now.Sub(t).Round(time.Second))
+			} else if str(since) != "" {
+				s += " since " + str(since)
+			}
+		}
+		row("State", s)
+	}
+	for _, f := range []struct{ key, label string }{
+		{"provider", "Provider"}, {"endpoint", "Endpoint"}, {"client_id", "Client ID"},
+		{"identity_id", "Identity ID"}, {"credentials_expire", "Credentials expire"},
+	} {
+		if v, ok := get(f.key); ok {
+			row(f.label, str(v))
+		}
+	}
+	if v, ok := get("last_error"); ok {
+		s := str(v)
+		if s == "" {
+			s = "none"
+		}
+		row("Last error", s)
+	}
+	if v, ok := get("queue"); ok {
+		q, _ := v.(map[string]any)
+		var parts []string
+		if d, ok := field(q, "depth"); ok {
+			parts = append(parts, str(d)+" messages")
+		}
+		if b, ok := field(q, "bytes"); ok {
+			s := humanBytes(num(b))
+			if m, ok := field(q, "max_bytes"); ok {
+				s += " of " + humanBytes(num(m))
+			}
+			parts = append(parts, s)
+		}
+		if a, ok := field(q, "oldest_age_seconds"); ok && num(a) > 0 {
+			parts = append(parts, "oldest "+(time.Duration(num(a)*float64(time.Second))).Round(time.Second).String()+" old")
+		}
+		if d, ok := field(q, "dropped"); ok {
+			parts = append(parts, str(d)+" dropped")
+		}
+		if o, ok := field(q, "overflow"); ok {
+			parts = append(parts, "overflow "+str(o))
+		}
+		if len(parts) == 0 {
+			parts = append(parts, str(v))
+		}
+		row("Queue", strings.Join(parts, ", "))
+	}
+	if v, ok := get("delivered"); ok {
+		row("Delivered", str(v))
+	}
+	if v, ok := get("version"); ok {
+		row("Agent version", str(v))
+	}
+	var rest []string
+	for k := range st {
+		if !used[k] {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
+	for _, k := range rest {
+		row(k, str(st[k]))
+	}
+}
+
+func str(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case json.Number:
+		return v.String()
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Sprint(v)
+		}
+		return string(b)
+	}
+}
+
+func num(v any) float64 {
+	if n, ok := v.(json.Number); ok {
+		f, err := n.Float64()
+		if err == nil {
+			return f
+		}
+	}
+	return math.NaN()
+}
+
+// humanBytes writes 268435456 as "256 MiB".
+func humanBytes(n float64) string {
+	if math.IsNaN(n) {
+		return "?"
+	}
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for n >= 1024 && i < len(units)-1 {
+		n /= 1024
+		i++
+	}
+	if i == 0 || n == math.Trunc(n) {
+		return fmt.Sprintf("%.0f %s", n, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", n, units[i])
+}

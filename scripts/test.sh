@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The test command (README "Quick start": make test; .ci/run runs it too).
+# Installs Mosquitto when missing and running as root, then gofmt, go vet and the
+# whole suite under the race detector. Tests start their own Mosquitto instances
+# on free loopback ports; a system mosquitto service (which the Debian package may
+# start on install) is neither needed nor used.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nFAIL: %s\n' "$*" >&2; exit 1; }
+
+have_mosquitto() {
+	{ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } &&
+		command -v mosquitto_sub >/dev/null && command -v mosquitto_pub >/dev/null
+}
+
+say "edge-agent tests: $(go version)"
+
+say "checking for mosquitto, mosquitto_sub, mosquitto_pub (real brokers are used by the tests)"
+if ! have_mosquitto; then
+	if [ "$(id -u)" -ne 0 ]; then
+		die "Mosquitto is not installed and this is not root. Run:
+    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y mosquitto mosquitto-clients'
+then run this script again."
+	fi
+	command -v apt-get >/dev/null || die "Mosquitto is missing and apt-get is not available: install the mosquitto broker and clients (2.0+, with websockets) by hand."
+	say "installing mosquitto and mosquitto-clients with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y mosquitto mosquitto-clients
+	have_mosquitto || die "mosquitto, mosquitto_sub or mosquitto_pub still missing after apt-get install"
+fi
+mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+echo "    $("$mosq" -h 2>/dev/null | head -n1 || true) ($mosq)"
+
+say "gofmt -l"
+unformatted=$(find . -name '*.go' -not -path './vendor/*' -not -path '*/testdata/*' -not -path './.git/*' -print0 | xargs -0 -r gofmt -l)
+if [ -n "$unformatted" ]; then
+	die "these files need gofmt -w:
+$unformatted"
+fi
+
+say "go vet ./..."
+go vet ./...
+
+say "go test -race -count=1 -timeout 20m ./..."
+go test -race -count=1 -timeout 20m ./...
+
+say "all tests passed"

@@ -1,0 +1,72 @@
+package sigv4
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRegionFromHost(t *testing.T) {
+	tests := []struct {
+		host, want string
+		ok         bool
+	}{
+		{"a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com", "eu-west-1", true},
+		{"a1b2c3d4e5f6g7.iot.us-east-1.amazonaws.com", "us-east-1", true},
+		{"data.iot.us-gov-west-1.amazonaws.com", "us-gov-west-1", true},
+		{"xyz-ats.iot.cn-north-1.amazonaws.com.cn", "cn-north-1", true},
+		{"XYZ-ATS.IOT.AP-SOUTHEAST-2.AMAZONAWS.COM", "ap-southeast-2", true},
+		{"xyz-ats.iot.eu-central-1.amazonaws.com.", "eu-central-1", true},
+		{"xyz-ats.iot.eu-central-1.amazonaws.com:443", "eu-central-1", true},
+		{"a.b.iot.il-central-1.amazonaws.com", "il-central-1", true},
+		{"iot.eu-west-1.amazonaws.com", "", false},    // no endpoint prefix
+		{".iot.eu-west-1.amazonaws.com", "", false},   // empty prefix label
+		{"x..iot.eu-west-1.amazonaws.com", "", false}, // empty label
+		{"x.iot.eu-west.amazonaws.com", "", false},    // region without number
+		{"x.iot.eu-west-1a.amazonaws.com", "", false}, // bad region
+		{"x.iot.Eu_west-1.amazonaws.com", "", false},  // bad region chars
+		{"x.iot.eu-west-1.amazonaws.org", "", false},  // not AWS
+		{"x.iot.eu-west-1.amazonaws.com.evil.example", "", false},
+		{"x.s3.eu-west-1.amazonaws.com", "", false}, // other service
+		{"x.iotx.eu-west-1.amazonaws.com", "", false},
+		{"mqtt.example.com", "", false},
+		{"127.0.0.1:8443", "", false},
+		{"", "", false},
+		{"amazonaws.com", "", false},
+		{".amazonaws.com", "", false},
+	}
+	for _, tc := range tests {
+		got, ok := RegionFromHost(tc.host)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("RegionFromHost(%q) = %q, %t; want %q, %t", tc.host, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func FuzzRegionFromHost(f *testing.F) {
+	for _, s := range []string{
+		"a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com", "x.iot.cn-north-1.amazonaws.com.cn",
+		"x.iot.us-gov-west-1.amazonaws.com:443", "iot.eu-west-1.amazonaws.com", "[::1]:443", "",
+		"x.iot..amazonaws.com", "x.iot.a-b-1.amazonaws.com.",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		region, ok := RegionFromHost(host)
+		if !ok {
+			if region != "" {
+				t.Fatalf("RegionFromHost(%q) = %q with ok=false", host, region)
+			}
+			return
+		}
+		if !validRegion(region) {
+			t.Fatalf("RegionFromHost(%q) = invalid region %q", host, region)
+		}
+		if !strings.Contains(strings.ToLower(host), ".iot."+region+".amazonaws.com") {
+			t.Fatalf("RegionFromHost(%q) = %q, not taken from .iot.<region>.amazonaws.com", host, region)
+		}
+		// Case does not matter for DNS names.
+		if r2, ok2 := RegionFromHost(strings.ToUpper(host)); strings.ToUpper(host) == strings.ToUpper(strings.ToLower(host)) && (r2 != region || !ok2) {
+			t.Fatalf("RegionFromHost(upper(%q)) = %q, %t; want %q", host, r2, ok2, region)
+		}
+	})
+}

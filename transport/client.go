@@ -1,0 +1,423 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// Connection states reported in Status.State.
+const (
+	StateConnecting   = "connecting"
+	StateConnected    = "connected"
+	StateDisconnected = "disconnected" // waiting for the next attempt
+	StateStopped      = "stopped"      // Run is not running
+)
+
+// Status is a snapshot of the client. Cheap to take; safe from any goroutine.
+type Status struct {
+	State          string
+	Since          time.Time // when State last changed
+	URL            string    // broker URL without user info or query string (never leaks a signature)
+	LastError      string    // last connection, SUBACK or publish-level error; cleared by nothing
+	Attempts       int       // failed attempts since the last successful CONNACK
+	Connects       uint64    // successful CONNACKs since New
+	Inflight       int       // QoS 1 publishes sent and not yet acknowledged
+	ReceiveMaximum uint16    // the broker's Receive Maximum on the current/last connection
+	Published      uint64    // messages written to a connection (resends count again)
+	Acked          uint64    // Source.Ack calls
+	Rejected       uint64    // Source.Reject calls
+
+	// Added beyond the package contract:
+	Window          int    // QoS 1 window in use: min(MaxInflight, ReceiveMaximum)
+	DroppedIncoming uint64 // broker messages dropped because OnMessage fell IncomingBuffer behind
+}
+
+// Client keeps one MQTT 5 over WebSocket connection alive and pumps a Source through it.
+// All methods are safe for concurrent use. Run may only be active once at a time.
+type Client struct {
+	cfg Config
+	src Source
+	log *slog.Logger
+
+	running atomic.Bool
+
+	mu       sync.Mutex // guards the fields below
+	state    string
+	since    time.Time
+	url      string
+	lastErr  string
+	attempts int
+	recvMax  uint16
+	window   int
+	cur      *paho.Client       // the live connection, or nil
+	dyn      map[string]*subRef // dynamic subscriptions by filter
+	always   map[string]byte    // Config.Subscriptions by filter (max QoS)
+
+	connects, published, acked, rejected, dropped atomic.Uint64
+	inflight, peakInflight                        atomic.Int64
+
+	subOp    chan struct{} // capacity 1: serialises subscription traffic with restore-on-connect
+	incoming chan Received // broker messages waiting for the dispatcher
+}
+
+// New validates cfg, applies defaults and returns a Client that does nothing until Run.
+func New(cfg Config, src Source) (*Client, error) {
+	if src == nil {
+		return nil, fmt.Errorf("%w: Source is nil", ErrConfig)
+	}
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.Subscriptions = append([]Subscription(nil), cfg.Subscriptions...)
+	cfg.Password = append([]byte(nil), cfg.Password...)
+	c := &Client{
+		cfg:      cfg,
+		src:      src,
+		log:      cfg.Logger,
+		state:    StateStopped,
+		since:    time.Now(),
+		dyn:      make(map[string]*subRef),
+		always:   make(map[string]byte),
+		subOp:    make(chan struct{}, 1),
+		incoming: make(chan Received, cfg.IncomingBuffer),
+	}
+	if cfg.Endpoint == nil {
+		c.url = redactURLString(cfg.URL)
+	}
+	for _, s := range cfg.Subscriptions {
+		c.always[s.Filter] = max(c.always[s.Filter], s.QoS)
+	}
+	return c, nil
+}
+
+// Status returns a snapshot of the connection state and counters.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	s := Status{
+		State: c.state, Since: c.since, URL: c.url, LastError: c.lastErr, Attempts: c.attempts,
+		ReceiveMaximum: c.recvMax, Window: c.window,
+	}
+	c.mu.Unlock()
+	s.Connects = c.connects.Load()
+	s.Inflight = int(c.inflight.Load())
+	s.Published = c.published.Load()
+	s.Acked = c.acked.Load()
+	s.Rejected = c.rejected.Load()
+	s.DroppedIncoming = c.dropped.Load()
+	return s
+}
+
+// Run connects, publishes and reconnects until ctx is done, then stops sending, waits up to DrainTimeout
+// for in-flight PUBACKs, sends DISCONNECT, closes the connection and returns nil. Failures never end Run:
+// each is logged once with its reason and the delay before the next attempt (FullJitter by default; the
+// attempt counter resets after a connection stayed up StableAfter).
+func (c *Client) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer c.running.Store(false)
+
+	dispatchCtx, stopDispatch := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.dispatch(dispatchCtx)
+	}()
+	defer func() {
+		stopDispatch()
+		wg.Wait()
+		c.setState(StateStopped, nil)
+	}()
+
+	backoffAttempt := 0
+	for {
+		up, err := c.connection(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if up >= c.cfg.StableAfter {
+			backoffAttempt = 0
+		}
+		delay := c.cfg.Backoff(backoffAttempt)
+		backoffAttempt++
+		if err == nil {
+			err = errors.New("connection closed")
+		}
+		c.mu.Lock()
+		c.attempts++
+		attempts, url := c.attempts, c.url
+		c.mu.Unlock()
+		c.setState(StateDisconnected, err)
+		if up > 0 {
+			c.log.Warn("mqtt connection lost", "url", url, "error", err,
+				"connected_for", up.Round(time.Millisecond), "retry_in", delay.Round(time.Millisecond))
+		} else {
+			c.log.Warn("mqtt connection attempt failed", "url", url, "attempt", attempts, "error", err,
+				"retry_in", delay.Round(time.Millisecond))
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// connection runs one connection from dial to teardown. It returns how long the connection was up
+// (0 if CONNACK never succeeded) and why it ended.
+func (c *Client) connection(ctx context.Context) (time.Duration, error) {
+	c.setState(StateConnecting, nil)
+	rawURL, header := c.cfg.URL, http.Header(nil)
+	if c.cfg.Endpoint != nil {
+		u, h, err := c.cfg.Endpoint(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("resolving the broker endpoint: %w", err)
+		}
+		rawURL, header = u, h
+		c.mu.Lock()
+		c.url = redactURLString(rawURL)
+		c.mu.Unlock()
+	}
+	ws, err := dialWebSocket(ctx, rawURL, header, c.cfg.TLS, c.cfg.ConnectTimeout, c.writeTimeout())
+	if err != nil {
+		return 0, err
+	}
+	sess := newConnSession()
+	pinger := &recordingPinger{DefaultPinger: paho.NewDefaultPinger()}
+	pcfg := paho.ClientConfig{
+		ClientID:      c.cfg.ClientID,
+		Conn:          ws,
+		Session:       sess,
+		PingHandler:   pinger,
+		PacketTimeout: c.cfg.ConnectTimeout,
+	}
+	if c.cfg.OnMessage != nil {
+		pcfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){c.onPublish}
+	}
+	cli := paho.NewClient(pcfg)
+	cp := &paho.Connect{
+		ClientID:   c.cfg.ClientID,
+		CleanStart: true, // our Source is the durable session; see doc.go
+		KeepAlive:  uint16(c.cfg.Keepalive / time.Second),
+	}
+	if c.cfg.Username != "" {
+		cp.Username, cp.UsernameFlag = c.cfg.Username, true
+	}
+	if c.cfg.Password != nil {
+		cp.Password, cp.PasswordFlag = c.cfg.Password, true
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+	ca, err := cli.Connect(cctx, cp)
+	cancel()
+	if err != nil {
+		_ = ws.Close()
+		return 0, connectError(err, ca, ws, c.cfg.ConnectTimeout)
+	}
+	connectedAt := time.Now()
+
+	recvMax := uint16(65535) // absent property means 65535 [MQTT-3.2.2.3.3]
+	if ca.Properties != nil && ca.Properties.ReceiveMaximum != nil {
+		recvMax = *ca.Properties.ReceiveMaximum
+	}
+	window := min(c.cfg.MaxInflight, int(recvMax))
+	var maxPacket uint32 // 0 = no limit
+	if ca.Properties != nil && ca.Properties.MaximumPacketSize != nil {
+		maxPacket = *ca.Properties.MaximumPacketSize
+	}
+	c.connects.Add(1)
+	c.mu.Lock()
+	c.attempts, c.recvMax, c.window = 0, recvMax, window
+	url := c.url
+	c.mu.Unlock()
+	c.setState(StateConnected, nil)
+	c.log.Info("mqtt connected", "url", url, "client_id", c.cfg.ClientID, "receive_maximum", recvMax,
+		"window", window, "keepalive", c.cfg.Keepalive)
+
+	c.restoreSubscriptions(ctx, cli)
+
+	p := &pipeline{
+		cli:        cli,
+		sess:       sess,
+		conn:       ws,
+		window:     make(chan struct{}, window),
+		pending:    make(chan pendingPub, window),
+		senderDone: make(chan struct{}),
+		drained:    make(chan struct{}),
+		done:       cli.Done(),
+		maxPacket:  maxPacket,
+	}
+	sendCtx, stopSend := context.WithCancel(ctx)
+	defer stopSend()
+	senderErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		senderErr <- c.send(sendCtx, p)
+	}()
+	go func() {
+		defer wg.Done()
+		c.await(p)
+	}()
+
+	var why error
+	select {
+	case <-p.done:
+	case err := <-senderErr:
+		if ctx.Err() == nil {
+			why = err
+			_ = cli.Disconnect(&paho.Disconnect{ReasonCode: 0x80}) // unspecified error
+		}
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	c.cur = nil
+	c.mu.Unlock()
+	stopSend()
+	<-p.senderDone
+	if ctx.Err() != nil && why == nil {
+		// Shutdown: the sender has stopped; give in-flight PUBACKs a bounded moment, then DISCONNECT.
+		t := time.NewTimer(c.cfg.DrainTimeout)
+		select {
+		case <-p.drained:
+		case <-p.done:
+		case <-t.C:
+			c.log.Info("mqtt shutdown: in-flight messages not acknowledged in time; they stay queued",
+				"inflight", p.outstanding.Load())
+		}
+		t.Stop()
+		_ = cli.Disconnect(&paho.Disconnect{ReasonCode: 0}) // normal disconnection; waits for paho to stop
+	}
+	<-p.done
+	wg.Wait()
+	up := time.Since(connectedAt)
+	if why == nil {
+		why = firstErr(sess.disconnectReason(), pinger.Err(), ws.Err(), errors.New("connection closed"))
+	}
+	return up, why
+}
+
+func (c *Client) writeTimeout() time.Duration {
+	return max(c.cfg.Keepalive, 5*time.Second)
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// connectError explains a failed CONNECT in words a person can act on.
+func connectError(err error, ca *paho.Connack, ws *wsConn, timeout time.Duration) error {
+	switch {
+	case ca != nil && ca.ReasonCode >= 0x80:
+		reason := ""
+		if ca.Properties != nil && ca.Properties.ReasonString != "" {
+			reason = ": " + ca.Properties.ReasonString
+		}
+		return fmt.Errorf("%w: CONNACK reason 0x%02x (%s)%s", ErrRefused, ca.ReasonCode, connackText(ca.ReasonCode), reason)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("no CONNACK within %s: %w", timeout, err)
+	case ws.Err() != nil:
+		return fmt.Errorf("%w: %w", ErrClosedAfterConnect, ws.Err())
+	default:
+		return fmt.Errorf("mqtt connect: %w", err)
+	}
+}
+
+func connackText(code byte) string {
+	switch code {
+	case 0x80:
+		return "unspecified error"
+	case 0x81:
+		return "malformed packet"
+	case 0x82:
+		return "protocol error"
+	case 0x84:
+		return "unsupported protocol version"
+	case 0x85:
+		return "client identifier not valid"
+	case 0x86:
+		return "bad user name or password"
+	case 0x87:
+		return "not authorized"
+	case 0x88:
+		return "server unavailable"
+	case 0x89:
+		return "server busy"
+	case 0x8A:
+		return "banned"
+	case 0x8C:
+		return "bad authentication method"
+	case 0x95:
+		return "packet too large"
+	case 0x97:
+		return "quota exceeded"
+	case 0x9F:
+		return "connection rate exceeded"
+	}
+	return "see MQTT 5 spec 3.2.2.2"
+}
+
+func (c *Client) setState(state string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != state {
+		c.state, c.since = state, time.Now()
+	}
+	if err != nil {
+		c.lastErr = err.Error()
+	}
+}
+
+func (c *Client) noteError(err error) {
+	c.mu.Lock()
+	c.lastErr = err.Error()
+	c.mu.Unlock()
+}
+
+// onPublish runs on paho's router goroutine: it must never block, so a full channel drops the message.
+// paho acknowledges a QoS 1 message when this returns, so a dropped message is lost (counted and logged).
+func (c *Client) onPublish(pr paho.PublishReceived) (bool, error) {
+	m := Received{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS, Retain: pr.Packet.Retain}
+	select {
+	case c.incoming <- m:
+	default:
+		if n := c.dropped.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th… drop, not every one
+			c.log.Warn("mqtt incoming message dropped: OnMessage is too slow", "topic", m.Topic, "dropped_total", n,
+				"buffer", cap(c.incoming))
+		}
+	}
+	return true, nil
+}
+
+// dispatch delivers broker messages to OnMessage until ctx is done. Messages still buffered at shutdown
+// are discarded.
+func (c *Client) dispatch(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-c.incoming:
+			if ctx.Err() != nil {
+				return
+			}
+			c.cfg.OnMessage(m)
+		}
+	}
+}

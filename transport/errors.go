@@ -1,0 +1,24 @@
+package transport
+
+import "errors"
+
+// Sentinel errors. Test with errors.Is; the wrapping error carries the details (topic, reason code, …).
+var (
+	// ErrExpired: the message's Expires time passed before it could be sent (passed to Source.Reject).
+	ErrExpired = errors.New("message expired before it could be sent")
+	// ErrRefused: the broker answered with a reason code >= 0x80 (PUBACK to Source.Reject, SUBACK from
+	// Subscribe, CONNACK in Status.LastError).
+	ErrRefused = errors.New("refused by the broker")
+	// ErrInvalidMessage: the message can never be published as given (bad topic, QoS > 1, or a feature
+	// the broker does not offer such as retain); passed to Source.Reject.
+	ErrInvalidMessage = errors.New("message cannot be published")
+	// ErrServerDisconnect: the broker sent DISCONNECT.
+	ErrServerDisconnect = errors.New("broker closed the session")
+	// ErrKeepalive: no PINGRESP in time; the link is considered dead.
+	ErrKeepalive = errors.New("keepalive failed")
+	// ErrClosedAfterConnect: the connection closed before a CONNACK arrived. With AWS IoT this usually
+	// means the identity has no IoT policy attached or the role lacks iot:Connect.
+	ErrClosedAfterConnect = errors.New("connection closed by the broker right after CONNECT")
+	// ErrRunning: Run was called while another Run of the same Client is active.
+	ErrRunning = errors.New("transport client is already running")
+)

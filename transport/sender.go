@@ -1,0 +1,264 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// The publish pipeline of one connection. One sender goroutine reads the Source in Seq order and writes
+// each message with paho's PublishMethod_AsyncSend, so the wire order is the Seq order. Before a QoS 1
+// message it takes a slot in window (capacity W = min(MaxInflight, Receive Maximum)); the waiter
+// goroutine gives the slot back when the PUBACK arrives, so at most W QoS 1 publishes are ever
+// unacknowledged. The waiter reads outcomes in FIFO order (brokers send PUBACKs in PUBLISH order
+// [MQTT-4.6.0-2]; an out-of-order PUBACK merely waits in its buffered channel) and calls Source.Ack only
+// after a successful PUBACK, Source.Reject on a reason code >= 0x80. When the connection ends, outcomes
+// not yet received are abandoned: those messages were neither acked nor rejected, so the next connection's
+// sender (which starts again from after=0) sends them again.
+type pipeline struct {
+	cli         *paho.Client
+	sess        *connSession
+	conn        *wsConn
+	window      chan struct{}   // QoS 1 slots; send = acquire, receive = release
+	pending     chan pendingPub // QoS 1 publishes awaiting their outcome, in wire order
+	outstanding atomic.Int64    // len(pending) + the one the waiter holds
+	senderDone  chan struct{}   // closed when the sender returns
+	drained     chan struct{}   // closed by the waiter once the sender is done and nothing is outstanding
+	done        <-chan struct{} // paho client's Done: the connection is gone
+	maxPacket   uint32          // broker's Maximum Packet Size from CONNACK; 0 = no limit
+}
+
+type pendingPub struct {
+	seq  uint64
+	resp chan packets.ControlPacket
+}
+
+var errConnectionGone = errors.New("connection closed")
+
+// send is the sender goroutine. It returns nil when ctx is done, otherwise the error that should end the
+// connection.
+func (c *Client) send(ctx context.Context, p *pipeline) error {
+	defer close(p.senderDone)
+	batch := min(max(cap(p.window), 32), 256)
+	var after uint64 // a new connection always starts over: everything unacked is sent again
+	for {
+		msgs, err := c.src.Next(ctx, after, batch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("reading the outgoing queue: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Seq <= after {
+				continue // a Source must return Seq > after; never send out of order
+			}
+			after = m.Seq
+			if err := c.publishOne(ctx, p, m); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+	}
+}
+
+func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
+	if err := ValidateTopic(m.Topic); err != nil {
+		c.reject(m.Seq, fmt.Errorf("%w: seq %d: %w", ErrInvalidMessage, m.Seq, err))
+		return nil
+	}
+	if m.QoS > 1 {
+		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q has QoS %d; only 0 and 1 are supported", ErrInvalidMessage, m.Seq, m.Topic, m.QoS))
+		return nil
+	}
+	pub := &paho.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain}
+	if !m.Expires.IsZero() {
+		left := time.Until(m.Expires)
+		if left <= 0 {
+			c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q expired at %s", ErrExpired, m.Seq, m.Topic, m.Expires.UTC().Format(time.RFC3339)))
+			return nil
+		}
+		secs := uint32(min((left+time.Second-1)/time.Second, math.MaxUint32)) // round up: never 0 (= no expiry)
+		pub.Properties = &paho.PublishProperties{MessageExpiry: &secs}
+	}
+
+	if size := publishSize(pub); p.maxPacket > 0 && size > int(p.maxPacket) {
+		// Sending it would only get us disconnected, again on every reconnect [MQTT-3.1.2-24].
+		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q is a %d-byte packet; the broker's Maximum Packet Size is %d",
+			ErrInvalidMessage, m.Seq, m.Topic, size, p.maxPacket))
+		return nil
+	}
+
+	if m.QoS == 0 {
+		if _, err := p.cli.PublishWithOptions(ctx, pub, paho.PublishOptions{}); err != nil {
+			if errors.Is(err, paho.ErrInvalidArguments) {
+				c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q: %w", ErrInvalidMessage, m.Seq, m.Topic, err))
+				return nil
+			}
+			return fmt.Errorf("publishing seq %d: %w", m.Seq, err)
+		}
+		if p.conn.writeFailed() {
+			return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(p.conn.Err(), errConnectionGone))
+		}
+		c.published.Add(1)
+		c.ack(m.Seq)
+		return nil
+	}
+
+	select { // take a window slot
+	case p.window <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.done:
+		return errConnectionGone
+	}
+	c.addInflight(1) // counted from before the write until the outcome: an upper bound of what is on the wire
+	_, err := p.cli.PublishWithOptions(ctx, pub, paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
+	resp := p.sess.takeCaptured()
+	if resp == nil { // never entered the session: nothing was sent
+		<-p.window
+		c.addInflight(-1)
+		if errors.Is(err, paho.ErrInvalidArguments) {
+			c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q: %w", ErrInvalidMessage, m.Seq, m.Topic, err))
+			return nil
+		}
+		return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(err, errConnectionGone))
+	}
+	c.published.Add(1)
+	p.outstanding.Add(1)
+	p.pending <- pendingPub{seq: m.Seq, resp: resp} // never blocks: capacity equals the window
+	if err != nil {
+		// paho.ErrNetworkErrorAfterStored: in the session but the write failed; the connection is dying.
+		return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(p.conn.Err(), err))
+	}
+	return nil
+}
+
+// await is the waiter goroutine; it returns when the connection is gone.
+func (c *Client) await(p *pipeline) {
+	senderDone := p.senderDone
+	drained := false
+	checkDrained := func() {
+		if drained || p.outstanding.Load() != 0 {
+			return
+		}
+		select {
+		case <-p.senderDone:
+			close(p.drained)
+			drained = true
+		default:
+		}
+	}
+	for {
+		select {
+		case pp := <-p.pending:
+			select {
+			case cp := <-pp.resp:
+				c.settle(p, pp, cp)
+				checkDrained()
+			case <-p.done:
+				c.abandon(p, pp)
+				return
+			}
+		case <-senderDone:
+			senderDone = nil
+			checkDrained()
+		case <-p.done:
+			c.abandon(p)
+			return
+		}
+	}
+}
+
+// settle applies one outcome. An empty packet means paho dropped the transaction (connection lost).
+func (c *Client) settle(p *pipeline, pp pendingPub, cp packets.ControlPacket) {
+	c.addInflight(-1)
+	p.outstanding.Add(-1)
+	<-p.window // release the slot last, so the counters never exceed the window
+	pa, ok := cp.Content.(*packets.Puback)
+	if !ok || cp.Type != packets.PUBACK {
+		return // not acknowledged: the next connection sends it again
+	}
+	if pa.ReasonCode >= 0x80 {
+		reason := pa.Reason()
+		if pa.Properties != nil && pa.Properties.ReasonString != "" {
+			reason += " " + pa.Properties.ReasonString
+		}
+		c.reject(pp.seq, fmt.Errorf("%w: PUBACK reason 0x%02x for seq %d: %s", ErrRefused, pa.ReasonCode, pp.seq, reason))
+		return
+	}
+	c.ack(pp.seq)
+}
+
+// abandon settles, in order, every outcome that already arrived and forgets the rest.
+func (c *Client) abandon(p *pipeline, head ...pendingPub) {
+	settleOrForget := func(pp pendingPub) {
+		select {
+		case cp := <-pp.resp:
+			c.settle(p, pp, cp)
+		default:
+			p.outstanding.Add(-1)
+			c.addInflight(-1)
+		}
+	}
+	for _, pp := range head {
+		settleOrForget(pp)
+	}
+	for {
+		select {
+		case pp := <-p.pending:
+			settleOrForget(pp)
+		default:
+			return
+		}
+	}
+}
+
+func (c *Client) ack(seq uint64) {
+	c.acked.Add(1)
+	c.src.Ack(seq)
+}
+
+func (c *Client) reject(seq uint64, err error) {
+	if n := c.rejected.Add(1); n&(n-1) == 0 { // 1st, 2nd, 4th… so a flood cannot fill the disk with logs
+		c.log.Warn("mqtt message rejected", "seq", seq, "error", err, "rejected_total", n)
+	}
+	c.noteError(err)
+	c.src.Reject(seq, err)
+}
+
+func (c *Client) addInflight(d int64) {
+	n := c.inflight.Add(d)
+	for {
+		peak := c.peakInflight.Load()
+		if n <= peak || c.peakInflight.CompareAndSwap(peak, n) {
+			return
+		}
+	}
+}
+
+// publishSize is the encoded size of a PUBLISH packet as the sender builds it (QoS 1 packet id
+// included, Message Expiry the only property).
+func publishSize(p *paho.Publish) int {
+	props := 0
+	if p.Properties != nil && p.Properties.MessageExpiry != nil {
+		props = 5
+	}
+	rem := 2 + len(p.Topic) + 1 + props + len(p.Payload)
+	if p.QoS > 0 {
+		rem += 2
+	}
+	vbi := 1
+	for n := rem; n >= 128; n /= 128 {
+		vbi++
+	}
+	return 1 + vbi + rem
+}

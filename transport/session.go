@@ -1,0 +1,135 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session"
+	"github.com/eclipse/paho.golang/paho/session/state"
+)
+
+// connSession wraps paho's in-memory session state for ONE connection (we connect with CleanStart and our
+// Source is the durable session, so nothing here outlives the connection).
+//
+// It exists for two reasons found in paho's source (paho/session/state/state.go, paho/client.go):
+//
+//  1. PublishWithOptions(…, PublishMethod_AsyncSend) gives no way to learn the outcome. AddToSession is
+//     called synchronously by the publishing goroutine with the response channel; for PUBLISH we hand
+//     paho a channel of our own (paho's is send-only) and remember it in captured, which the single
+//     sender goroutine reads right after PublishWithOptions returns — same goroutine, so the
+//     correlation with the message's Seq is deterministic. State.AddToSession also blocks on its send
+//     quota (initialised from the CONNACK Receive Maximum) so the broker's limit holds even without our
+//     own window.
+//  2. With Session Expiry 0, State.ConnectionLost drops its map of pending transactions without
+//     answering their response channels (State.clean), so a Subscribe waiting for SUBACK would hang
+//     until PacketTimeout. ConnectionLost here answers every SUBSCRIBE/UNSUBSCRIBE channel with an
+//     empty ControlPacket, which paho reads as "connection lost". (PUBLISH outcomes are awaited by our
+//     waiter, which also watches the paho client's Done channel.)
+type connSession struct {
+	*state.State
+
+	captured chan packets.ControlPacket // last PUBLISH response channel; touched only by the sender goroutine
+
+	mu       sync.Mutex
+	lost     bool
+	respSent []chan<- packets.ControlPacket // SUBSCRIBE/UNSUBSCRIBE channels to release on loss
+	lostWhy  error                          // DISCONNECT reason from the broker, if any
+}
+
+func newConnSession() *connSession {
+	return &connSession{State: state.NewInMemory()}
+}
+
+func (s *connSession) AddToSession(ctx context.Context, p session.Packet, resp chan<- packets.ControlPacket) error {
+	if p.Type() != packets.PUBLISH {
+		if err := s.State.AddToSession(ctx, p, resp); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.lost {
+			release(resp)
+		} else {
+			s.respSent = append(s.respSent, resp)
+		}
+		return nil
+	}
+	ch := make(chan packets.ControlPacket, 1)
+	if err := s.State.AddToSession(ctx, p, ch); err != nil {
+		return err
+	}
+	s.captured = ch
+	return nil
+}
+
+// takeCaptured returns the response channel of the PUBLISH just added (sender goroutine only).
+func (s *connSession) takeCaptured() chan packets.ControlPacket {
+	ch := s.captured
+	s.captured = nil
+	return ch
+}
+
+func (s *connSession) ConnectionLost(dp *packets.Disconnect) error {
+	err := s.State.ConnectionLost(dp)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if dp != nil && s.lostWhy == nil {
+		reason := ""
+		if dp.Properties != nil {
+			reason = dp.Properties.ReasonString
+		}
+		s.lostWhy = fmt.Errorf("%w: DISCONNECT reason 0x%02x %s", ErrServerDisconnect, dp.ReasonCode, reason)
+	}
+	s.lost = true
+	for _, ch := range s.respSent {
+		release(ch)
+	}
+	s.respSent = nil
+	return err
+}
+
+func (s *connSession) disconnectReason() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lostWhy
+}
+
+// release answers a response channel with the empty packet that means "connection lost", unless it holds
+// an answer already. Never blocks: every channel involved has a buffer of one and at most one sender
+// (paho's State stops sending once ConnectionLost removed the transaction).
+func release(ch chan<- packets.ControlPacket) {
+	select {
+	case ch <- packets.ControlPacket{}:
+	default:
+	}
+}
+
+var _ session.SessionManager = (*connSession)(nil)
+
+// recordingPinger is paho's DefaultPinger that remembers why it stopped (e.g. "PINGRESP timed out"), so
+// a dead link detected by keepalive is reported with that reason.
+type recordingPinger struct {
+	*paho.DefaultPinger
+	mu  sync.Mutex
+	err error
+}
+
+func (p *recordingPinger) Run(ctx context.Context, conn net.Conn, keepAlive uint16) error {
+	err := p.DefaultPinger.Run(ctx, conn, keepAlive)
+	if err != nil {
+		p.mu.Lock()
+		p.err = fmt.Errorf("%w: %w", ErrKeepalive, err)
+		p.mu.Unlock()
+	}
+	return err
+}
+
+func (p *recordingPinger) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
