@@ -108,14 +108,15 @@ func TestNetworkCutQueuesThenDrainsInOrder(t *testing.T) {
 		publishN(50)
 	}
 	st := ta.status()
-	if st.Queue.Depth != during {
-		t.Errorf("queue depth while cut = %d, want %d", st.Queue.Depth, during)
+	// Messages sent just before the cut whose PUBACK was lost stay queued too (at least once).
+	if st.Queue.Depth < during || st.Queue.Depth > during+before {
+		t.Errorf("queue depth while cut = %d, want %d..%d", st.Queue.Depth, during, during+before)
 	}
 	if st.Queue.OldestAgeSeconds < 0 || st.Queue.Bytes <= 0 {
 		t.Errorf("queue stats while cut = %+v", st.Queue)
 	}
 	proxy.Restore()
-	msgs, err := sub.WaitCount(before+during, 60*time.Second)
+	msgs, err := sub.WaitDistinct(before+during, 60*time.Second)
 	if err != nil {
 		t.Fatalf("after restore: %v\nagent log:\n%s", err, ta.logs)
 	}
@@ -170,7 +171,7 @@ func TestWaitDelivered(t *testing.T) {
 		t.Fatalf("depth after timeout = %d, want 1", d)
 	}
 	proxy.Restore()
-	if _, err := sub.WaitCount(2, 30*time.Second); err != nil {
+	if _, err := sub.WaitDistinct(2, 30*time.Second); err != nil {
 		t.Fatalf("the timed-out message was not delivered later: %v", err)
 	}
 }
@@ -417,7 +418,7 @@ func TestRestartKeepsQueue(t *testing.T) {
 	q.Close()
 	proxy.Restore()
 	ta2 := startAgentAt(t, url, "", ta.state, ta.sock)
-	msgs, err := sub.WaitCount(20, 30*time.Second)
+	msgs, err := sub.WaitDistinct(20, 30*time.Second)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, ta2.logs)
 	}

@@ -231,6 +231,7 @@ func TestStoreAndForwardAcrossCutAndKill(t *testing.T) {
 	if _, err := sub.WaitCount(500, 30*time.Second); err != nil {
 		t.Fatalf("online phase: %v", err)
 	}
+	waitFor(t, 10*time.Second, "every PUBACK of the online phase", func() bool { return ag.status().Queue.Depth == 0 })
 
 	proxy.Cut()
 	waitFor(t, 15*time.Second, "agent to see the cut", func() bool { return ag.status().State != "connected" })
@@ -250,7 +251,7 @@ func TestStoreAndForwardAcrossCutAndKill(t *testing.T) {
 	}
 
 	proxy.Restore()
-	msgs, err := sub.WaitCount(2000, 60*time.Second)
+	msgs, err := sub.WaitDistinct(2000, 60*time.Second)
 	if err != nil {
 		t.Fatalf("after restore: %v", err)
 	}

@@ -194,6 +194,22 @@ func (s *Sub) Messages() []Msg {
 // (possibly more than n). On timeout, or if mosquitto_sub exits, it returns what
 // it has with an error saying how many arrived.
 func (s *Sub) WaitCount(n int, timeout time.Duration) ([]Msg, error) {
+	return s.wait(n, timeout, func(msgs []Msg) int { return len(msgs) })
+}
+
+// WaitDistinct is WaitCount counting distinct (topic, payload) pairs, so that redeliveries of an
+// at-least-once stream do not count towards n.
+func (s *Sub) WaitDistinct(n int, timeout time.Duration) ([]Msg, error) {
+	return s.wait(n, timeout, func(msgs []Msg) int {
+		seen := make(map[string]struct{}, len(msgs))
+		for _, m := range msgs {
+			seen[m.Topic+"\x00"+string(m.Payload)] = struct{}{}
+		}
+		return len(seen)
+	})
+}
+
+func (s *Sub) wait(n int, timeout time.Duration, count func([]Msg) int) ([]Msg, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
@@ -201,17 +217,17 @@ func (s *Sub) WaitCount(n int, timeout time.Duration) ([]Msg, error) {
 		msgs := append([]Msg(nil), s.msgs...)
 		ch, exited, exitErr := s.changed, s.exited, s.exitErr
 		s.mu.Unlock()
-		if len(msgs) >= n {
+		if count(msgs) >= n {
 			return msgs, nil
 		}
 		if exited {
 			return msgs, fmt.Errorf("mosquitto_sub %q exited (%v) after %d of %d messages; stderr: %s",
-				s.filter, exitErr, len(msgs), n, s.stderr.String())
+				s.filter, exitErr, count(msgs), n, s.stderr.String())
 		}
 		select {
 		case <-ch:
 		case <-deadline.C:
-			return msgs, fmt.Errorf("mosquitto_sub %q: got %d of %d messages within %v", s.filter, len(msgs), n, timeout)
+			return msgs, fmt.Errorf("mosquitto_sub %q: got %d of %d messages within %v", s.filter, count(msgs), n, timeout)
 		}
 	}
 }
