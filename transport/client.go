@@ -66,6 +66,7 @@ type Client struct {
 
 	subOp    chan struct{} // capacity 1: serialises subscription traffic with restore-on-connect
 	incoming chan Received // broker messages waiting for the dispatcher
+	limiter  *rateLimiter  // nil = no rate limit; used by the sender goroutine only
 }
 
 // New validates cfg, applies defaults and returns a Client that does nothing until Run.
@@ -89,6 +90,7 @@ func New(cfg Config, src Source) (*Client, error) {
 		always:   make(map[string]byte),
 		subOp:    make(chan struct{}, 1),
 		incoming: make(chan Received, cfg.IncomingBuffer),
+		limiter:  newRateLimiter(cfg.MaxPublishRate, cfg.MaxByteRate),
 	}
 	if cfg.Endpoint == nil {
 		c.url = redactURLString(cfg.URL)
@@ -158,6 +160,9 @@ func (c *Client) Run(ctx context.Context) error {
 		attempts, url := c.attempts, c.url
 		c.mu.Unlock()
 		c.setState(StateDisconnected, err)
+		if c.cfg.OnConnectError != nil {
+			c.cfg.OnConnectError(err)
+		}
 		if up > 0 {
 			c.log.Warn("mqtt connection lost", "url", url, "error", err,
 				"connected_for", up.Round(time.Millisecond), "retry_in", delay.Round(time.Millisecond))
@@ -245,6 +250,9 @@ func (c *Client) connection(ctx context.Context) (time.Duration, error) {
 	c.log.Info("mqtt connected", "url", url, "client_id", c.cfg.ClientID, "receive_maximum", recvMax,
 		"window", window, "keepalive", c.cfg.Keepalive)
 
+	if c.cfg.OnConnected != nil {
+		c.cfg.OnConnected()
+	}
 	c.restoreSubscriptions(ctx, cli)
 
 	p := &pipeline{

@@ -230,8 +230,15 @@ func TestEndpointCalledPerAttempt(t *testing.T) {
 	dead := "ws" + strings.TrimPrefix(forbidden.URL, "http") + "/mqtt?X-Amz-Signature=deadbeefsecret"
 	var calls atomic.Int64
 	logs := &syncBuffer{}
+	var errMu sync.Mutex
+	var connErrs []error
 	cfg := Config{
 		ClientID: "ep", Backoff: fastBackoff, Password: []byte("hunter2secret"), Username: "u",
+		OnConnectError: func(err error) {
+			errMu.Lock()
+			connErrs = append(connErrs, err)
+			errMu.Unlock()
+		},
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Endpoint: func(ctx context.Context) (string, http.Header, error) {
 			n := calls.Add(1)
@@ -256,6 +263,18 @@ func TestEndpointCalledPerAttempt(t *testing.T) {
 	if strings.Count(out, "mqtt connection attempt failed") != 3 || strings.Count(out, "HTTP 403") != 3 {
 		t.Fatalf("want each of the 3 failures logged once, with HTTP 403:\n%s", out)
 	}
+	errMu.Lock()
+	if len(connErrs) != 3 {
+		t.Fatalf("OnConnectError called %d times, want 3", len(connErrs))
+	}
+	for _, err := range connErrs {
+		var he *HandshakeError
+		if !errors.As(err, &he) || he.StatusCode != http.StatusForbidden || he.Header.Get("Date") == "" ||
+			!strings.Contains(he.Body, "no") || strings.Contains(he.URL, "secret") {
+			t.Fatalf("OnConnectError got %#v, want a *HandshakeError with status 403, headers, body and a redacted URL", err)
+		}
+	}
+	errMu.Unlock()
 	hdrMu.Lock()
 	defer hdrMu.Unlock()
 	if strings.Join(seenHdr, ",") != "1,2,3" {
@@ -430,5 +449,34 @@ func TestOversizedMessageRejected(t *testing.T) {
 	}
 	if st := c.Status(); st.Connects != 1 {
 		t.Fatalf("connects %d", st.Connects)
+	}
+}
+
+// MaxSubscriptions bounds distinct filters (always-on and dynamic together); references to a filter
+// already subscribed do not count again.
+func TestMaxSubscriptions(t *testing.T) {
+	b := startBroker(t, devbroker.Options{})
+	c := startClient(t, Config{URL: b.URL(), ClientID: "maxsubs", Backoff: fastBackoff, MaxSubscriptions: 3,
+		Subscriptions: []Subscription{{Filter: "a/#", QoS: 1}}}, newFakeSource())
+	waitFor(t, 10*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
+	ctx := context.Background()
+	if err := c.Subscribe(ctx, Subscription{Filter: "b/#", QoS: 1}, Subscription{Filter: "a/#", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Subscribe(ctx, Subscription{Filter: "b/#", QoS: 1}); err != nil {
+		t.Fatalf("a second reference to a subscribed filter: %v", err)
+	}
+	err := c.Subscribe(ctx, Subscription{Filter: "c/#", QoS: 1}, Subscription{Filter: "d/#", QoS: 1})
+	if !errors.Is(err, ErrTooManySubscriptions) {
+		t.Fatalf("4th and 5th filter: %v, want ErrTooManySubscriptions", err)
+	}
+	if err := c.Subscribe(ctx, Subscription{Filter: "c/#", QoS: 1}); err != nil {
+		t.Fatalf("3rd filter: %v", err)
+	}
+	if err := c.Unsubscribe(ctx, "c/#"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Subscribe(ctx, Subscription{Filter: "d/#", QoS: 1}); err != nil {
+		t.Fatalf("after an unsubscribe frees a slot: %v", err)
 	}
 }

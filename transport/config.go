@@ -83,6 +83,23 @@ type Config struct {
 	ConnectTimeout time.Duration // dial + WebSocket handshake + CONNACK bound (default 30s)
 	DrainTimeout   time.Duration // on shutdown, how long to wait for in-flight PUBACKs (default 2s)
 	IncomingBuffer int           // capacity of the OnMessage channel (default 1024)
+
+	// OnConnectError, when set, is called from Run's goroutine with the reason of every failed
+	// connection attempt and every lost connection, before the backoff wait (a *HandshakeError when the
+	// WebSocket upgrade was refused; errors.Is(err, ErrClosedAfterConnect) when the broker hung up right
+	// after CONNECT). It must not block. Diagnosis (AWS IoT hints) hooks in here.
+	OnConnectError func(err error)
+	// OnConnected, when set, is called from Run's goroutine after every successful CONNACK.
+	OnConnected func()
+	// MaxPublishRate bounds outgoing PUBLISH packets per second (0 = no limit), so that a backlog drains
+	// within a broker's per-connection quota (AWS IoT: 100/s) instead of being throttled away.
+	MaxPublishRate float64
+	// MaxByteRate bounds outgoing publish bytes (topic + payload) per second (0 = no limit; AWS IoT:
+	// 512 KiB/s per connection).
+	MaxByteRate int64
+	// MaxSubscriptions bounds the distinct filters subscribed at once (0 = no limit; AWS IoT: 50 per
+	// connection). Subscribe beyond it fails with ErrTooManySubscriptions.
+	MaxSubscriptions int
 }
 
 const (

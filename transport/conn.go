@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
@@ -40,9 +42,10 @@ func dialWebSocket(ctx context.Context, rawURL string, header http.Header, tlsCf
 	ws, resp, err := d.DialContext(ctx, u.String(), header)
 	if err != nil {
 		if resp != nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			_ = resp.Body.Close()
-			return nil, fmt.Errorf("websocket handshake with %s failed: HTTP %d %s: %w",
-				redactURL(u), resp.StatusCode, http.StatusText(resp.StatusCode), err)
+			return nil, &HandshakeError{URL: redactURL(u), StatusCode: resp.StatusCode, Header: resp.Header,
+				Body: sanitizeBody(body), Err: err}
 		}
 		return nil, fmt.Errorf("websocket dial %s: %w", redactURL(u), err)
 	}
@@ -228,3 +231,17 @@ var (
 	_ net.Conn    = (*wsConn)(nil)
 	_ sync.Locker = (*wsConn)(nil)
 )
+
+// sanitizeBody makes an HTTP error body fit for a log line: printable, one line, short.
+func sanitizeBody(b []byte) string {
+	s := strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, string(b))
+	return strings.TrimSpace(s)
+}

@@ -1,6 +1,10 @@
 package transport
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
 
 // Sentinel errors. Test with errors.Is; the wrapping error carries the details (topic, reason code, …).
 var (
@@ -19,6 +23,29 @@ var (
 	// ErrClosedAfterConnect: the connection closed before a CONNACK arrived. With AWS IoT this usually
 	// means the identity has no IoT policy attached or the role lacks iot:Connect.
 	ErrClosedAfterConnect = errors.New("connection closed by the broker right after CONNECT")
+	// ErrTooManySubscriptions: Subscribe would exceed Config.MaxSubscriptions distinct filters.
+	ErrTooManySubscriptions = errors.New("too many subscriptions")
 	// ErrRunning: Run was called while another Run of the same Client is active.
 	ErrRunning = errors.New("transport client is already running")
 )
+
+// HandshakeError is returned (wrapped) when the broker answered the WebSocket upgrade with an HTTP
+// status other than 101: AWS IoT answers 403 to a bad or expired signature, a wrong region or a skewed
+// clock. Header keeps the answer's headers (its Date tells the server's clock); Body its first bytes.
+type HandshakeError struct {
+	URL        string // without query string
+	StatusCode int
+	Header     http.Header
+	Body       string
+	Err        error
+}
+
+func (e *HandshakeError) Error() string {
+	msg := fmt.Sprintf("websocket handshake with %s failed: HTTP %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	return msg
+}
+
+func (e *HandshakeError) Unwrap() error { return e.Err }

@@ -97,6 +97,9 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		return nil
 	}
 
+	if err := c.limiter.wait(ctx, len(m.Topic)+len(m.Payload)); err != nil {
+		return err
+	}
 	if m.QoS == 0 {
 		if _, err := p.cli.PublishWithOptions(ctx, pub, paho.PublishOptions{}); err != nil {
 			if errors.Is(err, paho.ErrInvalidArguments) {

@@ -36,6 +36,26 @@ func (c *Client) Subscribe(ctx context.Context, subs ...Subscription) error {
 
 	var send []Subscription
 	c.mu.Lock()
+	if c.cfg.MaxSubscriptions > 0 {
+		distinct := len(c.always)
+		for f := range c.dyn {
+			if _, ok := c.always[f]; !ok {
+				distinct++
+			}
+		}
+		added := map[string]bool{}
+		for _, s := range subs {
+			_, inAlways := c.always[s.Filter]
+			if c.dyn[s.Filter] == nil && !inAlways && !added[s.Filter] {
+				added[s.Filter] = true
+			}
+		}
+		if distinct+len(added) > c.cfg.MaxSubscriptions {
+			c.mu.Unlock()
+			return fmt.Errorf("%w: %d filters are subscribed and this adds %d; the limit is %d per connection",
+				ErrTooManySubscriptions, distinct, len(added), c.cfg.MaxSubscriptions)
+		}
+	}
 	for _, s := range subs {
 		r := c.dyn[s.Filter]
 		if r == nil {
