@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edge-agent/edge-agent/awsiot"
 	"github.com/edge-agent/edge-agent/config"
 	"github.com/edge-agent/edge-agent/queue"
 	"github.com/edge-agent/edge-agent/transport"
@@ -34,6 +35,8 @@ type Agent struct {
 	passwd []byte
 	limits limits
 	access *accessPolicy
+	aws    *awsiot.Provider // provider aws-iot only
+	diag   diagnosis
 
 	// set by Run
 	q       *queue.Queue
@@ -59,7 +62,18 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	switch cfg.Broker.Provider {
 	case "mqtt":
 	case "aws-iot":
-		return nil, fmt.Errorf("agent: broker.provider %q is not available in this build yet; use \"mqtt\"", cfg.Broker.Provider)
+		p, err := awsiot.New(awsiot.Options{
+			URL:             cfg.Broker.URL,
+			Region:          cfg.Broker.Region,
+			IdentityPoolID:  cfg.Cognito.IdentityPoolID,
+			CognitoEndpoint: cfg.Cognito.Endpoint,
+			StateDir:        cfg.StateDir,
+			Logger:          log.With("component", "aws"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("agent: aws-iot: %w", err)
+		}
+		a.aws = p
 	default:
 		return nil, fmt.Errorf("agent: unknown broker.provider %q (want \"mqtt\" or \"aws-iot\")", cfg.Broker.Provider)
 	}
@@ -123,18 +137,28 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	for _, s := range a.cfg.Subscribe {
 		subs = append(subs, transport.Subscription{Filter: s.Topic, QoS: byte(s.QoS)})
 	}
-	tr, err := transport.New(transport.Config{
-		URL:           a.cfg.Broker.URL,
-		ClientID:      a.cfg.ClientID,
-		Username:      a.cfg.Broker.Username,
-		Password:      a.passwd,
-		TLS:           a.tlsCfg,
-		Keepalive:     a.cfg.Broker.Keepalive.Duration,
-		Subscriptions: subs,
-		MaxInflight:   a.cfg.Broker.MaxInflight,
-		OnMessage:     a.hub.dispatch,
-		Logger:        a.log.With("component", "transport"),
-	}, (*source)(a))
+	tcfg := transport.Config{
+		URL:            a.cfg.Broker.URL,
+		ClientID:       a.cfg.ClientID,
+		Username:       a.cfg.Broker.Username,
+		Password:       a.passwd,
+		TLS:            a.tlsCfg,
+		Keepalive:      a.cfg.Broker.Keepalive.Duration,
+		Subscriptions:  subs,
+		MaxInflight:    a.cfg.Broker.MaxInflight,
+		OnMessage:      a.hub.dispatch,
+		OnConnectError: a.onConnectError,
+		OnConnected:    a.onConnected,
+		Logger:         a.log.With("component", "transport"),
+	}
+	if a.aws != nil {
+		tcfg.Endpoint = a.aws.Endpoint
+		tcfg.MaxInflight = min(tcfg.MaxInflight, awsMaxInflight)
+		tcfg.MaxPublishRate = awsPublishRate
+		tcfg.MaxByteRate = awsByteRate
+		tcfg.MaxSubscriptions = awsMaxSubscriptions
+	}
+	tr, err := transport.New(tcfg, (*source)(a))
 	if err != nil {
 		q.Close()
 		return fmt.Errorf("agent: %w", err)
@@ -153,6 +177,15 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	srv := a.httpServer(streamsCtx)
 
 	var wg sync.WaitGroup
+	if a.aws != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.aws.Run(trCtx); err != nil {
+				a.log.Error("credential refresher stopped", "err", err)
+			}
+		}()
+	}
 	trDone := make(chan error, 1)
 	wg.Add(2)
 	go func() {

@@ -31,6 +31,7 @@ func (a *Agent) httpServer(streams context.Context) *http.Server {
 	mux.HandleFunc("/v1/publish", a.handlePublish)
 	mux.HandleFunc("/v1/subscribe", func(w http.ResponseWriter, r *http.Request) { a.handleSubscribe(streams, w, r) })
 	mux.HandleFunc("/v1/status", a.handleStatus)
+	mux.HandleFunc("/v1/identity", a.handleIdentity)
 	mux.HandleFunc("/metrics", a.handleMetrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %s; see /v1/publish, /v1/subscribe, /v1/status, /metrics", r.URL.Path))

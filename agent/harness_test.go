@@ -51,17 +51,24 @@ func startAgent(t *testing.T, brokerURL, extra string) *testAgent {
 
 func startAgentAt(t *testing.T, brokerURL, extra, state, sock string) *testAgent {
 	t.Helper()
-	toml := fmt.Sprintf(`
-client_id = "test-%d"
-state_dir = %q
-socket    = %q
-
+	return startAgentWith(t, fmt.Sprintf(`
 [broker]
 provider  = "mqtt"
 url       = %q
 keepalive = "5s"
 %s
-`, time.Now().UnixNano(), state, sock, brokerURL, extra)
+`, brokerURL, extra), state, sock)
+}
+
+// startAgentWith runs an agent whose config is the top-level keys followed by body.
+func startAgentWith(t *testing.T, body, state, sock string) *testAgent {
+	t.Helper()
+	toml := fmt.Sprintf(`
+client_id = "test-%d"
+state_dir = %q
+socket    = %q
+%s
+`, time.Now().UnixNano(), state, sock, body)
 	cfg, err := config.Parse([]byte(toml), "test.toml")
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, toml)

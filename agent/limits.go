@@ -35,6 +35,10 @@ func limitsFor(cfg *config.Config) limits {
 	if l.maxPayload <= 0 {
 		l.maxPayload = defaultMaxPayload
 	}
+	if cfg.Broker.Provider == "aws-iot" {
+		l.maxTopicBytes, l.maxTopicSlash = awsMaxTopicBytes, awsMaxTopicSlashes
+		l.maxPayload = min(l.maxPayload, 128<<10) // AWS IoT message payload quota
+	}
 	return l
 }
 
@@ -61,6 +65,11 @@ func (l limits) checkFilter(filter string) error {
 	}
 	if len(filter) > l.maxTopicBytes {
 		return fmt.Errorf("filter is %d bytes, over the limit of %d", len(filter), l.maxTopicBytes)
+	}
+	if l.maxTopicSlash >= 0 {
+		if n := strings.Count(filter, "/"); n > l.maxTopicSlash {
+			return fmt.Errorf("filter has %d slashes, over the limit of %d", n, l.maxTopicSlash)
+		}
 	}
 	return nil
 }

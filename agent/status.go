@@ -29,6 +29,20 @@ type Status struct {
 	Subscribers    int     `json:"subscribers"`
 	UptimeSeconds  float64 `json:"uptime_seconds"`
 	Version        string  `json:"version"`
+	// AWS IoT only.
+	AWS *AWSStatus `json:"aws,omitempty"`
+	// Diagnosis is advice on why the broker refuses the connection; empty when connected.
+	Diagnosis string `json:"diagnosis,omitempty"`
+}
+
+// AWSStatus is the AWS IoT part of Status.
+type AWSStatus struct {
+	IdentityID        string     `json:"identity_id,omitempty"`
+	CredentialSource  string     `json:"credential_source,omitempty"`
+	CredentialsExpire *time.Time `json:"credentials_expire,omitempty"`
+	ClockSkewSeconds  float64    `json:"clock_skew_seconds"`
+	Region            string     `json:"region"`
+	LastError         string     `json:"last_error,omitempty"`
 }
 
 // QueueStatus describes the durable queue.
@@ -70,6 +84,21 @@ func (a *Agent) Status() Status {
 			MaxBytes: int64(a.cfg.Queue.MaxBytes),
 			Overflow: a.cfg.Queue.Overflow,
 		},
+	}
+	if a.aws != nil {
+		as := a.aws.Status()
+		st.AWS = &AWSStatus{
+			IdentityID:       as.IdentityID,
+			CredentialSource: as.CredentialSource,
+			ClockSkewSeconds: as.ClockSkew.Seconds(),
+			Region:           a.aws.Region(),
+			LastError:        as.LastError,
+		}
+		if !as.CredentialsExpire.IsZero() {
+			exp := as.CredentialsExpire.UTC()
+			st.AWS.CredentialsExpire = &exp
+		}
+		st.Diagnosis, _ = a.diag.get()
 	}
 	if !qs.Oldest.IsZero() {
 		st.Queue.OldestAgeSeconds = math.Max(0, math.Round(now.Sub(qs.Oldest).Seconds()*1000)/1000)
