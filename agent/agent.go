@@ -150,13 +150,14 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 		OnConnectError: a.onConnectError,
 		OnConnected:    a.onConnected,
 		Logger:         a.log.With("component", "transport"),
+		// config applies the AWS IoT quotas as defaults for provider aws-iot.
+		MaxPublishRate:   a.cfg.Broker.MaxPublishRate,
+		MaxByteRate:      int64(a.cfg.Broker.MaxByteRate),
+		MaxSubscriptions: a.cfg.Broker.MaxSubscriptions,
 	}
 	if a.aws != nil {
 		tcfg.Endpoint = a.aws.Endpoint
 		tcfg.MaxInflight = min(tcfg.MaxInflight, awsMaxInflight)
-		tcfg.MaxPublishRate = awsPublishRate
-		tcfg.MaxByteRate = awsByteRate
-		tcfg.MaxSubscriptions = awsMaxSubscriptions
 	}
 	tr, err := transport.New(tcfg, (*source)(a))
 	if err != nil {

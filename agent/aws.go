@@ -12,15 +12,12 @@ import (
 	"github.com/edge-agent/edge-agent/transport"
 )
 
-// AWS IoT Core per-connection quotas (AWS IoT Core endpoints and quotas). The rate limits are
-// defaults that [broker] max_publish_rate / max_byte_rate override for accounts with raised quotas.
+// AWS IoT Core quotas enforced on the local API (the per-connection rate and subscription quotas are
+// config defaults: [broker] max_publish_rate, max_byte_rate, max_subscriptions).
 const (
-	awsMaxTopicBytes    = 256
-	awsMaxTopicSlashes  = 7
-	awsMaxInflight      = 100
-	awsPublishRate      = 100       // PUBLISH per second per connection
-	awsByteRate         = 512 << 10 // bytes per second per connection
-	awsMaxSubscriptions = 50        // per connection
+	awsMaxTopicBytes   = 256
+	awsMaxTopicSlashes = 7
+	awsMaxInflight     = 100 // unacknowledged QoS 1 publishes per client
 )
 
 // diagnosis keeps the latest advice about why the broker refuses us, for the log and /v1/status.

@@ -37,6 +37,13 @@ type Broker struct {
 	CAFile       string   `toml:"ca_file"`       // Load makes it absolute (relative to the config file)
 	Keepalive    Duration `toml:"keepalive"`
 	MaxInflight  int      `toml:"max_inflight"`
+	// MaxPublishRate bounds outgoing publishes per second (0 = no limit; aws-iot default 100, the
+	// per-connection quota). Raise it for accounts with raised quotas.
+	MaxPublishRate float64 `toml:"max_publish_rate"`
+	// MaxByteRate bounds outgoing publish bytes per second (0 = no limit; aws-iot default 512KiB).
+	MaxByteRate Size `toml:"max_byte_rate"`
+	// MaxSubscriptions bounds distinct broker subscriptions (0 = no limit; aws-iot default 50).
+	MaxSubscriptions int `toml:"max_subscriptions"`
 }
 
 // Cognito is the [cognito] table: AWS credentials from an identity pool.
@@ -49,6 +56,10 @@ type Cognito struct {
 type Queue struct {
 	MaxBytes Size   `toml:"max_bytes"`
 	Overflow string `toml:"overflow"` // OverflowDropOldest or OverflowReject
+	// MaxAge drops (and counts) messages older than this instead of sending them (0 = keep forever).
+	MaxAge Duration `toml:"max_age"`
+	// MaxDeadLetters bounds the dead-letter store of messages the broker refused (default 10000).
+	MaxDeadLetters int `toml:"max_dead_letters"`
 }
 
 // Subscribe is one [[subscribe]] entry: an always-on broker subscription.
@@ -109,7 +120,7 @@ func Default() *Config {
 			Keepalive:   Duration{60e9},
 			MaxInflight: 64,
 		},
-		Queue: Queue{MaxBytes: 256 * MiB, Overflow: OverflowDropOldest},
+		Queue: Queue{MaxBytes: 256 * MiB, Overflow: OverflowDropOldest, MaxDeadLetters: 10000},
 		Log:   Log{Level: "info", Format: "text"},
 	}
 }

@@ -36,7 +36,7 @@ func TestDefaults(t *testing.T) {
 		Socket:   "/run/edge-agent/agent.sock",
 		Broker: Broker{Provider: "mqtt", URL: "ws://broker.test:8080/mqtt",
 			Keepalive: Duration{60 * time.Second}, MaxInflight: 64},
-		Queue: Queue{MaxBytes: 256 << 20, Overflow: "drop-oldest"},
+		Queue: Queue{MaxBytes: 256 << 20, Overflow: "drop-oldest", MaxDeadLetters: 10000},
 		Log:   Log{Level: "info", Format: "text"},
 		API:   API{MaxPayload: 256 << 10},
 	}
@@ -160,6 +160,16 @@ func TestWarnings(t *testing.T) {
 }
 
 // TestErrors checks every error path: the first error's line, key and text.
+func TestCognitoWithMQTTIsAWarning(t *testing.T) {
+	c, err := Parse([]byte("[broker]\nurl = \"ws://broker.test:8080/mqtt\"\n\n[cognito]\nidentity_pool_id = 'eu-west-1:0000'\n"), "agent.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], `agent.toml:4: cognito: ignored: only used with provider "aws-iot"`) {
+		t.Fatalf("warnings %q", c.Warnings)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	aws := func(lines ...string) string {
 		return doc(append([]string{"[broker]", `provider = "aws-iot"`, `url = "wss://x.iot.eu-west-1.amazonaws.com/mqtt"`}, lines...)...)
@@ -252,7 +262,6 @@ func TestErrors(t *testing.T) {
 		{"state_dir empty", doc("state_dir = ''", "[broker]", wsURL), 1, "state_dir", "empty"},
 		{"socket empty", doc("socket = ''", "[broker]", wsURL), 1, "socket", "empty"},
 		// cognito
-		{"cognito with mqtt", mq("", "[cognito]", "identity_pool_id = 'eu-west-1:0000'"), 4, "cognito", `only valid with provider "aws-iot"`},
 		{"cognito pool missing", aws("[cognito]", "endpoint = ''"), 4, "cognito.identity_pool_id", "missing"},
 		{"cognito pool bad", aws("[cognito]", "identity_pool_id = 'pool'"), 5, "cognito.identity_pool_id", `"pool" is not an identity pool id`},
 		{"cognito endpoint bad", aws("[cognito]", "identity_pool_id = 'eu-west-1:00ab'", "endpoint = 'ftp://x'"), 6, "cognito.endpoint", "not an http(s) URL"},
@@ -355,13 +364,14 @@ func TestSpecExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Verbatim, the example combines provider "mqtt" with a [cognito] table,
-	// which is only valid for aws-iot: every key is known and every value
-	// well-formed, and that combination is the only complaint.
-	_, err = Parse(data, "spec.toml")
-	var e *Error
-	if !errors.As(err, &e) || e.Key != "cognito" || strings.Count(err.Error(), "\n") != 0 {
+	// Verbatim, the example combines provider "mqtt" with a [cognito] table: it parses, and the
+	// aws-iot-only settings (region, the [cognito] table) are the warnings.
+	verbatim, err := Parse(data, "spec.toml")
+	if err != nil {
 		t.Fatalf("verbatim example: %v", err)
+	}
+	if len(verbatim.Warnings) != 2 || !strings.Contains(verbatim.Warnings[0], "broker.region: ignored") || !strings.Contains(verbatim.Warnings[1], "cognito: ignored") {
+		t.Fatalf("verbatim example warnings: %q", verbatim.Warnings)
 	}
 	aws := strings.Replace(string(data), `provider  = "mqtt"`, `provider  = "aws-iot"`, 1)
 	if aws == string(data) {
@@ -374,10 +384,10 @@ func TestSpecExample(t *testing.T) {
 	want := &Config{
 		ClientID: "gw-0001", StateDir: "/var/lib/edge-agent", Socket: "/run/edge-agent/agent.sock",
 		Broker: Broker{Provider: "aws-iot", URL: "wss://broker.example.com/mqtt", Region: "eu-west-1",
-			Keepalive: Duration{time.Minute}, MaxInflight: 64},
+			Keepalive: Duration{time.Minute}, MaxInflight: 64, MaxPublishRate: 100, MaxByteRate: 512 * KiB, MaxSubscriptions: 50},
 		Cognito:    Cognito{IdentityPoolID: "eu-west-1:00000000-0000-0000-0000-000000000000"},
 		HasCognito: true,
-		Queue:      Queue{MaxBytes: 256 * MiB, Overflow: "drop-oldest"},
+		Queue:      Queue{MaxBytes: 256 * MiB, Overflow: "drop-oldest", MaxDeadLetters: 10000},
 		Subscribe:  []Subscribe{{Topic: "devices/gw-0001/cmd/#", QoS: 1}},
 		Access:     []Access{{User: "sensor-reader", Publish: []string{"sensors/#"}, Subscribe: []string{"devices/gw-0001/cmd/#"}}},
 		Log:        Log{Level: "info", Format: "text"},
@@ -489,6 +499,45 @@ func TestCheckFilter(t *testing.T) {
 	for _, bad := range []string{"", "a/#/b", "#/a", "a#", "a/b#", "+a", "a/+b/c", "a+", "##", "a\x00", "\xff", strings.Repeat("a", 65536)} {
 		if err := checkFilter(bad); err == nil {
 			t.Errorf("checkFilter(%q) accepted", bad)
+		}
+	}
+}
+
+func TestRatesAndQueueAgeKeys(t *testing.T) {
+	c, err := Parse([]byte(`
+[broker]
+provider = "aws-iot"
+url = "wss://abc-ats.iot.eu-west-1.amazonaws.com/mqtt"
+max_publish_rate = 400
+max_byte_rate = "2MiB"
+max_subscriptions = 100
+
+[queue]
+max_age = "24h"
+max_dead_letters = 50
+`), "agent.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Broker.MaxPublishRate != 400 || c.Broker.MaxByteRate != 2*MiB || c.Broker.MaxSubscriptions != 100 ||
+		c.Queue.MaxAge.Duration != 24*time.Hour || c.Queue.MaxDeadLetters != 50 {
+		t.Fatalf("got broker %+v queue %+v", c.Broker, c.Queue)
+	}
+	// A small queue gets a matching default payload limit instead of an error.
+	c, err = Parse([]byte("[broker]\nurl = \"ws://b.test/mqtt\"\n[queue]\nmax_bytes = \"64KiB\"\n"), "agent.toml")
+	if err != nil || c.API.MaxPayload != 16*KiB {
+		t.Fatalf("small queue: %v, max_payload %v", err, c.API.MaxPayload)
+	}
+	for _, bad := range []struct{ doc, key string }{
+		{"[broker]\nurl = \"ws://b.test/mqtt\"\nmax_publish_rate = -1\n", "broker.max_publish_rate"},
+		{"[broker]\nurl = \"ws://b.test/mqtt\"\nmax_subscriptions = -1\n", "broker.max_subscriptions"},
+		{"[broker]\nurl = \"ws://b.test/mqtt\"\n[queue]\nmax_age = \"-1s\"\n", "queue.max_age"},
+		{"[broker]\nurl = \"ws://b.test/mqtt\"\n[queue]\nmax_dead_letters = -5\n", "queue.max_dead_letters"},
+	} {
+		_, err := Parse([]byte(bad.doc), "agent.toml")
+		var e *Error
+		if !errors.As(err, &e) || e.Key != bad.key {
+			t.Errorf("%q: got %v, want an error for %s", bad.doc, err, bad.key)
 		}
 	}
 }

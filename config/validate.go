@@ -19,6 +19,8 @@ const (
 	awsMaxClientID    = 128
 	awsMaxInflight    = 100
 	awsMaxSubscribe   = 50
+	awsPublishRate    = 100       // publishes per second per connection
+	awsByteRate       = 512 * KiB // bytes per second per connection
 	mqttMaxPacketSize = 268435455 // [MQTT-2.2.3] variable byte integer limit
 )
 
@@ -133,11 +135,31 @@ func validate(c *Config, ix *index) error {
 		b.MaxInflight = awsMaxInflight
 	}
 
+	switch {
+	case b.MaxPublishRate < 0:
+		bad("broker.max_publish_rate", "%v is negative: use 0 for no limit", b.MaxPublishRate)
+	case b.MaxPublishRate == 0 && aws && !ix.has("broker.max_publish_rate"):
+		b.MaxPublishRate = awsPublishRate
+	}
+	switch {
+	case b.MaxByteRate < 0:
+		bad("broker.max_byte_rate", "%v is negative: use 0 for no limit", b.MaxByteRate)
+	case b.MaxByteRate == 0 && aws && !ix.has("broker.max_byte_rate"):
+		b.MaxByteRate = awsByteRate
+	}
+	switch {
+	case b.MaxSubscriptions < 0:
+		bad("broker.max_subscriptions", "%d is negative: use 0 for no limit", b.MaxSubscriptions)
+	case b.MaxSubscriptions == 0 && aws && !ix.has("broker.max_subscriptions"):
+		b.MaxSubscriptions = awsMaxSubscribe
+	}
+
 	// [cognito]
-	if c.HasCognito {
+	if c.HasCognito && !aws {
+		// SPEC.md's example file carries a [cognito] table with provider "mqtt": accept it, say it is unused.
+		warn("cognito", "ignored: only used with provider %q (broker.provider is %q)", ProviderAWSIoT, b.Provider)
+	} else if c.HasCognito {
 		switch {
-		case !aws:
-			bad("cognito", "a [cognito] table is only valid with provider %q (broker.provider is %q)", ProviderAWSIoT, b.Provider)
 		case c.Cognito.IdentityPoolID == "":
 			bad("cognito.identity_pool_id", `missing: set it ("<region>:<uuid>") or remove the [cognito] table`)
 		case !cognitoPool.MatchString(c.Cognito.IdentityPoolID):
@@ -156,6 +178,12 @@ func validate(c *Config, ix *index) error {
 	default:
 		bad("queue.overflow", "%q: use %q or %q", c.Queue.Overflow, OverflowDropOldest, OverflowReject)
 	}
+	if c.Queue.MaxAge.Duration < 0 {
+		bad("queue.max_age", "%v is negative: use 0 to keep messages until delivered", c.Queue.MaxAge.Duration)
+	}
+	if c.Queue.MaxDeadLetters < 0 {
+		bad("queue.max_dead_letters", "%d is negative", c.Queue.MaxDeadLetters)
+	}
 	if c.Queue.MaxBytes < MinQueueBytes {
 		bad("queue.max_bytes", "%v is below the minimum of %v", c.Queue.MaxBytes, MinQueueBytes)
 	}
@@ -170,6 +198,9 @@ func validate(c *Config, ix *index) error {
 		c.API.MaxPayload = DefaultMaxPayloadMQTT
 		if aws {
 			c.API.MaxPayload = DefaultMaxPayloadAWSIoT
+		}
+		if c.Queue.MaxBytes >= MinQueueBytes && c.API.MaxPayload > c.Queue.MaxBytes/4 {
+			c.API.MaxPayload = c.Queue.MaxBytes / 4 // a small queue gets a matching default
 		}
 	case p <= 0:
 		bad("api.max_payload", "must be at least 1 byte")

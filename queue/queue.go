@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,8 +41,14 @@ func (o Overflow) String() string {
 // the file lock when Options.LockTimeout is zero.
 const DefaultLockTimeout = 2 * time.Second
 
-// FormatVersion is the on-disk format this build writes and reads.
+// FormatVersion is the on-disk format this build writes and reads. The
+// dead-letter bucket and the expiry counters were added without a version
+// change: older builds ignore them, so a downgrade keeps the queue.
 const FormatVersion = 1
+
+// DefaultMaxDeadLetters bounds the dead-letter store when
+// Options.MaxDeadLetters is zero.
+const DefaultMaxDeadLetters = 10000
 
 // Options configure Open.
 type Options struct {
@@ -50,6 +58,13 @@ type Options struct {
 	// LockTimeout bounds how long Open waits for the file lock held by
 	// another process before failing with ErrLocked. 0 = DefaultLockTimeout.
 	LockTimeout time.Duration
+	// MaxAge expires a record once Created+MaxAge has passed (see Next).
+	// 0 = records never expire by age (Message.Expires still applies).
+	MaxAge time.Duration
+	// MaxDeadLetters bounds the dead-letter store (records, not bytes); the
+	// dead letters with the lowest seqs are evicted first and counted in
+	// Stats.DeadLettersDropped. 0 = DefaultMaxDeadLetters.
+	MaxDeadLetters int
 }
 
 // Message is one queued message.
@@ -60,20 +75,26 @@ type Message struct {
 	QoS     byte
 	Retain  bool
 	Created time.Time // set by Append when zero
-	Expires time.Time // zero = never; the queue stores it, the consumer acts on it
+	Expires time.Time // zero = never; once passed, Next removes the record instead of returning it
 }
 
 // Stats is a cheap snapshot of the queue, served from memory.
 type Stats struct {
-	Depth    int       // records stored, including acked ones not yet removed (see Inflight)
+	Depth    int       // records stored, including removed ones whose removal is not committed yet (see Inflight)
 	Bytes    int64     // sum of the encoded sizes of those records
 	Oldest   time.Time // Created of the oldest stored record; zero if empty
 	Dropped  uint64    // records deleted by DropOldest, ever (persisted in the file)
 	Appended uint64    // messages stored since Open
 	Acked    uint64    // acked records removed from the file since Open
-	Inflight int       // acked records whose removal has not been committed yet
+	Inflight int       // records acked, dead-lettered, expired or discarded whose removal has not been committed yet
 	Commits  uint64    // write transactions (fsyncs) since Open; Appended/Commits is the group-commit factor
 	Corrupt  uint64    // undecodable records found by Next and discarded since Open
+	Expired  uint64    // records removed because Expires or Created+MaxAge passed, ever (persisted)
+
+	DeadLetters        int    // records in the dead-letter store (not part of Depth, Bytes or MaxBytes)
+	DeadLetterBytes    int64  // encoded size of those dead-letter records
+	DeadLettered       uint64 // records moved to the dead-letter store, ever (persisted)
+	DeadLettersDropped uint64 // dead letters evicted by MaxDeadLetters, ever (persisted)
 }
 
 var (
@@ -94,14 +115,32 @@ var (
 	ErrCorrupt = errors.New("corrupt queue data")
 	// ErrInvalid: Append was given a message the queue cannot store.
 	ErrInvalid = errors.New("invalid message")
+	// ErrDeadLettered: the message was moved to the dead-letter store
+	// (WaitAcked); the error text carries the reason given to DeadLetter.
+	ErrDeadLettered = errors.New("message moved to the dead-letter store")
+	// ErrExpired: the message expired (Message.Expires or Options.MaxAge)
+	// before it was delivered and was removed.
+	ErrExpired = errors.New("message expired before delivery")
+	// ErrNotDeadLettered: Requeue was given a seq that is not in the
+	// dead-letter store.
+	ErrNotDeadLettered = errors.New("not in the dead-letter store")
+	// ErrDiskFull: a commit failed because the file system is full. Errors
+	// wrapping it also wrap the system's error (errors.Is(err,
+	// syscall.ENOSPC) holds). Nothing of the commit was stored and the queue
+	// stays usable: the next commit succeeds once there is room.
+	ErrDiskFull = errors.New("disk full")
 )
 
 var (
 	metaBucket = []byte("meta")
 	dataBucket = []byte("messages")
+	deadBucket = []byte("deadletter")
 
 	keyFormatVersion = []byte("format_version")
 	keyDropped       = []byte("dropped")
+	keyExpired       = []byte("expired")
+	keyDeadLettered  = []byte("dead_lettered")
+	keyDeadDropped   = []byte("dead_letters_dropped")
 )
 
 // maxDropRanges bounds the memory of dropped seqs kept for late WaitAcked calls.
@@ -130,39 +169,61 @@ type Queue struct {
 	// mu guards the fields below. It is never held while starting a bbolt
 	// transaction (it may be taken briefly inside one), so it cannot take part
 	// in a deadlock with bbolt's own locks.
-	mu         sync.Mutex
-	closed     bool
-	pending    []*request      // Append/Flush calls not yet taken by the committer
-	ackQueue   []uint64        // acked seqs not yet taken by the committer
-	acked      map[uint64]bool // acked, not yet removed (value: discarded as corrupt)
-	waiters    map[uint64][]chan error
-	dropRanges []seqRange    // recently dropped seqs, ascending
-	notify     chan struct{} // closed and replaced when records are appended
-	depth      int
-	bytes      int64
-	oldestSeq  uint64 // first key in the file; 0 if empty
-	oldest     time.Time
-	lastSeq    uint64 // last assigned seq
-	dropped    uint64
-	appended   uint64
-	ackedN     uint64
-	commits    uint64
-	corrupt    uint64
+	mu           sync.Mutex
+	closed       bool
+	pending      []*request         // Append/Flush/Requeue/DeleteDeadLetters calls not yet taken by the committer
+	rmQueue      []uint64           // seqs in removing not yet taken by the committer
+	removing     map[uint64]removal // acked, dead-lettered, expired or corrupt; not yet removed from the file
+	waiters      map[uint64][]chan error
+	dropSet      seqSet        // recently dropped (or discarded as corrupt) seqs
+	expSet       seqSet        // recently expired seqs
+	notify       chan struct{} // closed and replaced when records are appended
+	depth        int
+	bytes        int64
+	oldestSeq    uint64 // first key in the file; 0 if empty
+	oldest       time.Time
+	lastSeq      uint64 // last assigned seq
+	dropped      uint64
+	appended     uint64
+	ackedN       uint64
+	commits      uint64
+	corrupt      uint64
+	expired      uint64
+	deadN        int // records in the dead-letter bucket
+	deadB        int64
+	deadLettered uint64
+	deadDropped  uint64
 
-	testHookBeforeCommit func() // tests only; set before any Append
+	testHookBeforeCommit func()       // tests only; set before any Append
+	testHookWrite        func() error // tests only; fails the write transaction when it returns an error
 }
-
-type seqRange struct{ lo, hi uint64 }
 
 // Open opens (or creates, mode 0600) the queue file at path. The directory
 // must exist. A file locked by another process fails with ErrLocked after
-// opts.LockTimeout; a file of a newer format fails with ErrUnsupportedFormat.
+// opts.LockTimeout; a file of a newer format fails with ErrUnsupportedFormat;
+// a damaged file fails with an error wrapping ErrCorrupt and is left
+// untouched (OpenOrRecover moves it aside instead).
 func Open(path string, opts Options) (*Queue, error) {
+	return open(path, opts, false)
+}
+
+// open is Open; deep adds OpenOrRecover's checks (bbolt's consistency check
+// and a decode of every record).
+func open(path string, opts Options, deep bool) (*Queue, error) {
 	if opts.MaxBytes < 0 {
 		return nil, fmt.Errorf("queue: MaxBytes %d is negative (use 0 for unbounded)", opts.MaxBytes)
 	}
 	if opts.Overflow != DropOldest && opts.Overflow != Reject {
 		return nil, fmt.Errorf("queue: unknown overflow mode %d (use DropOldest or Reject)", opts.Overflow)
+	}
+	if opts.MaxAge < 0 {
+		return nil, fmt.Errorf("queue: MaxAge %s is negative (use 0 for no age limit)", opts.MaxAge)
+	}
+	if opts.MaxDeadLetters < 0 {
+		return nil, fmt.Errorf("queue: MaxDeadLetters %d is negative (use 0 for the default %d)", opts.MaxDeadLetters, DefaultMaxDeadLetters)
+	}
+	if opts.MaxDeadLetters == 0 {
+		opts.MaxDeadLetters = DefaultMaxDeadLetters
 	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
@@ -179,33 +240,44 @@ func Open(path string, opts Options) (*Queue, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("queue: %s is not a directory, cannot hold the queue file", dir)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: opts.LockTimeout,
-		// Hash-map freelist: fast for a file that is appended at one end and
-		// deleted at the other. The freelist is still synced (NoFreelistSync
-		// false) so Open does not have to scan a large file on an SD card,
-		// and NoSync stays false: every commit is fsync'd.
-		FreelistType: bolt.FreelistMapType,
+	var db *bolt.DB
+	err = guard("open", func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			Timeout: opts.LockTimeout,
+			// Hash-map freelist: fast for a file that is appended at one end and
+			// deleted at the other. The freelist is still synced (NoFreelistSync
+			// false) so Open does not have to scan a large file on an SD card,
+			// and NoSync stays false: every commit is fsync'd.
+			FreelistType: bolt.FreelistMapType,
+		})
+		return err
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("queue: %s: %w (waited %s; is another edge-agent running on this state_dir?)", path, ErrLocked, opts.LockTimeout)
 	}
 	if err != nil {
+		if isBoltCorruption(err) && !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
 		return nil, fmt.Errorf("queue: open %s: %w", path, err)
 	}
 	q := &Queue{
-		db:      db,
-		path:    path,
-		opts:    opts,
-		log:     log,
-		wake:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		acked:   make(map[uint64]bool),
-		waiters: make(map[uint64][]chan error),
-		notify:  make(chan struct{}),
+		db:       db,
+		path:     path,
+		opts:     opts,
+		log:      log,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		removing: make(map[uint64]removal),
+		waiters:  make(map[uint64][]chan error),
+		notify:   make(chan struct{}),
 	}
-	if err := q.load(); err != nil {
-		_ = db.Close()
+	if err := guard("the initial scan", func() error { return q.load(deep) }); err != nil {
+		_ = guard("close", db.Close)
+		if errors.Is(err, ErrCorrupt) && !strings.Contains(err.Error(), path) {
+			err = fmt.Errorf("queue: %s: %w", path, err)
+		}
 		return nil, err
 	}
 	q.log.Debug("queue opened", "path", path, "depth", q.depth, "bytes", q.bytes,
@@ -216,12 +288,16 @@ func Open(path string, opts Options) (*Queue, error) {
 }
 
 // load checks the format (creating the buckets in a new file) and rebuilds
-// the in-memory counters by scanning the records.
-func (q *Queue) load() error {
+// the in-memory counters by scanning the records. deep also runs bbolt's
+// consistency check and decodes every record (OpenOrRecover).
+func (q *Queue) load(deep bool) error {
 	create := false
 	err := q.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(metaBucket)
 		if meta == nil {
+			if tx.Bucket(dataBucket) != nil || tx.Bucket(deadBucket) != nil {
+				return fmt.Errorf("queue: %s: %w: bucket %q is missing but the queue's records are there; the file was left untouched", q.path, ErrCorrupt, metaBucket)
+			}
 			foreign := false
 			_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
 				foreign = true
@@ -244,6 +320,9 @@ func (q *Queue) load() error {
 		if tx.Bucket(dataBucket) == nil {
 			return fmt.Errorf("queue: %s: %w: bucket %q is missing; the file was left untouched", q.path, ErrCorrupt, dataBucket)
 		}
+		if tx.Bucket(deadBucket) == nil {
+			create = true // a file of an earlier build: add the dead-letter bucket
+		}
 		return nil
 	})
 	if err != nil {
@@ -251,27 +330,35 @@ func (q *Queue) load() error {
 	}
 	if create {
 		err := q.db.Update(func(tx *bolt.Tx) error {
-			meta, err := tx.CreateBucket(metaBucket)
+			meta, err := tx.CreateBucketIfNotExists(metaBucket)
 			if err != nil {
 				return err
 			}
-			if err := meta.Put(keyFormatVersion, be64(FormatVersion)); err != nil {
+			if meta.Get(keyFormatVersion) == nil {
+				if err := meta.Put(keyFormatVersion, be64(FormatVersion)); err != nil {
+					return err
+				}
+				if err := meta.Put(keyDropped, be64(0)); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.CreateBucketIfNotExists(dataBucket); err != nil {
 				return err
 			}
-			if err := meta.Put(keyDropped, be64(0)); err != nil {
-				return err
-			}
-			_, err = tx.CreateBucket(dataBucket)
+			_, err = tx.CreateBucketIfNotExists(deadBucket)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("queue: initialise %s: %w", q.path, err)
 		}
 	}
-	return q.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(metaBucket).Get(keyDropped); len(v) == 8 {
-			q.dropped = binary.BigEndian.Uint64(v)
-		}
+	bad := 0
+	err = q.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(metaBucket)
+		q.dropped = metaCounter(meta, keyDropped)
+		q.expired = metaCounter(meta, keyExpired)
+		q.deadLettered = metaCounter(meta, keyDeadLettered)
+		q.deadDropped = metaCounter(meta, keyDeadDropped)
 		b := tx.Bucket(dataBucket)
 		q.lastSeq = b.Sequence()
 		c := b.Cursor()
@@ -282,9 +369,100 @@ func (q *Queue) load() error {
 			}
 			q.depth++
 			q.bytes += int64(len(v))
+			if deep && (len(k) != 8 || checkRecord(v) != nil) {
+				bad++
+			}
+		}
+		dc := tx.Bucket(deadBucket).Cursor()
+		for k, v := dc.First(); k != nil; k, v = dc.Next() {
+			q.deadN++
+			q.deadB += int64(len(v))
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if deep {
+		// bad >= 2 and more than half: one bad record is a damaged value that
+		// Next discards (Stats.Corrupt); a majority means the file is garbage.
+		if bad >= 2 && bad*2 > q.depth {
+			return fmt.Errorf("queue: %s: %w: %d of %d records cannot be decoded", q.path, ErrCorrupt, bad, q.depth)
+		}
+		if err := q.check(); err != nil {
+			return err
+		}
+	}
+	if q.deadN > q.opts.MaxDeadLetters {
+		// MaxDeadLetters was lowered since the file was written.
+		err := q.db.Update(func(tx *bolt.Tx) error {
+			w := &writer{q: q, tx: tx, meta: tx.Bucket(metaBucket), dead: tx.Bucket(deadBucket),
+				res: &commitResult{deadN: q.deadN, deadB: q.deadB, deadDropped: q.deadDropped}}
+			if err := w.trimDeadLetters(); err != nil {
+				return err
+			}
+			q.deadN, q.deadB, q.deadDropped = w.res.deadN, w.res.deadB, w.res.deadDropped
+			return w.meta.Put(keyDeadDropped, be64(q.deadDropped))
+		})
+		if err != nil {
+			return fmt.Errorf("queue: trim the dead-letter store of %s to %d records: %w", q.path, q.opts.MaxDeadLetters, err)
+		}
+	}
+	return nil
+}
+
+// check runs bbolt's consistency check over the whole file: it reads every
+// page once, so its cost is proportional to the file size.
+func (q *Queue) check() error {
+	return q.db.View(func(tx *bolt.Tx) error {
+		var errs []error
+		n := 0
+		for err := range tx.Check() { // drain fully: Check's goroutine ends with the channel
+			n++
+			if len(errs) < 5 {
+				errs = append(errs, err)
+			}
+		}
+		if n > 0 {
+			return fmt.Errorf("queue: %s: %w: bbolt's consistency check found %d problems: %w", q.path, ErrCorrupt, n, errors.Join(errs...))
+		}
+		return nil
+	})
+}
+
+// guard runs fn, turning a panic (bbolt panics on some damaged pages) and a
+// memory fault on the mapped file (a truncated file) into an error wrapping
+// ErrCorrupt. It covers only the calling goroutine.
+func guard(what string, fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: bbolt panicked during %s: %v", ErrCorrupt, what, p)
+		}
+	}()
+	return fn()
+}
+
+// isBoltCorruption tells damaged-file errors of bolt.Open from
+// environmental ones (permissions, lock, I/O on the directory).
+func isBoltCorruption(err error) bool {
+	switch {
+	case errors.Is(err, ErrCorrupt),
+		errors.Is(err, berrors.ErrInvalid),
+		errors.Is(err, berrors.ErrChecksum),
+		errors.Is(err, berrors.ErrVersionMismatch),
+		errors.Is(err, berrors.ErrInvalidMapping):
+		return true
+	}
+	return strings.Contains(err.Error(), "file size too small")
+}
+
+func metaCounter(meta *bolt.Bucket, key []byte) uint64 {
+	if v := meta.Get(key); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
 }
 
 // Stats returns counters from memory; it never touches the file.
@@ -297,9 +475,15 @@ func (q *Queue) Stats() Stats {
 		Dropped:  q.dropped,
 		Appended: q.appended,
 		Acked:    q.ackedN,
-		Inflight: len(q.acked),
+		Inflight: len(q.removing),
 		Commits:  q.commits,
 		Corrupt:  q.corrupt,
+		Expired:  q.expired,
+
+		DeadLetters:        q.deadN,
+		DeadLetterBytes:    q.deadB,
+		DeadLettered:       q.deadLettered,
+		DeadLettersDropped: q.deadDropped,
 	}
 	if q.depth > 0 {
 		s.Oldest = q.oldest

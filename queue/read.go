@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -13,10 +13,14 @@ import (
 // This file is the consumer side: Next, Ack and WaitAcked.
 
 // Next blocks until at least one message with Seq > after exists (or ctx
-// ends, or Close), and returns up to max of them in seq order, skipping acked
-// ones. It never removes anything. A record that cannot be decoded is logged,
-// counted in Stats.Corrupt and discarded (so it cannot block the queue), and
-// its WaitAcked callers get an error wrapping ErrDropped.
+// ends, or Close), and returns up to max of them in seq order, skipping
+// acked and dead-lettered ones. It never returns an expired record (its
+// Expires or Created+Options.MaxAge has passed): it records the removal
+// (committed in the background like an ack, counted in Stats.Expired, its
+// WaitAcked callers get an error wrapping ErrExpired) and moves on. A record
+// that cannot be decoded is logged, counted in Stats.Corrupt and discarded
+// (so it cannot block the queue), and its WaitAcked callers get an error
+// wrapping ErrDropped. Apart from those two cases Next removes nothing.
 func (q *Queue) Next(ctx context.Context, after uint64, max int) ([]Message, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("queue: Next: max must be at least 1, got %d", max)
@@ -35,7 +39,7 @@ func (q *Queue) Next(ctx context.Context, after uint64, max int) ([]Message, err
 		q.mu.Unlock()
 
 		if !empty {
-			msgs, err := q.read(after, max)
+			msgs, err := q.scan(after, max, time.Now())
 			if err != nil {
 				return nil, err
 			}
@@ -53,17 +57,30 @@ func (q *Queue) Next(ctx context.Context, after uint64, max int) ([]Message, err
 	}
 }
 
-// read returns up to max unacked messages with Seq > after, using one cursor
-// Seek in one read transaction.
+// read returns up to max stored messages with Seq > after that are not being
+// removed, expired or not (a raw view for tests and tools).
 func (q *Queue) read(after uint64, max int) ([]Message, error) {
+	return q.scan(after, max, time.Time{})
+}
+
+// scan returns up to max messages with Seq > after that are not being
+// removed, using one cursor Seek in one read transaction. With a non-zero
+// now, expired records are skipped and their removal recorded.
+func (q *Queue) scan(after uint64, max int, now time.Time) ([]Message, error) {
 	var msgs []Message
-	var corrupt []uint64
+	var corrupt, expired []uint64
 	err := q.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(dataBucket).Cursor()
 		for k, v := c.Seek(be64(after + 1)); k != nil && len(msgs) < max; k, v = c.Next() {
 			seq := seqOf(k)
-			if q.isAcked(seq) {
+			if q.isRemoving(seq) {
 				continue
+			}
+			if !now.IsZero() {
+				if created, expires, ok := recordTimes(v); ok && q.isExpired(created, expires, now) {
+					expired = append(expired, seq)
+					continue
+				}
 			}
 			m, err := decodeRecord(v)
 			if err != nil {
@@ -76,8 +93,8 @@ func (q *Queue) read(after uint64, max int) ([]Message, error) {
 		}
 		return nil
 	})
-	if len(corrupt) > 0 {
-		q.discardCorrupt(corrupt)
+	if len(corrupt) > 0 || len(expired) > 0 {
+		q.discard(corrupt, expired)
 	}
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return nil, ErrClosed
@@ -88,20 +105,23 @@ func (q *Queue) read(after uint64, max int) ([]Message, error) {
 	return msgs, nil
 }
 
-func (q *Queue) discardCorrupt(seqs []uint64) {
+// discard records the removal of corrupt and expired records found by Next.
+func (q *Queue) discard(corrupt, expired []uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return
 	}
-	for _, seq := range seqs {
-		if _, ok := q.acked[seq]; ok {
-			continue
+	for _, seq := range corrupt {
+		if q.markLocked(seq, removal{kind: rmCorrupt}) {
+			q.corrupt++
 		}
-		q.acked[seq] = true
-		q.ackQueue = append(q.ackQueue, seq)
-		q.corrupt++
-		q.resolveLocked(seq, fmt.Errorf("queue: seq %d was corrupt on disk and discarded: %w", seq, ErrDropped))
+	}
+	for _, seq := range expired {
+		q.markLocked(seq, removal{kind: rmExpired})
+	}
+	if len(expired) > 0 {
+		q.log.Debug("queue: messages expired before delivery", "count", len(expired), "first_seq", expired[0])
 	}
 	q.signal()
 }
@@ -111,7 +131,8 @@ func (q *Queue) discardCorrupt(seqs []uint64) {
 // deleted by the committer in its next transaction (group-committed with
 // other acks and appends). A crash before that commit means redelivery after
 // Open, which at-least-once permits; Flush or Close make removals durable.
-// Acking an unknown, dropped or already acked seq is a no-op.
+// Acking an unknown, dropped, dead-lettered, expired or already acked seq is
+// a no-op.
 func (q *Queue) Ack(seqs ...uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -120,34 +141,37 @@ func (q *Queue) Ack(seqs ...uint64) {
 	}
 	added := false
 	for _, seq := range seqs {
-		if seq == 0 || seq > q.lastSeq || q.depth == 0 || seq < q.oldestSeq {
+		if !q.mayBeStoredLocked(seq) {
 			continue
 		}
-		if _, ok := q.acked[seq]; ok {
-			continue
-		}
-		if q.droppedLocked(seq) {
-			continue
-		}
-		q.acked[seq] = false
-		q.ackQueue = append(q.ackQueue, seq)
-		q.resolveLocked(seq, nil)
-		added = true
+		added = q.markLocked(seq, removal{kind: rmAck}) || added
 	}
 	if added {
 		q.signal()
 	}
 }
 
+// mayBeStoredLocked is a cheap test that seq may still be in the data
+// bucket and not known to be gone.
+func (q *Queue) mayBeStoredLocked(seq uint64) bool {
+	if seq == 0 || seq > q.lastSeq || q.depth == 0 || seq < q.oldestSeq {
+		return false
+	}
+	return !q.dropSet.has(seq) && !q.expSet.has(seq)
+}
+
 // WaitAcked blocks until seq is acked (nil), dropped by overflow (an error
-// wrapping ErrDropped), ctx ends (ctx.Err()) or the queue is closed
-// (ErrClosed).
+// wrapping ErrDropped), moved to the dead-letter store (ErrDeadLettered, with
+// the reason), expired (ErrExpired), ctx ends (ctx.Err()) or the queue is
+// closed (ErrClosed).
 //
-// Called after the fact it answers from what is known: a seq that is no
-// longer stored counts as dropped if this process dropped it recently (the
-// last 1024 runs of drops are remembered), otherwise as acked. After a
-// restart, drops made before it are not remembered and such a seq reports
-// nil. A seq that was never assigned is an error.
+// Called after the fact it answers from what is known: a seq in the
+// dead-letter store reports ErrDeadLettered (also after a restart). A seq
+// that is no longer stored counts as dropped or expired if this process
+// removed it so recently (the last 1024 runs of each are remembered),
+// otherwise as acked. After a restart, drops and expiries made before it are
+// not remembered and such a seq reports nil; so does a dead letter that was
+// requeued, deleted or evicted. A seq that was never assigned is an error.
 func (q *Queue) WaitAcked(ctx context.Context, seq uint64) error {
 	ch, err := q.registerWaiter(seq)
 	if ch == nil {
@@ -189,23 +213,36 @@ func (q *Queue) registerWaiter(seq uint64) (chan error, error) {
 		q.mu.Unlock()
 		return nil, fmt.Errorf("queue: WaitAcked: seq %d was never assigned (last seq is %d)", seq, last)
 	}
-	if _, ok := q.acked[seq]; ok {
+	if r, ok := q.removing[seq]; ok {
 		q.mu.Unlock()
-		return nil, nil
+		return nil, r.outcome(seq)
 	}
-	if q.droppedLocked(seq) {
+	if q.dropSet.has(seq) {
 		q.mu.Unlock()
 		return nil, fmt.Errorf("queue: seq %d: %w", seq, ErrDropped)
 	}
-	if q.depth == 0 || seq < q.oldestSeq {
+	if q.expSet.has(seq) {
 		q.mu.Unlock()
+		return nil, fmt.Errorf("queue: seq %d: %w", seq, ErrExpired)
+	}
+	maybeData := q.depth > 0 && seq >= q.oldestSeq
+	maybeDead := q.deadN > 0
+	q.mu.Unlock()
+	if !maybeData && !maybeDead {
 		return nil, nil // gone and not a known drop: it was acked and removed
 	}
-	q.mu.Unlock()
 
 	stored := false
+	var dead []byte
 	err := q.db.View(func(tx *bolt.Tx) error {
-		stored = tx.Bucket(dataBucket).Get(be64(seq)) != nil
+		if maybeData {
+			stored = tx.Bucket(dataBucket).Get(be64(seq)) != nil
+		}
+		if !stored && maybeDead {
+			if v := tx.Bucket(deadBucket).Get(be64(seq)); v != nil {
+				dead = append([]byte{}, v...)
+			}
+		}
 		return nil
 	})
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
@@ -213,6 +250,13 @@ func (q *Queue) registerWaiter(seq uint64) (chan error, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("queue: WaitAcked: read %s: %w", q.path, err)
+	}
+	if dead != nil {
+		reason := "(undecodable dead-letter record)"
+		if dl, err := decodeDeadLetter(dead); err == nil {
+			reason = dl.Reason
+		}
+		return nil, deadLetteredErr(seq, reason)
 	}
 	if !stored {
 		return nil, nil // removed after an ack
@@ -223,8 +267,8 @@ func (q *Queue) registerWaiter(seq uint64) (chan error, error) {
 	if q.closed {
 		return nil, ErrClosed
 	}
-	if _, ok := q.acked[seq]; ok {
-		return nil, nil // acked while we looked
+	if r, ok := q.removing[seq]; ok {
+		return nil, r.outcome(seq) // removed while we looked
 	}
 	ch := make(chan error, 1)
 	q.waiters[seq] = append(q.waiters[seq], ch)
@@ -253,9 +297,4 @@ func (q *Queue) removeWaiterLocked(seq uint64, ch chan error) bool {
 		}
 	}
 	return false
-}
-
-func (q *Queue) droppedLocked(seq uint64) bool {
-	i := sort.Search(len(q.dropRanges), func(i int) bool { return q.dropRanges[i].hi >= seq })
-	return i < len(q.dropRanges) && q.dropRanges[i].lo <= seq
 }

@@ -97,6 +97,22 @@ func encodeRecord(m *Message) []byte {
 // decodeRecord decodes a record. The result does not alias b (bbolt memory is
 // only valid inside its transaction). Every error wraps ErrCorrupt.
 func decodeRecord(b []byte) (Message, error) {
+	m, err := parseRecord(b)
+	if err != nil {
+		return m, err
+	}
+	m.Payload = append([]byte{}, m.Payload...)
+	return m, nil
+}
+
+// checkRecord reports whether b decodes, without copying it.
+func checkRecord(b []byte) error {
+	_, err := parseRecord(b)
+	return err
+}
+
+// parseRecord is decodeRecord with a payload that aliases b.
+func parseRecord(b []byte) (Message, error) {
 	var m Message
 	if len(b) < fixedHeaderLen {
 		return m, fmt.Errorf("%w: %d bytes is shorter than the %d-byte header", ErrCorrupt, len(b), fixedHeaderLen)
@@ -146,7 +162,7 @@ func decodeRecord(b []byte) (Message, error) {
 	if uint64(len(rest)) != uint64(pl) {
 		return m, fmt.Errorf("%w: payload length %d but %d bytes left", ErrCorrupt, pl, len(rest))
 	}
-	m.Payload = append([]byte{}, rest...)
+	m.Payload = rest[:len(rest):len(rest)]
 	return m, nil
 }
 
@@ -156,4 +172,19 @@ func recordCreated(b []byte) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(0, int64(binary.BigEndian.Uint64(b[3:11]))), true
+}
+
+// recordTimes reads only the created and expires times of a record.
+func recordTimes(b []byte) (created, expires time.Time, ok bool) {
+	created, ok = recordCreated(b)
+	if !ok {
+		return created, expires, false
+	}
+	if b[1]&flagExpires != 0 {
+		if len(b) < fixedHeaderLen+8 {
+			return created, expires, false
+		}
+		expires = time.Unix(0, int64(binary.BigEndian.Uint64(b[fixedHeaderLen:])))
+	}
+	return created, expires, true
 }

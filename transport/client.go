@@ -200,7 +200,7 @@ func (c *Client) connection(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	sess := newConnSession()
-	pinger := &recordingPinger{DefaultPinger: paho.NewDefaultPinger()}
+	pinger := newKeepalivePinger() // dead link found within 1.5×Keepalive; see pinger.go
 	pcfg := paho.ClientConfig{
 		ClientID:      c.cfg.ClientID,
 		Conn:          ws,

@@ -15,8 +15,9 @@
 //
 // Run dials, connects and reconnects forever with full-jitter backoff (reset after StableAfter of
 // uptime). Config.Endpoint, when set, is called before every attempt (fresh presigned URLs). A dead link
-// is found by MQTT keepalive (paho's pinger) and by WebSocket write deadlines. URLs in logs and Status
-// never contain a query string or user info; the password is never logged.
+// is found by MQTT keepalive (keepalivePinger, pinger.go: at most Keepalive after the last packet
+// received, so within 1.5×Keepalive of the failure) and by WebSocket write deadlines. URLs in logs and
+// Status never contain a query string or user info; the password is never logged.
 //
 // # Subscriptions and incoming messages
 //

@@ -3,11 +3,9 @@ package transport
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 
 	"github.com/eclipse/paho.golang/packets"
-	"github.com/eclipse/paho.golang/paho"
 	"github.com/eclipse/paho.golang/paho/session"
 	"github.com/eclipse/paho.golang/paho/session/state"
 )
@@ -109,27 +107,3 @@ func release(ch chan<- packets.ControlPacket) {
 }
 
 var _ session.SessionManager = (*connSession)(nil)
-
-// recordingPinger is paho's DefaultPinger that remembers why it stopped (e.g. "PINGRESP timed out"), so
-// a dead link detected by keepalive is reported with that reason.
-type recordingPinger struct {
-	*paho.DefaultPinger
-	mu  sync.Mutex
-	err error
-}
-
-func (p *recordingPinger) Run(ctx context.Context, conn net.Conn, keepAlive uint16) error {
-	err := p.DefaultPinger.Run(ctx, conn, keepAlive)
-	if err != nil {
-		p.mu.Lock()
-		p.err = fmt.Errorf("%w: %w", ErrKeepalive, err)
-		p.mu.Unlock()
-	}
-	return err
-}
-
-func (p *recordingPinger) Err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
-}

@@ -26,6 +26,7 @@ func setupRun(fs *flag.FlagSet) func(context.Context, *cli) int {
 		}
 		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
+		agent.Version = version
 		a, err := agent.New(cfg, log)
 		if err != nil {
 			log.Error("edge-agent cannot start", "err", err)
@@ -100,12 +101,18 @@ func serve(ctx context.Context, a runner, socket string, log *slog.Logger, geten
 	runCtx, endRun := context.WithCancel(context.Background())
 	defer endRun() // runs before wg.Wait: ends the helpers below
 
-	wg.Go(func() { // STOPPING=1 as soon as a signal arrives
-		select {
-		case <-ctx.Done():
+	var stopOnce sync.Once
+	stopping := func() {
+		stopOnce.Do(func() {
 			if err := sd.Notify("STOPPING=1\nSTATUS=stopping"); err != nil {
 				log.Warn("systemd notify failed", "err", err)
 			}
+		})
+	}
+	wg.Go(func() { // STOPPING=1 as soon as a signal arrives
+		select {
+		case <-ctx.Done():
+			stopping()
 		case <-runCtx.Done():
 		}
 	})
@@ -124,6 +131,9 @@ func serve(ctx context.Context, a runner, socket string, log *slog.Logger, geten
 		})
 	}
 	err = a.Run(ctx, ready)
+	if ctx.Err() != nil {
+		stopping() // in case Run returned before the goroutine above saw ctx
+	}
 	if err != nil {
 		_ = sd.Notify("STATUS=failed: " + err.Error()) // best effort: the error is returned anyway
 		return err

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strings"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=1.2.3".
@@ -135,10 +134,28 @@ func versionString() string {
 }
 
 func setupIdentity(fs *flag.FlagSet) func(context.Context, *cli) int {
-	return func(_ context.Context, c *cli) int {
-		return c.errorf("%s", strings.Join([]string{
-			`no Cognito identity: this needs broker.provider = "aws-iot" and a [cognito] table with identity_pool_id`,
-			"in the agent's config, and an agent version that talks to Cognito (not built yet)",
-		}, " "))
+	socket := socketFlag(fs)
+	cfgPath := fs.String("config", "", "read the agent's `file` and ask Cognito directly instead of the running agent")
+	return func(ctx context.Context, c *cli) int {
+		if *cfgPath == "" {
+			id, err := identityFromAgent(ctx, socket(c.getenv))
+			if err == nil {
+				fmt.Fprintln(c.stdout, id)
+				return 0
+			}
+			var ae *apiError
+			if errors.As(err, &ae) {
+				return c.errorf("%v", err)
+			}
+			// The agent is not running: read its configuration and ask Cognito ourselves.
+			*cfgPath = defaultConfigPath
+			fmt.Fprintf(c.stderr, "%s: %v; reading %s instead\n", c.name, err, *cfgPath)
+		}
+		id, err := identityFromConfig(ctx, *cfgPath, c.stderr)
+		if err != nil {
+			return c.errorf("%v", err)
+		}
+		fmt.Fprintln(c.stdout, id)
+		return 0
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/edge-agent/edge-agent/awsiot"
+	"github.com/edge-agent/edge-agent/internal/fakeaws"
 	"io"
 	"net"
 	"net/http"
@@ -116,6 +118,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case r.Method == "GET" && r.URL.Path == "/v1/status":
 		io.WriteString(w, f.status)
+	case r.Method == "GET" && r.URL.Path == "/v1/identity":
+		io.WriteString(w, `{"identity_id":"eu-west-1:11111111-2222-3333-4444-555555555555"}`)
 	case r.Method == "GET" && r.URL.Path == "/v1/subscribe":
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		for _, l := range f.stream {
@@ -546,10 +550,45 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-func TestIdentityNotYet(t *testing.T) {
-	r := runCLI(t, nil, "identity")
+func TestIdentityFromAgent(t *testing.T) {
+	f := startFake(t)
+	r := runCLI(t, nil, "identity", "--socket", f.socket)
+	r.want(t, 0)
+	if r.stdout != "eu-west-1:11111111-2222-3333-4444-555555555555\n" {
+		t.Fatalf("stdout %q", r.stdout)
+	}
+}
+
+func TestIdentityFromConfig(t *testing.T) {
+	cog := fakeaws.NewCognito(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`state_dir = %q
+[broker]
+provider = "aws-iot"
+url = "wss://abc-ats.iot.eu-west-1.amazonaws.com/mqtt"
+[cognito]
+identity_pool_id = %q
+endpoint = %q
+`, dir, cog.PoolID(), cog.URL())), 0o600)
+	r := runCLI(t, nil, "identity", "--config", cfg)
+	r.want(t, 0)
+	id := strings.TrimSpace(r.stdout)
+	if !awsiot.ValidIdentityID(id) {
+		t.Fatalf("stdout %q", r.stdout)
+	}
+	// The second call reads state_dir: same id, no second GetId.
+	r = runCLI(t, nil, "identity", "--config", cfg)
+	r.want(t, 0)
+	if strings.TrimSpace(r.stdout) != id || cog.GetIdCalls() != 1 {
+		t.Fatalf("second call: %q, GetId calls %d", r.stdout, cog.GetIdCalls())
+	}
+	// Not an AWS config: a clear error.
+	mq := filepath.Join(dir, "mqtt.toml")
+	os.WriteFile(mq, []byte("[broker]\nurl = \"ws://b.test/mqtt\"\n"), 0o600)
+	r = runCLI(t, nil, "identity", "--config", mq)
 	r.want(t, 1)
-	if !strings.Contains(r.stderr, `provider = "aws-iot"`) || !strings.Contains(r.stderr, "[cognito]") {
-		t.Fatalf("%q", r.stderr)
+	if !strings.Contains(r.stderr, `provider = "aws-iot"`) {
+		t.Fatalf("stderr %q", r.stderr)
 	}
 }

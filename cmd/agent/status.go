@@ -121,6 +121,22 @@ func writeStatus(w io.Writer, st map[string]any, now time.Time) {
 		}
 		row("Queue", strings.Join(parts, ", "))
 	}
+	if v, ok := get("aws"); ok {
+		if m, ok := v.(map[string]any); ok {
+			for _, f := range []struct{ key, label string }{
+				{"identity_id", "Identity ID"}, {"credential_source", "Credentials from"},
+				{"credentials_expire", "Credentials expire"}, {"region", "Region"}, {"last_error", "Credentials error"},
+			} {
+				if v, ok := field(m, f.key); ok && str(v) != "" {
+					row(f.label, str(v))
+				}
+			}
+			if v, ok := field(m, "clock_skew_seconds"); ok && num(v) != 0 {
+				row("Clock skew", fmt.Sprintf("%s (AWS time minus this device's clock; signing uses AWS time)",
+					time.Duration(num(v)*float64(time.Second)).Round(time.Second)))
+			}
+		}
+	}
 	if v, ok := get("delivered"); ok {
 		row("Delivered", str(v))
 	}
@@ -134,8 +150,17 @@ func writeStatus(w io.Writer, st map[string]any, now time.Time) {
 		}
 	}
 	slices.Sort(rest)
+	var diagnosis string
 	for _, k := range rest {
+		if k == "diagnosis" {
+			diagnosis = str(st[k])
+			continue
+		}
 		row(k, str(st[k]))
+	}
+	if diagnosis != "" {
+		tw.Flush()
+		fmt.Fprintf(w, "\nDiagnosis:\n%s\n", strings.TrimRight(diagnosis, "\n"))
 	}
 }
 

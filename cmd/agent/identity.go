@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/edge-agent/edge-agent/awsiot"
+	"github.com/edge-agent/edge-agent/config"
+)
+
+// identityFromAgent asks the running agent (GET /v1/identity), which creates the identity if needed.
+func identityFromAgent(ctx context.Context, socket string) (string, error) {
+	api := newAPIClient(socket)
+	defer api.close()
+	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	resp, err := api.do(ctx, http.MethodGet, "/v1/identity", "", nil, -1)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", serverError(resp)
+	}
+	var body struct {
+		IdentityID string `json:"identity_id"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err != nil || body.IdentityID == "" {
+		return "", fmt.Errorf("edge-agent sent no identity id (%v)", err)
+	}
+	return body.IdentityID, nil
+}
+
+// identityFromConfig reads the agent's config and gets the identity id the way the agent does: from
+// state_dir if it was created before, else by one Cognito GetId whose answer is kept in state_dir.
+func identityFromConfig(ctx context.Context, path string, logOut io.Writer) (string, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return "", err
+	}
+	if cfg.Broker.Provider != config.ProviderAWSIoT || cfg.Cognito.IdentityPoolID == "" {
+		return "", fmt.Errorf("%s: no Cognito identity: this needs broker.provider = %q and [cognito] identity_pool_id", path, config.ProviderAWSIoT)
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p, err := awsiot.New(awsiot.Options{
+		URL: cfg.Broker.URL, Region: cfg.Broker.Region, IdentityPoolID: cfg.Cognito.IdentityPoolID,
+		CognitoEndpoint: cfg.Cognito.Endpoint, StateDir: cfg.StateDir, Logger: log,
+	})
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	id, err := p.IdentityID(ctx)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return "", fmt.Errorf("Cognito did not answer within 45s: %w", err)
+		}
+		return "", err
+	}
+	return id, nil
+}
