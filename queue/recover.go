@@ -21,8 +21,7 @@ type Recovery struct {
 // OpenOrRecover is Open with recovery from a damaged file. It runs deeper
 // checks than Open: bbolt's consistency check over every page (tx.Check) and
 // a decode of every record, so its cost grows with the file: it reads the
-// whole file once (for a file within the default 256 MiB bound on an SD card
-// that is seconds; for a few MiB, milliseconds).
+// whole file once (see the package documentation for figures).
 //
 // If the file is damaged — bbolt refuses it (invalid database, checksum,
 // version mismatch, a file too short), bbolt panics or faults while opening

@@ -30,6 +30,7 @@ type Option func(*options)
 
 type options struct {
 	tls         bool
+	persistence bool
 	global      []string
 	perListener []string
 }
@@ -38,6 +39,13 @@ type options struct {
 // a server certificate for 127.0.0.1/localhost generated for this test. See
 // Broker.WSSURL, Broker.CAPEM and Broker.CAFile.
 func WithTLS() Option { return func(o *options) { o.tls = true } }
+
+// WithPersistence turns mosquitto's persistence on, with its database in the
+// broker's directory. Mosquitto saves it on a clean shutdown (Stop, Restart) and
+// loads it on start, so persistent sessions (see Persistent) keep their
+// subscriptions and queued QoS 1 messages across a Restart — what a production
+// broker does. Kill (SIGKILL) saves nothing.
+func WithPersistence() Option { return func(o *options) { o.persistence = true } }
 
 // WithConfig adds raw mosquitto.conf lines to the global section, after the
 // package's own defaults (so they can override them), e.g.
@@ -191,8 +199,8 @@ func (b *Broker) signal(sig syscall.Signal, grace time.Duration) {
 }
 
 // Restart stops the broker if it is running (SIGTERM, see Stop) and starts it again
-// on the same ports, retrying for a few seconds while a port is still busy. The
-// broker runs with persistence off, so sessions and retained messages are gone.
+// on the same ports, retrying for a few seconds while a port is still busy. Unless
+// the broker was started WithPersistence, sessions and retained messages are gone.
 func (b *Broker) Restart(t testing.TB) {
 	t.Helper()
 	b.Stop()

@@ -56,12 +56,26 @@ type Sub struct {
 	closeOnce  sync.Once
 }
 
-// Subscribe starts mosquitto_sub (MQTT 5, QoS 1, clean session) against tcpAddr
-// ("127.0.0.1:PORT") for filter and returns once the subscription is active (at
-// most ~10 s, else t.Fatal). A t.Cleanup closes it. mosquitto_sub reconnects and
-// resubscribes by itself after a broker restart; messages published in between
-// are not seen.
-func Subscribe(t testing.TB, tcpAddr, filter string) *Sub {
+// SubOption configures Subscribe.
+type SubOption func(*subOptions)
+
+type subOptions struct {
+	persistent bool
+}
+
+// Persistent makes the checker a persistent session (mosquitto_sub -c: Clean Start
+// off, a session that never expires). While it is disconnected — e.g. during a
+// broker Restart — the broker queues its QoS 1 messages and sends them when it
+// reconnects; with a broker started WithPersistence that includes the messages the
+// broker had accepted but not yet delivered when it was stopped.
+func Persistent() SubOption { return func(o *subOptions) { o.persistent = true } }
+
+// Subscribe starts mosquitto_sub (MQTT 5, QoS 1, clean session unless Persistent)
+// against tcpAddr ("127.0.0.1:PORT") for filter and returns once the subscription
+// is active (at most ~10 s, else t.Fatal). A t.Cleanup closes it. mosquitto_sub
+// reconnects and resubscribes by itself after a broker restart; without
+// Persistent, messages published in between are not seen.
+func Subscribe(t testing.TB, tcpAddr, filter string, opts ...SubOption) *Sub {
 	t.Helper()
 	bin := lookBinary(t, "mosquitto_sub", "/usr/bin/mosquitto_sub")
 	host, port, err := net.SplitHostPort(tcpAddr)
@@ -77,9 +91,17 @@ func Subscribe(t testing.TB, tcpAddr, filter string) *Sub {
 		readerDone: make(chan struct{}),
 		waitDone:   make(chan struct{}),
 	}
-	s.cmd = exec.Command(bin, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1",
-		"-i", "edge-agent-test-sub-"+id, "-t", filter, "-t", s.probe,
-		"-N", "-F", `%q %r %x %t\0`)
+	var o subOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	args := []string{"-h", host, "-p", port, "-V", "mqttv5", "-q", "1",
+		"-i", "edge-agent-test-sub-" + id, "-t", filter, "-t", s.probe,
+		"-N", "-F", `%q %r %x %t\0`}
+	if o.persistent {
+		args = append(args, "-c")
+	}
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stderr = s.stderr
 	s.cmd.SysProcAttr = procAttr()
 	stdout, err := s.cmd.StdoutPipe()

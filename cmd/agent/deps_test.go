@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The import graph goes one way (SPEC.md: cmd/agent → agent → {queue, transport, …}, transport →
+// nothing of ours but topic rules, awsiot → sigv4), and test fixtures never reach the binary.
+func TestImportGraph(t *testing.T) {
+	const mod = "github.com/edge-agent/edge-agent/"
+	deps := func(pkg string) map[string]bool {
+		out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		m := map[string]bool{}
+		for _, l := range strings.Fields(string(out)) {
+			m[l] = true
+		}
+		return m
+	}
+	forbidden := map[string][]string{
+		"cmd/agent": {mod + "internal/", "github.com/mochi-mqtt/", "testing", "go.uber.org/goleak",
+			"github.com/aws/aws-sdk-go-v2/config"},
+		"queue":     {mod + "transport", mod + "agent", mod + "sigv4", mod + "awsiot", "github.com/eclipse/paho.golang", "net/http"},
+		"transport": {mod + "queue", mod + "agent", mod + "awsiot", mod + "config", "go.etcd.io/bbolt"},
+		"sigv4":     {mod + "queue", mod + "transport", mod + "agent", "github.com/eclipse/paho.golang", "go.etcd.io/bbolt"},
+		"awsiot":    {mod + "queue", mod + "transport", mod + "agent", "github.com/eclipse/paho.golang", "go.etcd.io/bbolt"},
+		"config":    {mod + "queue", mod + "transport", mod + "agent"},
+	}
+	for pkg, bad := range forbidden {
+		for dep := range deps(pkg) {
+			for _, b := range bad {
+				if dep == b || strings.HasPrefix(dep, b+"/") || (strings.HasSuffix(b, "/") && strings.HasPrefix(dep, b)) {
+					t.Errorf("%s depends on %s", pkg, dep)
+				}
+			}
+		}
+	}
+}
