@@ -26,7 +26,10 @@ import (
 	"github.com/edge-agent/edge-agent/internal/netproxy"
 )
 
-var agentBin string
+var (
+	agentBin     string // the agent exactly as shipped
+	fastAgentBin string // the same with a short reconnect backoff; see buildFastReconnect
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "edge-agent-e2e")
@@ -39,6 +42,11 @@ func TestMain(m *testing.M) {
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build edge-agent: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	fastAgentBin, err = buildFastReconnect(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -55,6 +63,7 @@ func TestMain(m *testing.M) {
 // agentProc is the edge-agent binary running as its own process.
 type agentProc struct {
 	t      *testing.T
+	bin    string
 	cfg    string
 	sock   string
 	state  string
@@ -63,17 +72,34 @@ type agentProc struct {
 	exited chan struct{}
 }
 
+// agentOptions tune newAgentWith; the zero value is what newAgent uses.
+type agentOptions struct {
+	Keepalive string // broker.keepalive; default "5s"
+	Bin       string // the binary; default agentBin
+}
+
 func newAgent(t *testing.T, brokerURL string) *agentProc {
 	t.Helper()
+	return newAgentWith(t, brokerURL, agentOptions{})
+}
+
+func newAgentWith(t *testing.T, brokerURL string, o agentOptions) *agentProc {
+	t.Helper()
+	if o.Keepalive == "" {
+		o.Keepalive = "5s"
+	}
+	if o.Bin == "" {
+		o.Bin = agentBin
+	}
 	dir := t.TempDir()
 	sockDir, err := os.MkdirTemp("", "ea")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	p := &agentProc{t: t, cfg: filepath.Join(dir, "agent.toml"), sock: filepath.Join(sockDir, "agent.sock"), state: filepath.Join(dir, "state")}
-	toml := fmt.Sprintf("client_id = \"e2e-%d\"\nstate_dir = %q\nsocket = %q\n\n[broker]\nprovider = \"mqtt\"\nurl = %q\nkeepalive = \"5s\"\n",
-		time.Now().UnixNano(), p.state, p.sock, brokerURL)
+	p := &agentProc{t: t, bin: o.Bin, cfg: filepath.Join(dir, "agent.toml"), sock: filepath.Join(sockDir, "agent.sock"), state: filepath.Join(dir, "state")}
+	toml := fmt.Sprintf("client_id = \"e2e-%d\"\nstate_dir = %q\nsocket = %q\n\n[broker]\nprovider = \"mqtt\"\nurl = %q\nkeepalive = %q\n",
+		time.Now().UnixNano(), p.state, p.sock, brokerURL, o.Keepalive)
 	if err := os.WriteFile(p.cfg, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +121,7 @@ func newAgent(t *testing.T, brokerURL string) *agentProc {
 
 func (p *agentProc) start() {
 	p.t.Helper()
-	p.cmd = exec.Command(agentBin, "run", "--config", p.cfg)
+	p.cmd = exec.Command(p.bin, "run", "--config", p.cfg)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
@@ -149,7 +175,7 @@ func (p *agentProc) terminate() int {
 // cli runs the edge-agent CLI against this agent's socket.
 func (p *agentProc) cli(stdin string, args ...string) (string, string, int) {
 	p.t.Helper()
-	cmd := exec.Command(agentBin, args...)
+	cmd := exec.Command(p.bin, args...)
 	cmd.Env = append(os.Environ(), "EDGE_AGENT_SOCKET="+p.sock)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
