@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/edge-agent/edge-agent/queue"
+	"github.com/edge-agent/edge-agent/transport"
 )
 
 const (
@@ -444,6 +445,10 @@ func (a *Agent) handleSubscribe(streams context.Context, w http.ResponseWriter, 
 	s, err := a.hub.add(ctx, filters)
 	if err != nil {
 		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, transport.ErrTooManySubscriptions) {
+			a.fail(w, http.StatusBadRequest, "subscribe: "+err.Error()+" (broker.max_subscriptions)")
 			return
 		}
 		a.fail(w, http.StatusBadGateway, "subscribe: "+err.Error())

@@ -137,6 +137,42 @@ func TestAWSLimitsOnTheLocalAPI(t *testing.T) {
 	if r.status != 400 || !strings.Contains(r.raw, "slashes") {
 		t.Errorf("deep filter: %d %s", r.status, r.raw)
 	}
+	// 50 subscriptions per connection: the 51st distinct filter is refused.
+	waitFor(t, 15*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	var streams []*http.Response
+	defer func() {
+		for _, s := range streams {
+			s.Body.Close()
+		}
+	}()
+	for i := 0; i < 4; i++ {
+		var qs []string
+		for j := 0; j < 16; j++ {
+			qs = append(qs, "topic="+url.QueryEscape(fmt.Sprintf("cmd/%d/%d", i, j)))
+		}
+		req, _ := http.NewRequest("GET", "http://agent/v1/subscribe?"+strings.Join(qs, "&"), nil)
+		resp, err := ta.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < 3 {
+			if resp.StatusCode != 200 {
+				t.Fatalf("subscription batch %d: %d", i, resp.StatusCode)
+			}
+			streams = append(streams, resp)
+			continue
+		}
+		body := make([]byte, 512)
+		n, _ := resp.Body.Read(body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(string(body[:n]), "limit is 50") {
+			t.Fatalf("filters 49..64: %d %s, want 400 naming the limit of 50", resp.StatusCode, body[:n])
+		}
+	}
+	m := ta.do("GET", "/metrics", "", nil)
+	if !strings.Contains(m.raw, "edge_agent_aws_clock_skew_seconds") || !strings.Contains(m.raw, "edge_agent_aws_credentials_expiry_timestamp_seconds") {
+		t.Errorf("metrics lack the AWS gauges:\n%s", m.raw)
+	}
 }
 
 // Credentials that expire during the run are refreshed, and the next connection uses the new ones.

@@ -142,6 +142,17 @@ func (a *Agent) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	metric("inflight", "gauge", "Unacknowledged QoS 1 publishes.", st.Inflight)
 	metric("subscribers", "gauge", "Open local subscriber streams.", st.Subscribers)
 	metric("api_errors_total", "counter", "Local API requests answered with an error.", atomic.LoadUint64(&a.stats.apiErrors))
+	if st.AWS != nil {
+		metric("aws_clock_skew_seconds", "gauge", "AWS time minus this device's clock, learnt from AWS responses.", st.AWS.ClockSkewSeconds)
+		if st.AWS.CredentialsExpire != nil {
+			metric("aws_credentials_expiry_timestamp_seconds", "gauge", "When the current AWS credentials expire (Unix time).", st.AWS.CredentialsExpire.Unix())
+		}
+		diag := 0
+		if st.Diagnosis != "" {
+			diag = 1
+		}
+		metric("aws_refused", "gauge", "1 while AWS IoT refuses the connection (see diagnosis in /v1/status).", diag)
+	}
 	fmt.Fprintf(&b, "# HELP edge_agent_info Build information.\n# TYPE edge_agent_info gauge\nedge_agent_info{version=%q,provider=%q} 1\n", st.Version, st.Provider)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Write([]byte(b.String()))
