@@ -45,8 +45,7 @@ type Agent struct {
 	started time.Time
 	stats   counters
 
-	rejectMu sync.Mutex
-	rejected map[uint64]string // seq → broker's reason, for ?wait=delivered callers; bounded
+	recovery *queue.Recovery // set when a damaged queue file was moved aside at start
 }
 
 // New checks cfg and prepares an Agent: it reads the password and CA files and resolves access
@@ -58,7 +57,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(discard{}, nil))
 	}
-	a := &Agent{cfg: cfg, log: log, rejected: make(map[uint64]string)}
+	a := &Agent{cfg: cfg, log: log}
 	switch cfg.Broker.Provider {
 	case "mqtt":
 	case "aws-iot":
@@ -120,17 +119,24 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 		overflow = queue.Reject
 	}
 	qpath := filepath.Join(a.cfg.StateDir, QueueFile)
-	q, err := queue.Open(qpath, queue.Options{
-		MaxBytes: int64(a.cfg.Queue.MaxBytes),
-		Overflow: overflow,
-		Logger:   a.log.With("component", "queue"),
+	q, rec, err := queue.OpenOrRecover(qpath, queue.Options{
+		MaxBytes:       int64(a.cfg.Queue.MaxBytes),
+		Overflow:       overflow,
+		MaxAge:         a.cfg.Queue.MaxAge.Duration,
+		MaxDeadLetters: a.cfg.Queue.MaxDeadLetters,
+		Logger:         a.log.With("component", "queue"),
 	})
+	if rec != nil {
+		a.recovery = rec
+		a.log.Error("queue database was damaged: moved aside and started a fresh queue; the messages in it were not delivered",
+			"path", qpath, "moved_to", rec.MovedTo, "reason", rec.Reason)
+	}
 	if err != nil {
 		return fmt.Errorf("agent: open queue %s: %w", qpath, err)
 	}
 	a.q = q
 	st := q.Stats()
-	a.log.Info("queue open", "path", qpath, "depth", st.Depth, "bytes", st.Bytes)
+	a.log.Info("queue open", "path", qpath, "depth", st.Depth, "bytes", st.Bytes, "dead_letters", st.DeadLetters)
 
 	a.hub = newHub(a.log.With("component", "subscribers"))
 	subs := make([]transport.Subscription, 0, len(a.cfg.Subscribe))

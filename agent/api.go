@@ -33,6 +33,8 @@ func (a *Agent) httpServer(streams context.Context) *http.Server {
 	mux.HandleFunc("/v1/subscribe", func(w http.ResponseWriter, r *http.Request) { a.handleSubscribe(streams, w, r) })
 	mux.HandleFunc("/v1/status", a.handleStatus)
 	mux.HandleFunc("/v1/identity", a.handleIdentity)
+	mux.HandleFunc("/v1/deadletters", a.handleDeadLetters)
+	mux.HandleFunc("/v1/deadletters/requeue", a.handleRequeue)
 	mux.HandleFunc("/metrics", a.handleMetrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %s; see /v1/publish, /v1/subscribe, /v1/status, /metrics", r.URL.Path))
@@ -79,7 +81,7 @@ func (a *Agent) failErr(w http.ResponseWriter, err error) {
 		a.fail(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, queue.ErrFull):
 		a.fail(w, http.StatusInsufficientStorage, fmt.Sprintf("queue full (max_bytes %d, overflow %q): %v", int64(a.cfg.Queue.MaxBytes), a.cfg.Queue.Overflow, err))
-	case errors.Is(err, syscall.ENOSPC):
+	case errors.Is(err, queue.ErrDiskFull), errors.Is(err, syscall.ENOSPC):
 		a.fail(w, http.StatusInsufficientStorage, "disk full: the message was not stored: "+err.Error())
 	case errors.Is(err, queue.ErrClosed):
 		a.fail(w, http.StatusServiceUnavailable, "agent is shutting down")
@@ -231,11 +233,11 @@ func (a *Agent) handlePublish(w http.ResponseWriter, r *http.Request) {
 	err = a.q.WaitAcked(ctx, id)
 	switch {
 	case err == nil:
-		if reason, ok := a.rejection(id); ok {
-			writeJSON(w, http.StatusBadGateway, map[string]any{"id": id, "error": "the broker refused the message: " + reason})
-			return
-		}
 		writeJSON(w, http.StatusOK, map[string]any{"id": id, "delivered": true})
+	case errors.Is(err, queue.ErrDeadLettered):
+		writeJSON(w, http.StatusBadGateway, map[string]any{"id": id, "error": "the broker refused the message; it is in the dead-letter store (GET /v1/deadletters): " + err.Error()})
+	case errors.Is(err, queue.ErrExpired):
+		writeJSON(w, http.StatusGone, map[string]any{"id": id, "error": "the message expired before it could be delivered"})
 	case errors.Is(err, queue.ErrDropped):
 		writeJSON(w, http.StatusGone, map[string]any{"id": id, "error": "the message was dropped from the full queue (overflow drop-oldest) before delivery"})
 	case errors.Is(err, context.DeadlineExceeded):

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 
 	"github.com/edge-agent/edge-agent/transport"
@@ -10,9 +11,6 @@ import (
 // source adapts the queue to transport.Source: the transport reads from it in order and reports
 // what the broker acknowledged or refused.
 type source Agent
-
-// maxRejectedKept bounds the memory of broker refusals kept for ?wait=delivered callers.
-const maxRejectedKept = 1024
 
 func (s *source) Next(ctx context.Context, after uint64, max int) ([]transport.Message, error) {
 	msgs, err := s.q.Next(ctx, after, max)
@@ -31,35 +29,25 @@ func (s *source) Ack(seq uint64) {
 	atomic.AddUint64(&s.stats.delivered, 1)
 }
 
-// Reject removes a message the broker refused, so that it cannot block the queue, and says so in
-// the log with the reason. (A dead-letter store that keeps such messages is planned.)
+// Reject takes a message that can never be delivered out of the way so that it cannot block the
+// queue: one that expired on its way out is dropped and counted; one the broker refused (PUBACK
+// reason code >= 0x80) or that cannot be published at all goes to the dead-letter store with the
+// reason, where it can be listed, requeued or deleted through the API and the CLI.
 func (s *source) Reject(seq uint64, reason error) {
-	s.log.Warn("broker refused a message; removed from the queue", "seq", seq, "reason", reason)
-	s.rejectMu.Lock()
-	if len(s.rejected) >= maxRejectedKept {
-		for k := range s.rejected {
-			delete(s.rejected, k)
-			break
-		}
+	if errors.Is(reason, transport.ErrExpired) {
+		atomic.AddUint64(&s.stats.expiredOnSend, 1)
+		s.q.Ack(seq)
+		return
 	}
-	s.rejected[seq] = reason.Error()
-	s.rejectMu.Unlock()
 	atomic.AddUint64(&s.stats.rejected, 1)
-	s.q.Ack(seq)
-}
-
-// rejection returns the broker's reason if seq was refused.
-func (a *Agent) rejection(seq uint64) (string, bool) {
-	a.rejectMu.Lock()
-	defer a.rejectMu.Unlock()
-	r, ok := a.rejected[seq]
-	return r, ok
+	s.q.DeadLetter(seq, reason.Error())
 }
 
 // counters are the agent's own monotonic counters, read by /metrics and /v1/status.
 type counters struct {
-	accepted  uint64 // messages durably stored through the API
-	delivered uint64 // acknowledged by the broker (QoS 1) or written (QoS 0)
-	rejected  uint64 // refused by the broker
-	apiErrors uint64 // API requests answered 4xx/5xx
+	accepted      uint64 // messages durably stored through the API
+	delivered     uint64 // acknowledged by the broker (QoS 1) or written (QoS 0)
+	rejected      uint64 // refused by the broker: moved to the dead-letter store
+	expiredOnSend uint64 // expired between the queue and the wire
+	apiErrors     uint64 // API requests answered 4xx/5xx
 }

@@ -53,6 +53,22 @@ type QueueStatus struct {
 	Dropped          uint64  `json:"dropped"`
 	MaxBytes         int64   `json:"max_bytes"`
 	Overflow         string  `json:"overflow"`
+	// Expired counts messages dropped because their ttl or queue.max_age passed before delivery.
+	Expired uint64 `json:"expired"`
+	// DeadLetters is how many refused messages wait in the dead-letter store (GET /v1/deadletters).
+	DeadLetters  int    `json:"dead_letters"`
+	DeadLettered uint64 `json:"dead_lettered"`
+	// CorruptRecords counts records that could not be decoded and were discarded.
+	CorruptRecords uint64 `json:"corrupt_records"`
+	// Recovered is set when the queue file was found damaged at start and moved aside.
+	Recovered *RecoveryStatus `json:"recovered,omitempty"`
+}
+
+// RecoveryStatus says where a damaged queue file went.
+type RecoveryStatus struct {
+	MovedTo string    `json:"moved_to"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
 }
 
 // Status reports the agent's state; it is cheap and safe to call at any time during Run.
@@ -78,12 +94,19 @@ func (a *Agent) Status() Status {
 		UptimeSeconds:  math.Round(now.Sub(a.started).Seconds()*1000) / 1000,
 		Version:        Version,
 		Queue: QueueStatus{
-			Depth:    qs.Depth,
-			Bytes:    qs.Bytes,
-			Dropped:  qs.Dropped,
-			MaxBytes: int64(a.cfg.Queue.MaxBytes),
-			Overflow: a.cfg.Queue.Overflow,
+			Depth:          qs.Depth,
+			Bytes:          qs.Bytes,
+			Dropped:        qs.Dropped,
+			MaxBytes:       int64(a.cfg.Queue.MaxBytes),
+			Overflow:       a.cfg.Queue.Overflow,
+			Expired:        qs.Expired + atomic.LoadUint64(&a.stats.expiredOnSend),
+			DeadLetters:    qs.DeadLetters,
+			DeadLettered:   qs.DeadLettered,
+			CorruptRecords: qs.Corrupt,
 		},
+	}
+	if r := a.recovery; r != nil {
+		st.Queue.Recovered = &RecoveryStatus{MovedTo: r.MovedTo, Reason: r.Reason, At: r.At.UTC()}
 	}
 	if a.aws != nil {
 		as := a.aws.Status()
@@ -134,6 +157,15 @@ func (a *Agent) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	metric("queue_max_bytes", "gauge", "Configured queue bound in bytes.", st.Queue.MaxBytes)
 	metric("queue_oldest_age_seconds", "gauge", "Age of the oldest queued message.", st.Queue.OldestAgeSeconds)
 	metric("queue_dropped_total", "counter", "Messages dropped by overflow drop-oldest.", st.Queue.Dropped)
+	metric("queue_expired_total", "counter", "Messages dropped because their ttl or queue.max_age passed.", st.Queue.Expired)
+	metric("dead_letters", "gauge", "Refused messages waiting in the dead-letter store.", st.Queue.DeadLetters)
+	metric("dead_lettered_total", "counter", "Messages moved to the dead-letter store.", st.Queue.DeadLettered)
+	metric("queue_corrupt_records_total", "counter", "Queue records that could not be decoded and were discarded.", st.Queue.CorruptRecords)
+	recovered := 0
+	if st.Queue.Recovered != nil {
+		recovered = 1
+	}
+	metric("queue_recovered", "gauge", "1 when a damaged queue file was moved aside at start (see /v1/status).", recovered)
 	metric("accepted_total", "counter", "Messages durably accepted through the local API.", st.Accepted)
 	metric("delivered_total", "counter", "Messages acknowledged by the broker (QoS 1) or written (QoS 0).", st.Delivered)
 	metric("rejected_total", "counter", "Messages refused by the broker.", st.Rejected)

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,6 +71,9 @@ type agentProc struct {
 	cmd    *exec.Cmd
 	log    *os.File
 	exited chan struct{}
+
+	httpOnce sync.Once
+	http     *http.Client // see httpClient
 }
 
 // agentOptions tune newAgentWith; the zero value is what newAgent uses.

@@ -1,0 +1,462 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edge-agent/edge-agent/internal/mosquitto"
+)
+
+// The fast-reconnect build.
+//
+// The agent reconnects with full-jitter backoff, 1 s doubling to a 2 min cap, and resets the attempt
+// counter only after a connection stayed up 30 s (transport defaults; the config has no key for them).
+// That is right for a fleet, but after 10 broker restarts or 15 s of a flapping link the agent
+// legitimately waits anything up to 2 minutes before its next attempt, which no test can afford. So the
+// fault tests that break the link many times in a row (flapping, broker restarts) run a second build of
+// the same sources in which exactly one expression differs — the default backoff — patched at build
+// time with `go build -overlay` from the current transport/config.go. Everything else (queue, sender,
+// pinger, API) is the shipped code.
+const (
+	shippedBackoff = "cfg.Backoff = FullJitter(time.Second, 2*time.Minute)"
+	fastBackoff    = "cfg.Backoff = FullJitter(100*time.Millisecond, time.Second)"
+)
+
+func buildFastReconnect(dir string) (string, error) {
+	src, err := filepath.Abs(filepath.Join("..", "transport", "config.go"))
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return "", fmt.Errorf("e2e: read %s for the fast-reconnect build: %w", src, err)
+	}
+	if n := bytes.Count(data, []byte(shippedBackoff)); n != 1 {
+		return "", fmt.Errorf("e2e: transport/config.go holds %q %d times, want exactly 1: the default backoff "+
+			"changed; update shippedBackoff in e2e/helpers_test.go", shippedBackoff, n)
+	}
+	patched := filepath.Join(dir, "transport_config_fast.go")
+	if err := os.WriteFile(patched, bytes.Replace(data, []byte(shippedBackoff), []byte(fastBackoff), 1), 0o600); err != nil {
+		return "", err
+	}
+	overlay, err := json.Marshal(map[string]map[string]string{"Replace": {src: patched}})
+	if err != nil {
+		return "", err
+	}
+	overlayPath := filepath.Join(dir, "overlay.json")
+	if err := os.WriteFile(overlayPath, overlay, 0o600); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "edge-agent-fast-reconnect")
+	build := exec.Command("go", "build", "-overlay", overlayPath, "-o", bin, "github.com/edge-agent/edge-agent/cmd/agent")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("e2e: build the fast-reconnect agent: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// apiStatus is the part of GET /v1/status the tests read.
+type apiStatus struct {
+	State     string    `json:"state"`
+	Since     time.Time `json:"since"`
+	LastError string    `json:"last_error"`
+	Connects  uint64    `json:"connects"`
+	Queue     struct {
+		Depth int `json:"depth"`
+	} `json:"queue"`
+}
+
+// httpClient is a plain HTTP client on the agent's Unix socket, as `curl --unix-socket` is.
+func (p *agentProc) httpClient() *http.Client {
+	p.httpOnce.Do(func() {
+		tr := &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", p.sock)
+			},
+			MaxIdleConnsPerHost: 8,
+		}
+		p.http = &http.Client{Transport: tr, Timeout: 15 * time.Second}
+		p.t.Cleanup(tr.CloseIdleConnections)
+	})
+	return p.http
+}
+
+// apiStatus reads GET /v1/status. It returns an error (never fails the test) so that it can poll an
+// agent that is being restarted.
+func (p *agentProc) apiStatus() (apiStatus, error) {
+	var st apiStatus
+	resp, err := p.httpClient().Get("http://agent/v1/status")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return st, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("GET /v1/status: %d %s", resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, fmt.Errorf("GET /v1/status: %w: %q", err, body)
+	}
+	return st, nil
+}
+
+// mustStatus is apiStatus for an agent that must be up.
+func (p *agentProc) mustStatus() apiStatus {
+	p.t.Helper()
+	st, err := p.apiStatus()
+	if err != nil {
+		p.t.Fatalf("agent status: %v", err)
+	}
+	return st
+}
+
+// waitState polls the status until cond holds (at most timeout) and returns that status.
+func (p *agentProc) waitState(timeout time.Duration, what string, cond func(apiStatus) bool) apiStatus {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := p.apiStatus()
+		if err == nil && cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("timed out after %s waiting for %s (last status %+v, error %v)", timeout, what, st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// producer publishes one numbered stream, topic <prefix>/p<k>, payloads "<k>:<n>" with n = 1, 2, 3…,
+// through the agent's socket: single POSTs and NDJSON batches at random, one request at a time. It
+// records every number the API answered 202 for. A request that got no answer (the agent died, the
+// socket was gone) is not acknowledged and its numbers are never reused: they may or may not arrive.
+type producer struct {
+	k        int
+	topic    string
+	agent    *agentProc
+	rng      *rand.Rand
+	maxBatch int           // largest NDJSON batch
+	pause    time.Duration // random pause in [0, pause) between requests
+	limit    int           // stop after publishing number limit (0 = until ctx is done)
+
+	next       int   // next number to publish
+	acked      []int // numbers answered 202, ascending
+	unanswered int   // numbers whose request got no answer
+	singles    int   // 202 answers to single POSTs
+	batches    int   // 202 answers to NDJSON batches
+	err        error // an answer other than 202: the run stops and the test fails
+}
+
+func newProducer(a *agentProc, prefix string, k int, seed uint64) *producer {
+	return &producer{k: k, topic: fmt.Sprintf("%s/p%d", prefix, k), agent: a, rng: rand.New(rand.NewPCG(seed, uint64(k))),
+		maxBatch: 20, pause: 5 * time.Millisecond, next: 1}
+}
+
+// run publishes until ctx is done, the limit is reached or an unexpected answer comes.
+func (p *producer) run(ctx context.Context) {
+	client := p.agent.httpClient()
+	for ctx.Err() == nil && (p.limit == 0 || p.next <= p.limit) {
+		n := 1
+		if p.maxBatch > 1 && p.rng.IntN(3) != 0 {
+			n = 2 + p.rng.IntN(p.maxBatch-1)
+		}
+		if p.limit > 0 {
+			n = min(n, p.limit-p.next+1)
+		}
+		first := p.next
+		p.next += n
+		status, body, err := p.send(ctx, client, first, n)
+		switch {
+		case err != nil:
+			p.unanswered += n
+			sleepCtx(ctx, 5*time.Millisecond+time.Duration(p.rng.IntN(10))*time.Millisecond) // agent restarting
+			continue
+		case status != http.StatusAccepted:
+			p.err = fmt.Errorf("producer %d: numbers %d..%d: HTTP %d %s", p.k, first, first+n-1, status, body)
+			return
+		}
+		for i := first; i < first+n; i++ {
+			p.acked = append(p.acked, i)
+		}
+		if n == 1 {
+			p.singles++
+		} else {
+			p.batches++
+		}
+		if p.pause > 0 {
+			sleepCtx(ctx, time.Duration(p.rng.Int64N(int64(p.pause))))
+		}
+	}
+}
+
+func (p *producer) send(ctx context.Context, client *http.Client, first, n int) (int, string, error) {
+	var req *http.Request
+	var err error
+	if n == 1 {
+		u := "http://agent/v1/publish?topic=" + url.QueryEscape(p.topic)
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(fmt.Sprintf("%d:%d", p.k, first)))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/octet-stream")
+		}
+	} else {
+		var b strings.Builder
+		for i := first; i < first+n; i++ {
+			fmt.Fprintf(&b, "{\"topic\":%q,\"payload\":\"%d:%d\",\"qos\":1}\n", p.topic, p.k, i)
+		}
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, "http://agent/v1/publish", strings.NewReader(b.String()))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/x-ndjson")
+		}
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, "", err // the answer was cut off: not an acknowledgement
+	}
+	return resp.StatusCode, string(body), nil
+}
+
+// runProducers runs ps until ctx is done and returns a function that waits for them to stop.
+func runProducers(ctx context.Context, ps []*producer) (wait func()) {
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.run(ctx)
+		}()
+	}
+	return wg.Wait
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// tally is what a subscriber saw of the producers' streams.
+type tally struct {
+	Acked      int // numbers the API answered 202 for
+	Delivered  int // distinct acknowledged numbers that reached the subscriber
+	Lost       int // acknowledged numbers that never arrived
+	Duplicates int // arrivals beyond the first of the same number
+	Extra      int // numbers without an answer (agent killed mid-request) that arrived anyway
+}
+
+func (t tally) String() string {
+	return fmt.Sprintf("acknowledged %d, delivered %d, lost %d, duplicates %d (plus %d unanswered that arrived)",
+		t.Acked, t.Delivered, t.Lost, t.Duplicates, t.Extra)
+}
+
+// checker reads a subscriber's messages incrementally and checks, per producer, that first arrivals come
+// in increasing order.
+type checker struct {
+	prefix string
+	ps     []*producer
+	seen   []map[int]bool
+	last   []int // last first arrival per producer
+	done   int   // messages of the Sub already read
+	dups   int
+	bad    error // first order violation or unparsable message
+}
+
+func newChecker(prefix string, ps []*producer) *checker {
+	c := &checker{prefix: prefix, ps: ps, seen: make([]map[int]bool, len(ps)), last: make([]int, len(ps))}
+	for i := range c.seen {
+		c.seen[i] = map[int]bool{}
+	}
+	return c
+}
+
+func (c *checker) ingest(msgs []mosquitto.Msg) {
+	for _, m := range msgs[c.done:] {
+		c.done++
+		if c.bad != nil {
+			continue
+		}
+		k, n, err := c.parse(m)
+		if err != nil {
+			c.bad = err
+			continue
+		}
+		if c.seen[k][n] {
+			c.dups++
+			continue
+		}
+		c.seen[k][n] = true
+		if n <= c.last[k] {
+			c.bad = fmt.Errorf("producer %d: number %d arrived for the first time after %d: order broken", k, n, c.last[k])
+		}
+		c.last[k] = n
+	}
+}
+
+func (c *checker) parse(m mosquitto.Msg) (int, int, error) {
+	ks, ok := strings.CutPrefix(m.Topic, c.prefix+"/p")
+	k, err := strconv.Atoi(ks)
+	if !ok || err != nil || k < 0 || k >= len(c.ps) {
+		return 0, 0, fmt.Errorf("unexpected topic %q", m.Topic)
+	}
+	pk, pn, ok := strings.Cut(string(m.Payload), ":")
+	n, err := strconv.Atoi(pn)
+	if !ok || err != nil || pk != ks {
+		return 0, 0, fmt.Errorf("unexpected payload %q on %q", m.Payload, m.Topic)
+	}
+	return k, n, nil
+}
+
+// missing counts acknowledged numbers not seen yet.
+func (c *checker) missing() int {
+	n := 0
+	for k, p := range c.ps {
+		for _, a := range p.acked {
+			if !c.seen[k][a] {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func (c *checker) tally() tally {
+	var t tally
+	for k, p := range c.ps {
+		acked := make(map[int]bool, len(p.acked))
+		for _, a := range p.acked {
+			acked[a] = true
+			if c.seen[k][a] {
+				t.Delivered++
+			} else {
+				t.Lost++
+			}
+		}
+		t.Acked += len(p.acked)
+		for n := range c.seen[k] {
+			if !acked[n] {
+				t.Extra++
+			}
+		}
+	}
+	t.Duplicates = c.dups
+	return t
+}
+
+// awaitDelivery waits (at most timeout) until every acknowledged number reached sub, checking the order
+// on the way; it fails the test on an order violation and returns the tally either way.
+func awaitDelivery(t *testing.T, sub *mosquitto.Sub, c *checker, timeout time.Duration) tally {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c.ingest(sub.Messages())
+		if c.bad != nil {
+			t.Fatalf("subscriber: %v", c.bad)
+		}
+		if c.missing() == 0 || time.Now().After(deadline) {
+			return c.tally()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// firstMissing lists up to n acknowledged numbers that never arrived, for failure messages.
+func (c *checker) firstMissing(n int) []string {
+	var out []string
+	for k, p := range c.ps {
+		for _, a := range p.acked {
+			if !c.seen[k][a] && len(out) < n {
+				out = append(out, fmt.Sprintf("p%d:%d", k, a))
+			}
+		}
+	}
+	return out
+}
+
+// stream is a set of producers running in the background.
+type stream struct {
+	ps     []*producer
+	cancel context.CancelFunc
+	wait   func()
+}
+
+// startStream starts n producers on topics <prefix>/p0… with the given largest batch; configure, if
+// needed, changes each producer before it starts. A t.Cleanup stops them if the test ends early.
+func startStream(t *testing.T, a *agentProc, prefix string, n int, seed uint64, configure func(*producer)) *stream {
+	t.Helper()
+	ps := make([]*producer, n)
+	for k := range ps {
+		ps[k] = newProducer(a, prefix, k, seed)
+		if configure != nil {
+			configure(ps[k])
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &stream{ps: ps, cancel: cancel, wait: runProducers(ctx, ps)}
+	t.Cleanup(func() { s.cancel(); s.wait() })
+	return s
+}
+
+// stop ends the producers (idempotent) and fails the test if one of them got an answer other than 202.
+func (s *stream) stop(t *testing.T) {
+	t.Helper()
+	s.cancel()
+	s.wait()
+	for _, p := range s.ps {
+		if p.err != nil {
+			t.Fatal(p.err)
+		}
+	}
+}
+
+// done waits (at most timeout) for producers with a limit to finish.
+func (s *stream) done(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	finished := make(chan struct{})
+	go func() { s.wait(); close(finished) }()
+	select {
+	case <-finished:
+		s.stop(t)
+	case <-time.After(timeout):
+		s.cancel()
+		<-finished
+		t.Fatalf("producers did not finish within %s", timeout)
+	}
+}
+
+// acked is the number of acknowledged messages so far (read after stop).
+func (s *stream) acked() int {
+	n := 0
+	for _, p := range s.ps {
+		n += len(p.acked)
+	}
+	return n
+}
