@@ -20,6 +20,9 @@ const (
 func drainAndCheck(t *testing.T, ag *agentProc, sub *mosquitto.Sub, s *stream, prefix string) tally {
 	t.Helper()
 	s.stop(t)
+	if n := s.failures(); n != 0 {
+		t.Fatalf("%s: %d publish requests got no answer although the agent was never stopped", prefix, n)
+	}
 	ag.waitState(30*time.Second, "the queue to drain", func(st apiStatus) bool { return st.State == "connected" && st.Queue.Depth == 0 })
 	c := newChecker(prefix, s.ps)
 	res := awaitDelivery(t, sub, c, 20*time.Second)

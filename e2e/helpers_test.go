@@ -161,6 +161,7 @@ type producer struct {
 	next       int   // next number to publish
 	acked      []int // numbers answered 202, ascending
 	unanswered int   // numbers whose request got no answer
+	failures   int   // requests that failed without an answer other than by our own cancel (agent gone)
 	singles    int   // 202 answers to single POSTs
 	batches    int   // 202 answers to NDJSON batches
 	err        error // an answer other than 202: the run stops and the test fails
@@ -188,6 +189,9 @@ func (p *producer) run(ctx context.Context) {
 		switch {
 		case err != nil:
 			p.unanswered += n
+			if ctx.Err() == nil {
+				p.failures++
+			}
 			sleepCtx(ctx, 5*time.Millisecond+time.Duration(p.rng.IntN(10))*time.Millisecond) // agent restarting
 			continue
 		case status != http.StatusAccepted:
@@ -452,11 +456,11 @@ func (s *stream) done(t *testing.T, timeout time.Duration) {
 	}
 }
 
-// acked is the number of acknowledged messages so far (read after stop).
-func (s *stream) acked() int {
+// failures is the number of requests that got no answer while the producers were running.
+func (s *stream) failures() int {
 	n := 0
 	for _, p := range s.ps {
-		n += len(p.acked)
+		n += p.failures
 	}
 	return n
 }

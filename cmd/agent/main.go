@@ -23,7 +23,9 @@ Usage:
                                          print messages from the broker
   edge-agent status [--json] [--socket PATH]
                                          connection and queue state
-  edge-agent identity                    print the Cognito identity id
+  edge-agent identity [--config PATH]    print the Cognito identity id (aws-iot)
+  edge-agent deadletters [--json] [--requeue IDS|all] [--delete IDS|all] [--socket PATH]
+                                         messages the broker refused: list, requeue, delete
   edge-agent version                     print the version
   edge-agent help [COMMAND]              this text, or a command's flags
 
@@ -58,12 +60,13 @@ func (c *cli) errorf(format string, args ...any) int {
 
 func commands() map[string]command {
 	return map[string]command{
-		"run":      {"run the agent in the foreground", setupRun},
-		"pub":      {"publish messages through the local agent", setupPub},
-		"sub":      {"print messages from the broker", setupSub},
-		"status":   {"show connection and queue state", setupStatus},
-		"identity": {"print the Cognito identity id", setupIdentity},
-		"version":  {"print the version", setupVersion},
+		"run":         {"run the agent in the foreground", setupRun},
+		"pub":         {"publish messages through the local agent", setupPub},
+		"sub":         {"print messages from the broker", setupSub},
+		"status":      {"show connection and queue state", setupStatus},
+		"identity":    {"print the Cognito identity id", setupIdentity},
+		"deadletters": {"list, requeue or delete messages the broker refused", setupDeadLetters},
+		"version":     {"print the version", setupVersion},
 	}
 }
 

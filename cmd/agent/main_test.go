@@ -174,10 +174,10 @@ func TestPubSingle(t *testing.T) {
 		query string
 	}{
 		{"-m", []string{"-t", "a/b", "-m", "hello", "-q", "1", "-r"}, "", []byte("hello"), "qos=1&retain=1&topic=a%2Fb"},
-		{"-f", []string{"-t", "files", "-f", file}, "", binary, "qos=0&topic=files"},
+		{"-f", []string{"-t", "files", "-f", file}, "", binary, "qos=1&topic=files"},
 		{"-s", []string{"-t", "s", "-s", "-q", "0"}, "line 1\nline 2\n\x00", []byte("line 1\nline 2\n\x00"), "qos=0&topic=s"},
-		{"-n", []string{"-t", "empty", "-n", "-r"}, "ignored", []byte{}, "qos=0&retain=1&topic=empty"},
-		{"-m empty", []string{"-t", "e", "-m", ""}, "", []byte{}, "qos=0&topic=e"},
+		{"-n", []string{"-t", "empty", "-n", "-r"}, "ignored", []byte{}, "qos=1&retain=1&topic=empty"},
+		{"-m empty", []string{"-t", "e", "-m", ""}, "", []byte{}, "qos=1&topic=e"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -43,7 +43,7 @@ func setupPub(fs *flag.FlagSet) func(context.Context, *cli) int {
 	lines := fs.Bool("l", false, "publish each line of stdin as a message")
 	all := fs.Bool("s", false, "publish all of stdin as one message")
 	fs.Bool("n", false, "publish an empty message")
-	fs.IntVar(&o.qos, "q", 0, "QoS `level`, 0 or 1")
+	fs.IntVar(&o.qos, "q", 1, "QoS `level`, 0 or 1 (1, at least once, unless you say otherwise)")
 	fs.BoolVar(&o.retain, "r", false, "ask the broker to retain the message")
 	maxLine := fs.Int("max-line", defaultMaxLine, "with -l: longest line in `bytes` (the agent's payload limit)")
 	socket := socketFlag(fs)
