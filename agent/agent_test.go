@@ -455,6 +455,20 @@ func TestSocketModeAndStaleSocket(t *testing.T) {
 	os.Remove(stale)
 }
 
+func TestHealthy(t *testing.T) {
+	b := mosquitto.Start(t)
+	ta := startAgent(t, b.WSURL(), "")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ta.a.Healthy(ctx); err != nil {
+		t.Fatalf("a running agent is unhealthy: %v", err)
+	}
+	ta.stop()
+	if err := ta.a.Healthy(ctx); err == nil {
+		t.Fatal("a stopped agent reports healthy")
+	}
+}
+
 func TestMetricsAndStatus(t *testing.T) {
 	b := mosquitto.Start(t)
 	ta := startAgent(t, b.WSURL(), "")

@@ -79,6 +79,8 @@ func newLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
 // runner is what serve needs of *agent.Agent.
 type runner interface {
 	Run(ctx context.Context, ready func()) error
+	// Healthy reports whether the agent still works end to end; the watchdog is pinged only then.
+	Healthy(ctx context.Context) error
 }
 
 // serve runs the agent until ctx is done and keeps systemd informed:
@@ -125,7 +127,7 @@ func serve(ctx context.Context, a runner, socket string, log *slog.Logger, geten
 			}
 			if sd != nil && watchdogOn {
 				wg.Go(func() {
-					sd.watchdog(runCtx, every, func(err error) { log.Warn("systemd watchdog ping failed", "err", err) })
+					sd.watchdog(runCtx, every, a.Healthy, func(err error) { log.Warn("systemd watchdog", "err", err) })
 				})
 			}
 		})

@@ -8,7 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/edge-agent/edge-agent/config"
 )
@@ -95,7 +98,17 @@ func TestRunConfigErrors(t *testing.T) {
 
 // fakeRunner stands in for *agent.Agent: it is ready at once and serves
 // until ctx is done, then returns err.
-type fakeRunner struct{ err error }
+type fakeRunner struct {
+	err       error
+	unhealthy *atomic.Bool // nil = always healthy
+}
+
+func (f fakeRunner) Healthy(context.Context) error {
+	if f.unhealthy != nil && f.unhealthy.Load() {
+		return errors.New("queue committer stuck")
+	}
+	return nil
+}
 
 func (f fakeRunner) Run(ctx context.Context, ready func()) error {
 	ready()
@@ -155,6 +168,54 @@ func TestServeNotifiesSystemd(t *testing.T) {
 		t.Fatalf("notifications %v", seen)
 	}
 }
+
+// The watchdog is pinged only while the agent reports itself healthy, so systemd restarts a stuck one.
+func TestWatchdogOnlyWhileHealthy(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "notify.sock")
+	l := listenNotify(t, name)
+	getenv := env(map[string]string{"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "20000"}) // check every 10ms
+	var logs syncBuffer
+	log, _ := newLogger(config.Log{Level: "info", Format: "text"}, &logs)
+	unhealthy := new(atomic.Bool)
+	unhealthy.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- serve(ctx, fakeRunner{unhealthy: unhealthy}, "/run/x.sock", log, getenv) }()
+	if got := recv(t, l); !strings.HasPrefix(got, "READY=1") {
+		t.Fatalf("first notification %q", got)
+	}
+	// Unhealthy: no ping for 10 intervals.
+	l.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	buf := make([]byte, 512)
+	if n, _, err := l.ReadFrom(buf); err == nil {
+		t.Fatalf("got %q while unhealthy, want no watchdog ping", buf[:n])
+	}
+	l.SetReadDeadline(time.Time{})
+	if !strings.Contains(logs.String(), "queue committer stuck") {
+		t.Fatalf("log does not say why the watchdog is not pinged: %q", logs.String())
+	}
+	unhealthy.Store(false)
+	if got := recv(t, l); got != "WATCHDOG=1" {
+		t.Fatalf("got %q, want pings once healthy", got)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestServeWithoutSystemd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())

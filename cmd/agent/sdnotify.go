@@ -91,7 +91,7 @@ func watchdogInterval(getenv func(string) string) (every time.Duration, ok bool,
 
 // watchdog sends WATCHDOG=1 every interval until ctx is done. It returns
 // when ctx is done; the caller waits for it.
-func (n *notifier) watchdog(ctx context.Context, every time.Duration, onErr func(error)) {
+func (n *notifier) watchdog(ctx context.Context, every time.Duration, healthy func(context.Context) error, onErr func(error)) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -99,6 +99,16 @@ func (n *notifier) watchdog(ctx context.Context, every time.Duration, onErr func
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if healthy != nil {
+				hctx, cancel := context.WithTimeout(ctx, every)
+				err := healthy(hctx)
+				cancel()
+				if err != nil {
+					// No ping: if this lasts for WatchdogSec, systemd restarts the agent.
+					onErr(fmt.Errorf("unhealthy, not pinging the watchdog: %w", err))
+					continue
+				}
+			}
 			if err := n.Notify("WATCHDOG=1"); err != nil {
 				onErr(err)
 			}

@@ -119,7 +119,7 @@ func TestWatchdogPings(t *testing.T) {
 	defer n.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { n.watchdog(ctx, 5*time.Millisecond, func(err error) { t.Error(err) }) })
+	wg.Go(func() { n.watchdog(ctx, 5*time.Millisecond, nil, func(err error) { t.Error(err) }) })
 	for range 3 {
 		if got := recv(t, l); got != "WATCHDOG=1" {
 			t.Fatalf("got %q", got)
