@@ -11,7 +11,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -62,7 +61,7 @@ func badRequest(format string, args ...any) error {
 }
 
 func (a *Agent) fail(w http.ResponseWriter, status int, msg string) {
-	atomic.AddUint64(&a.stats.apiErrors, 1)
+	a.stats.apiErrors.Add(1)
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
@@ -222,7 +221,7 @@ func (a *Agent) handlePublish(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, err)
 		return
 	}
-	atomic.AddUint64(&a.stats.accepted, 1)
+	a.stats.accepted.Add(1)
 	id := ids[0]
 	if !p.wait {
 		writeJSON(w, http.StatusAccepted, map[string]any{"id": id})
@@ -276,7 +275,7 @@ func (a *Agent) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, err)
 		return
 	}
-	atomic.AddUint64(&a.stats.accepted, uint64(len(ids)))
+	a.stats.accepted.Add(uint64(len(ids)))
 	writeJSON(w, http.StatusAccepted, map[string]any{"accepted": len(ids), "first_id": ids[0], "last_id": ids[len(ids)-1]})
 }
 

@@ -23,14 +23,14 @@ type hub struct {
 	mu   sync.RWMutex
 	subs map[*subscriber]struct{}
 
-	received uint64 // atomic: messages received from the broker
-	dropped  uint64 // atomic: messages dropped because a subscriber was slow
+	received atomic.Uint64 // messages received from the broker
+	dropped  atomic.Uint64 // messages dropped because a subscriber was slow
 }
 
 type subscriber struct {
 	filters []string
 	ch      chan transport.Received
-	dropped uint64 // atomic
+	dropped atomic.Uint64
 }
 
 func newHub(log *slog.Logger) *hub {
@@ -72,7 +72,7 @@ func (h *hub) remove(s *subscriber) {
 
 // dispatch hands m to every matching subscriber without blocking.
 func (h *hub) dispatch(m transport.Received) {
-	atomic.AddUint64(&h.received, 1)
+	h.received.Add(1)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for s := range h.subs {
@@ -82,10 +82,10 @@ func (h *hub) dispatch(m transport.Received) {
 		select {
 		case s.ch <- m:
 		default:
-			if atomic.AddUint64(&s.dropped, 1) == 1 {
+			if s.dropped.Add(1) == 1 {
 				h.log.Warn("local subscriber too slow; dropping messages for it", "filters", s.filters)
 			}
-			atomic.AddUint64(&h.dropped, 1)
+			h.dropped.Add(1)
 		}
 	}
 }

@@ -26,7 +26,7 @@ func (s *source) Next(ctx context.Context, after uint64, max int) ([]transport.M
 
 func (s *source) Ack(seq uint64) {
 	s.q.Ack(seq)
-	atomic.AddUint64(&s.stats.delivered, 1)
+	s.stats.delivered.Add(1)
 }
 
 // Reject takes a message that can never be delivered out of the way so that it cannot block the
@@ -35,19 +35,20 @@ func (s *source) Ack(seq uint64) {
 // reason, where it can be listed, requeued or deleted through the API and the CLI.
 func (s *source) Reject(seq uint64, reason error) {
 	if errors.Is(reason, transport.ErrExpired) {
-		atomic.AddUint64(&s.stats.expiredOnSend, 1)
+		s.stats.expiredOnSend.Add(1)
 		s.q.Ack(seq)
 		return
 	}
-	atomic.AddUint64(&s.stats.rejected, 1)
+	s.stats.rejected.Add(1)
 	s.q.DeadLetter(seq, reason.Error())
 }
 
-// counters are the agent's own monotonic counters, read by /metrics and /v1/status.
+// counters are the agent's own monotonic counters, read by /metrics and /v1/status. Typed atomics:
+// they stay 8-byte aligned on 32-bit ARM, where plain uint64 fields used with atomic.AddUint64 panic.
 type counters struct {
-	accepted      uint64 // messages durably stored through the API
-	delivered     uint64 // acknowledged by the broker (QoS 1) or written (QoS 0)
-	rejected      uint64 // refused by the broker: moved to the dead-letter store
-	expiredOnSend uint64 // expired between the queue and the wire
-	apiErrors     uint64 // API requests answered 4xx/5xx
+	accepted      atomic.Uint64 // messages durably stored through the API
+	delivered     atomic.Uint64 // acknowledged by the broker (QoS 1) or written (QoS 0)
+	rejected      atomic.Uint64 // refused by the broker: moved to the dead-letter store
+	expiredOnSend atomic.Uint64 // expired between the queue and the wire
+	apiErrors     atomic.Uint64 // API requests answered 4xx/5xx
 }

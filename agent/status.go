@@ -5,7 +5,6 @@ import (
 	"math"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 )
 
@@ -83,10 +82,10 @@ func (a *Agent) Status() Status {
 		ClientID:       a.cfg.ClientID,
 		Since:          ts.Since,
 		LastError:      ts.LastError,
-		Accepted:       atomic.LoadUint64(&a.stats.accepted),
-		Delivered:      atomic.LoadUint64(&a.stats.delivered),
-		Rejected:       atomic.LoadUint64(&a.stats.rejected),
-		Received:       atomic.LoadUint64(&a.hub.received),
+		Accepted:       a.stats.accepted.Load(),
+		Delivered:      a.stats.delivered.Load(),
+		Rejected:       a.stats.rejected.Load(),
+		Received:       a.hub.received.Load(),
 		Connects:       ts.Connects,
 		Inflight:       ts.Inflight,
 		ReceiveMaximum: ts.ReceiveMaximum,
@@ -99,7 +98,7 @@ func (a *Agent) Status() Status {
 			Dropped:        qs.Dropped,
 			MaxBytes:       int64(a.cfg.Queue.MaxBytes),
 			Overflow:       a.cfg.Queue.Overflow,
-			Expired:        qs.Expired + atomic.LoadUint64(&a.stats.expiredOnSend),
+			Expired:        qs.Expired + a.stats.expiredOnSend.Load(),
 			DeadLetters:    qs.DeadLetters,
 			DeadLettered:   qs.DeadLettered,
 			CorruptRecords: qs.Corrupt,
@@ -170,10 +169,10 @@ func (a *Agent) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	metric("delivered_total", "counter", "Messages acknowledged by the broker (QoS 1) or written (QoS 0).", st.Delivered)
 	metric("rejected_total", "counter", "Messages refused by the broker.", st.Rejected)
 	metric("received_total", "counter", "Messages received from broker subscriptions.", st.Received)
-	metric("subscriber_dropped_total", "counter", "Messages not delivered to a local subscriber that was too slow.", atomic.LoadUint64(&a.hub.dropped))
+	metric("subscriber_dropped_total", "counter", "Messages not delivered to a local subscriber that was too slow.", a.hub.dropped.Load())
 	metric("inflight", "gauge", "Unacknowledged QoS 1 publishes.", st.Inflight)
 	metric("subscribers", "gauge", "Open local subscriber streams.", st.Subscribers)
-	metric("api_errors_total", "counter", "Local API requests answered with an error.", atomic.LoadUint64(&a.stats.apiErrors))
+	metric("api_errors_total", "counter", "Local API requests answered with an error.", a.stats.apiErrors.Load())
 	if st.AWS != nil {
 		metric("aws_clock_skew_seconds", "gauge", "AWS time minus this device's clock, learnt from AWS responses.", st.AWS.ClockSkewSeconds)
 		if st.AWS.CredentialsExpire != nil {
