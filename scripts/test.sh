@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README "Quick start": make test; .ci/run runs it too).
 # Installs Mosquitto when missing and running as root, then gofmt, go vet and the
-# whole suite under the race detector. Tests start their own Mosquitto instances
+# whole suite under the race detector, then the core packages again as 32-bit ARM (armv6) binaries
+# under qemu-arm-static (installed the same way). Tests start their own Mosquitto instances
 # on free loopback ports; a system mosquitto service (which the Debian package may
 # start on install) is neither needed nor used.
 set -euo pipefail
@@ -32,6 +33,19 @@ then run this script again."
 	apt-get install -y mosquitto mosquitto-clients
 	have_mosquitto || die "mosquitto, mosquitto_sub or mosquitto_pub still missing after apt-get install"
 fi
+say "checking for qemu-arm-static (the gateways are 32-bit ARM: the core packages are tested there too)"
+if ! command -v qemu-arm-static >/dev/null; then
+	if [ "$(id -u)" -ne 0 ]; then
+		die "qemu-arm-static is not installed and this is not root. Run:
+    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y qemu-user-static'
+then run this script again."
+	fi
+	say "installing qemu-user-static with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y qemu-user-static
+	command -v qemu-arm-static >/dev/null || die "qemu-arm-static still missing after apt-get install qemu-user-static"
+fi
 mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 echo "    $("$mosq" -h 2>/dev/null | head -n1 || true) ($mosq)"
 
@@ -47,5 +61,12 @@ go vet ./...
 
 say "go test -race -count=1 -timeout 20m ./..."
 go test -race -count=1 -timeout 20m ./...
+
+# 32-bit ARM (Raspberry Pi Zero/1: armv6) catches what amd64 cannot, such as unaligned 64-bit atomics.
+# The tests run as ARM binaries under user-mode emulation; the queue's crash test re-executes itself
+# through the emulator too.
+say "GOARCH=arm GOARM=6 go test ./queue ./agent ./transport ./config (under qemu-arm-static)"
+QUEUE_TEST_CHILD_EXEC=qemu-arm-static GOARCH=arm GOARM=6 \
+	go test -count=1 -timeout 20m -exec qemu-arm-static ./queue/ ./agent/ ./transport/ ./config/
 
 say "all tests passed"
