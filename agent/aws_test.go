@@ -200,6 +200,12 @@ func TestAWSCredentialsRefreshed(t *testing.T) {
 			t.Fatalf("the agent presented expired credentials: %+v", a)
 		}
 	}
+	for _, c := range f.cog.Issued() {
+		t.Logf("Cognito issued %s, expires %s", c.AccessKeyID, c.Expires.Format(time.RFC3339))
+	}
+	for _, a := range f.iot.Attempts() {
+		t.Logf("IoT upgrade signed %s with %s: accepted=%v %s", a.SignedAt.Format(time.RFC3339), a.AccessKeyID, a.Accepted, a.Reason)
+	}
 }
 
 // Cognito unavailable for a while: publishes are queued, status explains, and everything is
