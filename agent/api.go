@@ -94,7 +94,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // "<identity id>" in advice stays readable
+	enc.Encode(v)
 }
 
 func allowMethod(w http.ResponseWriter, r *http.Request, method string) bool {

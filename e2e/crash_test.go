@@ -95,8 +95,12 @@ func TestCrashHarness(t *testing.T) {
 	st.stop(t)
 	proxy.Restore()
 	ag.start()
-	ag.waitState(30*time.Second, "the queue to drain", func(st apiStatus) bool { return st.State == "connected" && st.Queue.Depth == 0 })
 	c := newChecker("crash", ps)
+	if !ag.drained(30 * time.Second) {
+		res := awaitDelivery(t, sub, c, time.Second)
+		t.Fatalf("the queue did not drain within 30s; subscriber: %s; missing e.g. %v; agent status: %s",
+			res, c.firstMissing(5), ag.rawStatus())
+	}
 	res := awaitDelivery(t, sub, c, 30*time.Second)
 
 	var singles, batches, unanswered int

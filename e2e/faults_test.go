@@ -23,8 +23,12 @@ func drainAndCheck(t *testing.T, ag *agentProc, sub *mosquitto.Sub, s *stream, p
 	if n := s.failures(); n != 0 {
 		t.Fatalf("%s: %d publish requests got no answer although the agent was never stopped", prefix, n)
 	}
-	ag.waitState(30*time.Second, "the queue to drain", func(st apiStatus) bool { return st.State == "connected" && st.Queue.Depth == 0 })
 	c := newChecker(prefix, s.ps)
+	if !ag.drained(30 * time.Second) {
+		res := awaitDelivery(t, sub, c, time.Second)
+		t.Fatalf("%s: the queue did not drain within 30s; subscriber: %s; missing e.g. %v; agent status: %s",
+			prefix, res, c.firstMissing(5), ag.rawStatus())
+	}
 	res := awaitDelivery(t, sub, c, 20*time.Second)
 	if res.Lost != 0 {
 		t.Fatalf("%s: %d acknowledged messages lost, e.g. %v", prefix, res.Lost, c.firstMissing(10))

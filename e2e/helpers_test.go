@@ -119,6 +119,29 @@ func (p *agentProc) apiStatus() (apiStatus, error) {
 	return st, nil
 }
 
+// drained waits (at most timeout) until the agent is connected with an empty queue.
+func (p *agentProc) drained(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if st, err := p.apiStatus(); err == nil && st.State == "connected" && st.Queue.Depth == 0 {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+// rawStatus is GET /v1/status verbatim, for failure messages.
+func (p *agentProc) rawStatus() string {
+	resp, err := p.httpClient().Get("http://agent/v1/status")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
 // mustStatus is apiStatus for an agent that must be up.
 func (p *agentProc) mustStatus() apiStatus {
 	p.t.Helper()
