@@ -181,6 +181,7 @@ type Queue struct {
 	depth        int
 	bytes        int64
 	oldestSeq    uint64 // first key in the file; 0 if empty
+	readSeq      uint64 // highest seq Next has returned (may run ahead of lastSeq until publish)
 	oldest       time.Time
 	lastSeq      uint64 // last assigned seq
 	dropped      uint64

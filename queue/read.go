@@ -93,6 +93,13 @@ func (q *Queue) scan(after uint64, max int, now time.Time) ([]Message, error) {
 		}
 		return nil
 	})
+	if len(msgs) > 0 {
+		q.mu.Lock()
+		if last := msgs[len(msgs)-1].Seq; last > q.readSeq {
+			q.readSeq = last
+		}
+		q.mu.Unlock()
+	}
 	if len(corrupt) > 0 || len(expired) > 0 {
 		q.discard(corrupt, expired)
 	}
@@ -153,9 +160,16 @@ func (q *Queue) Ack(seqs ...uint64) {
 
 // mayBeStoredLocked is a cheap test that seq may still be in the data
 // bucket and not known to be gone.
+//
+// Next may return records of a commit whose counters are not published yet (the read transaction
+// sees the data as soon as bbolt has committed it), and their PUBACK may come back before
+// publish runs: so the upper bound is the highest seq Next has handed out, not only lastSeq.
 func (q *Queue) mayBeStoredLocked(seq uint64) bool {
-	if seq == 0 || seq > q.lastSeq || q.depth == 0 || seq < q.oldestSeq {
+	if seq == 0 || seq > max(q.lastSeq, q.readSeq) || seq < q.oldestSeq {
 		return false
+	}
+	if q.depth == 0 && seq <= q.lastSeq {
+		return false // every record up to lastSeq is known to be gone
 	}
 	return !q.dropSet.has(seq) && !q.expSet.has(seq)
 }
