@@ -160,6 +160,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 		MaxPublishRate:   a.cfg.Broker.MaxPublishRate,
 		MaxByteRate:      int64(a.cfg.Broker.MaxByteRate),
 		MaxSubscriptions: a.cfg.Broker.MaxSubscriptions,
+		Backoff:          transport.FullJitter(a.cfg.Broker.ReconnectMin.Duration, a.cfg.Broker.ReconnectMax.Duration),
 	}
 	if a.aws != nil {
 		tcfg.Endpoint = a.aws.Endpoint

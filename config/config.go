@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Config is the whole agent configuration. Field tags are the TOML keys.
@@ -44,6 +45,10 @@ type Broker struct {
 	MaxByteRate Size `toml:"max_byte_rate"`
 	// MaxSubscriptions bounds distinct broker subscriptions (0 = no limit; aws-iot default 50).
 	MaxSubscriptions int `toml:"max_subscriptions"`
+	// ReconnectMin and ReconnectMax bound the reconnect backoff: attempt n waits a random time in
+	// [0, min(ReconnectMax, ReconnectMin·2^n)] (full jitter). Defaults 1s and 2m.
+	ReconnectMin Duration `toml:"reconnect_min"`
+	ReconnectMax Duration `toml:"reconnect_max"`
 }
 
 // Cognito is the [cognito] table: AWS credentials from an identity pool.
@@ -116,9 +121,11 @@ func Default() *Config {
 		StateDir: "/var/lib/edge-agent",
 		Socket:   "/run/edge-agent/agent.sock",
 		Broker: Broker{
-			Provider:    ProviderMQTT,
-			Keepalive:   Duration{60e9},
-			MaxInflight: 64,
+			Provider:     ProviderMQTT,
+			Keepalive:    Duration{60e9},
+			MaxInflight:  64,
+			ReconnectMin: Duration{time.Second},
+			ReconnectMax: Duration{2 * time.Minute},
 		},
 		Queue: Queue{MaxBytes: 256 * MiB, Overflow: OverflowDropOldest, MaxDeadLetters: 10000},
 		Log:   Log{Level: "info", Format: "text"},

@@ -35,7 +35,8 @@ func TestDefaults(t *testing.T) {
 		StateDir: "/var/lib/edge-agent",
 		Socket:   "/run/edge-agent/agent.sock",
 		Broker: Broker{Provider: "mqtt", URL: "ws://broker.test:8080/mqtt",
-			Keepalive: Duration{60 * time.Second}, MaxInflight: 64},
+			Keepalive: Duration{60 * time.Second}, MaxInflight: 64,
+			ReconnectMin: Duration{time.Second}, ReconnectMax: Duration{2 * time.Minute}},
 		Queue: Queue{MaxBytes: 256 << 20, Overflow: "drop-oldest", MaxDeadLetters: 10000},
 		Log:   Log{Level: "info", Format: "text"},
 		API:   API{MaxPayload: 256 << 10},
@@ -384,7 +385,8 @@ func TestSpecExample(t *testing.T) {
 	want := &Config{
 		ClientID: "gw-0001", StateDir: "/var/lib/edge-agent", Socket: "/run/edge-agent/agent.sock",
 		Broker: Broker{Provider: "aws-iot", URL: "wss://broker.example.com/mqtt", Region: "eu-west-1",
-			Keepalive: Duration{time.Minute}, MaxInflight: 64, MaxPublishRate: 100, MaxByteRate: 512 * KiB, MaxSubscriptions: 50},
+			Keepalive: Duration{time.Minute}, MaxInflight: 64, MaxPublishRate: 100, MaxByteRate: 512 * KiB, MaxSubscriptions: 50,
+			ReconnectMin: Duration{time.Second}, ReconnectMax: Duration{2 * time.Minute}},
 		Cognito:    Cognito{IdentityPoolID: "eu-west-1:00000000-0000-0000-0000-000000000000"},
 		HasCognito: true,
 		Queue:      Queue{MaxBytes: 256 * MiB, Overflow: "drop-oldest", MaxDeadLetters: 10000},
@@ -533,6 +535,23 @@ max_dead_letters = 50
 		{"[broker]\nurl = \"ws://b.test/mqtt\"\nmax_subscriptions = -1\n", "broker.max_subscriptions"},
 		{"[broker]\nurl = \"ws://b.test/mqtt\"\n[queue]\nmax_age = \"-1s\"\n", "queue.max_age"},
 		{"[broker]\nurl = \"ws://b.test/mqtt\"\n[queue]\nmax_dead_letters = -5\n", "queue.max_dead_letters"},
+	} {
+		_, err := Parse([]byte(bad.doc), "agent.toml")
+		var e *Error
+		if !errors.As(err, &e) || e.Key != bad.key {
+			t.Errorf("%q: got %v, want an error for %s", bad.doc, err, bad.key)
+		}
+	}
+}
+
+func TestReconnectBounds(t *testing.T) {
+	c := mustParse(t, "[broker]\nurl = \"ws://b.test/mqtt\"\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n")
+	if c.Broker.ReconnectMin.Duration != 100*time.Millisecond || c.Broker.ReconnectMax.Duration != time.Second {
+		t.Fatalf("got %+v", c.Broker)
+	}
+	for _, bad := range []struct{ doc, key string }{
+		{"[broker]\nurl = \"ws://b.test/mqtt\"\nreconnect_min = \"1ms\"\n", "broker.reconnect_min"},
+		{"[broker]\nurl = \"ws://b.test/mqtt\"\nreconnect_min = \"5s\"\nreconnect_max = \"1s\"\n", "broker.reconnect_max"},
 	} {
 		_, err := Parse([]byte(bad.doc), "agent.toml")
 		var e *Error

@@ -154,6 +154,13 @@ func validate(c *Config, ix *index) error {
 		b.MaxSubscriptions = awsMaxSubscribe
 	}
 
+	switch rmin, rmax := b.ReconnectMin.Duration, b.ReconnectMax.Duration; {
+	case rmin < 10*time.Millisecond || rmin > time.Hour:
+		bad("broker.reconnect_min", "%v is outside 10ms..1h", rmin)
+	case rmax < rmin || rmax > 24*time.Hour:
+		bad("broker.reconnect_max", "%v: must be at least reconnect_min (%v) and at most 24h", rmax, rmin)
+	}
+
 	// [cognito]
 	if c.HasCognito && !aws {
 		// SPEC.md's example file carries a [cognito] table with provider "mqtt": accept it, say it is unused.

@@ -28,8 +28,7 @@ import (
 )
 
 var (
-	agentBin     string // the agent exactly as shipped
-	fastAgentBin string // the same with a short reconnect backoff; see buildFastReconnect
+	agentBin string // the agent exactly as shipped
 )
 
 func TestMain(m *testing.M) {
@@ -43,11 +42,6 @@ func TestMain(m *testing.M) {
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build edge-agent: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	fastAgentBin, err = buildFastReconnect(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -78,8 +72,8 @@ type agentProc struct {
 
 // agentOptions tune newAgentWith; the zero value is what newAgent uses.
 type agentOptions struct {
-	Keepalive string // broker.keepalive; default "5s"
-	Bin       string // the binary; default agentBin
+	Keepalive     string // broker.keepalive; default "5s"
+	FastReconnect bool   // reconnect_min/max of fastReconnectMin/Max instead of the defaults
 }
 
 func newAgent(t *testing.T, brokerURL string) *agentProc {
@@ -92,18 +86,18 @@ func newAgentWith(t *testing.T, brokerURL string, o agentOptions) *agentProc {
 	if o.Keepalive == "" {
 		o.Keepalive = "5s"
 	}
-	if o.Bin == "" {
-		o.Bin = agentBin
-	}
 	dir := t.TempDir()
 	sockDir, err := os.MkdirTemp("", "ea")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	p := &agentProc{t: t, bin: o.Bin, cfg: filepath.Join(dir, "agent.toml"), sock: filepath.Join(sockDir, "agent.sock"), state: filepath.Join(dir, "state")}
+	p := &agentProc{t: t, bin: agentBin, cfg: filepath.Join(dir, "agent.toml"), sock: filepath.Join(sockDir, "agent.sock"), state: filepath.Join(dir, "state")}
 	toml := fmt.Sprintf("client_id = \"e2e-%d\"\nstate_dir = %q\nsocket = %q\n\n[broker]\nprovider = \"mqtt\"\nurl = %q\nkeepalive = %q\n",
 		time.Now().UnixNano(), p.state, p.sock, brokerURL, o.Keepalive)
+	if o.FastReconnect {
+		toml += fmt.Sprintf("reconnect_min = %q\nreconnect_max = %q\n", fastReconnectMin, fastReconnectMax)
+	}
 	if err := os.WriteFile(p.cfg, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -158,7 +158,7 @@ func TestFaultFlapping(t *testing.T) {
 	b := mosquitto.Start(t)
 	proxy := brokerProxy(t, b)
 	sub := mosquitto.Subscribe(t, b.TCPAddr(), "flap/#")
-	ag := newAgentWith(t, "ws://"+proxy.Addr()+"/mqtt", agentOptions{Keepalive: faultKeepaliveStr, Bin: fastAgentBin})
+	ag := newAgentWith(t, "ws://"+proxy.Addr()+"/mqtt", agentOptions{Keepalive: faultKeepaliveStr, FastReconnect: true})
 	ag.start()
 	ag.waitState(10*time.Second, "connected", connected)
 
@@ -192,7 +192,7 @@ func TestFaultBrokerRestarts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 2))
 	b := mosquitto.Start(t, mosquitto.WithPersistence())
 	sub := mosquitto.Subscribe(t, b.TCPAddr(), "restart/#", mosquitto.Persistent())
-	ag := newAgentWith(t, b.WSURL(), agentOptions{Keepalive: faultKeepaliveStr, Bin: fastAgentBin})
+	ag := newAgentWith(t, b.WSURL(), agentOptions{Keepalive: faultKeepaliveStr, FastReconnect: true})
 	ag.start()
 
 	s := startStream(t, ag, "restart", 2, seed, nil)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,9 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,54 +18,17 @@ import (
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
 )
 
-// The fast-reconnect build.
+// Fast reconnects for the fault tests.
 //
 // The agent reconnects with full-jitter backoff, 1 s doubling to a 2 min cap, and resets the attempt
-// counter only after a connection stayed up 30 s (transport defaults; the config has no key for them).
-// That is right for a fleet, but after 10 broker restarts or 15 s of a flapping link the agent
-// legitimately waits anything up to 2 minutes before its next attempt, which no test can afford. So the
-// fault tests that break the link many times in a row (flapping, broker restarts) run a second build of
-// the same sources in which exactly one expression differs — the default backoff — patched at build
-// time with `go build -overlay` from the current transport/config.go. Everything else (queue, sender,
-// pinger, API) is the shipped code.
+// counter only after a connection stayed up 30 s. That is right for a fleet, but after 10 broker restarts
+// or 15 s of a flapping link the agent legitimately waits anything up to 2 minutes before its next attempt,
+// which no test can afford. So the fault tests that break the link many times in a row set
+// [broker] reconnect_min / reconnect_max, as an operator can.
 const (
-	shippedBackoff = "cfg.Backoff = FullJitter(time.Second, 2*time.Minute)"
-	fastBackoff    = "cfg.Backoff = FullJitter(100*time.Millisecond, time.Second)"
+	fastReconnectMin = "100ms"
+	fastReconnectMax = "1s"
 )
-
-func buildFastReconnect(dir string) (string, error) {
-	src, err := filepath.Abs(filepath.Join("..", "transport", "config.go"))
-	if err != nil {
-		return "", err
-	}
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return "", fmt.Errorf("e2e: read %s for the fast-reconnect build: %w", src, err)
-	}
-	if n := bytes.Count(data, []byte(shippedBackoff)); n != 1 {
-		return "", fmt.Errorf("e2e: transport/config.go holds %q %d times, want exactly 1: the default backoff "+
-			"changed; update shippedBackoff in e2e/helpers_test.go", shippedBackoff, n)
-	}
-	patched := filepath.Join(dir, "transport_config_fast.go")
-	if err := os.WriteFile(patched, bytes.Replace(data, []byte(shippedBackoff), []byte(fastBackoff), 1), 0o600); err != nil {
-		return "", err
-	}
-	overlay, err := json.Marshal(map[string]map[string]string{"Replace": {src: patched}})
-	if err != nil {
-		return "", err
-	}
-	overlayPath := filepath.Join(dir, "overlay.json")
-	if err := os.WriteFile(overlayPath, overlay, 0o600); err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "edge-agent-fast-reconnect")
-	build := exec.Command("go", "build", "-overlay", overlayPath, "-o", bin, "github.com/edge-agent/edge-agent/cmd/agent")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("e2e: build the fast-reconnect agent: %v\n%s", err, out)
-	}
-	return bin, nil
-}
 
 // apiStatus is the part of GET /v1/status the tests read.
 type apiStatus struct {
