@@ -484,3 +484,45 @@ func TestMetricsAndStatus(t *testing.T) {
 		}
 	}
 }
+
+// Local subscriber streams are bounded: past the limit a new one gets 503, and a slot frees when a
+// stream ends.
+func TestSubscriberStreamsBounded(t *testing.T) {
+	b := mosquitto.Start(t)
+	ta := startAgent(t, b.WSURL(), "")
+	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	open := func() *http.Response {
+		req, _ := http.NewRequest("GET", "http://agent/v1/subscribe?topic=bound/%23", nil)
+		resp, err := ta.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	var streams []*http.Response
+	defer func() {
+		for _, s := range streams {
+			s.Body.Close()
+		}
+	}()
+	for i := 0; i < maxSubscribers; i++ {
+		resp := open()
+		if resp.StatusCode != 200 {
+			t.Fatalf("stream %d: %d", i, resp.StatusCode)
+		}
+		streams = append(streams, resp)
+	}
+	extra := open()
+	extra.Body.Close()
+	if extra.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("stream %d: %d, want 503", maxSubscribers+1, extra.StatusCode)
+	}
+	streams[0].Body.Close()
+	streams = streams[1:]
+	waitFor(t, 5*time.Second, "a slot to free", func() bool { return ta.status().Subscribers < maxSubscribers })
+	again := open()
+	if again.StatusCode != 200 {
+		t.Fatalf("after a stream ended: %d", again.StatusCode)
+	}
+	streams = append(streams, again)
+}

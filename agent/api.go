@@ -450,6 +450,10 @@ func (a *Agent) handleSubscribe(streams context.Context, w http.ResponseWriter, 
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errTooManySubscribers) {
+			a.fail(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
 		if errors.Is(err, transport.ErrTooManySubscriptions) {
 			a.fail(w, http.StatusBadRequest, "subscribe: "+err.Error()+" (broker.max_subscriptions)")
 			return

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,13 @@ import (
 // subscriberBuffer is how many broker messages a local subscriber may fall behind before further
 // messages to it are dropped (and counted). The transport is never blocked by a local reader.
 const subscriberBuffer = 1024
+
+// maxSubscribers bounds concurrent local subscriber streams (each holds a buffer of subscriberBuffer
+// messages), so a misbehaving local program cannot exhaust the gateway's memory.
+const maxSubscribers = 128
+
+// errTooManySubscribers is returned by add when maxSubscribers streams are open.
+var errTooManySubscribers = fmt.Errorf("too many local subscriber streams (limit %d); close some first", maxSubscribers)
 
 // hub fans broker messages out to local subscriber streams. dispatch is called from the
 // transport's dispatcher goroutine; add/remove from API handlers. All methods are safe for
@@ -43,6 +51,10 @@ func newHub(log *slog.Logger) *hub {
 func (h *hub) add(ctx context.Context, filters []string) (*subscriber, error) {
 	s := &subscriber{filters: filters, ch: make(chan transport.Received, subscriberBuffer)}
 	h.mu.Lock()
+	if len(h.subs) >= maxSubscribers {
+		h.mu.Unlock()
+		return nil, errTooManySubscribers
+	}
 	h.subs[s] = struct{}{}
 	h.mu.Unlock()
 	subs := make([]transport.Subscription, len(filters))
