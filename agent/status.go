@@ -10,19 +10,21 @@ import (
 
 // Status is the JSON behind GET /v1/status and `edge-agent status --json`.
 type Status struct {
-	State     string      `json:"state"`
-	Provider  string      `json:"provider"`
-	Endpoint  string      `json:"endpoint"`
-	ClientID  string      `json:"client_id"`
-	Since     time.Time   `json:"since"`
-	LastError string      `json:"last_error"`
-	Queue     QueueStatus `json:"queue"`
-	Accepted  uint64      `json:"accepted"`
-	Delivered uint64      `json:"delivered"`
-	Rejected  uint64      `json:"rejected"`
-	Received  uint64      `json:"received"`
-	Connects  uint64      `json:"connects"`
-	Inflight  int         `json:"inflight"`
+	State     string    `json:"state"`
+	Provider  string    `json:"provider"`
+	Endpoint  string    `json:"endpoint"`
+	ClientID  string    `json:"client_id"`
+	Since     time.Time `json:"since"`
+	LastError string    `json:"last_error"`
+	// LastErrorAt is when LastError happened (absent if there was none).
+	LastErrorAt *time.Time  `json:"last_error_at,omitempty"`
+	Queue       QueueStatus `json:"queue"`
+	Accepted    uint64      `json:"accepted"`
+	Delivered   uint64      `json:"delivered"`
+	Rejected    uint64      `json:"rejected"`
+	Received    uint64      `json:"received"`
+	Connects    uint64      `json:"connects"`
+	Inflight    int         `json:"inflight"`
 	// ReceiveMaximum is the broker's in-flight QoS 1 limit from its CONNACK.
 	ReceiveMaximum uint16  `json:"receive_maximum"`
 	Subscribers    int     `json:"subscribers"`
@@ -106,6 +108,10 @@ func (a *Agent) Status() Status {
 	}
 	if r := a.recovery; r != nil {
 		st.Queue.Recovered = &RecoveryStatus{MovedTo: r.MovedTo, Reason: r.Reason, At: r.At.UTC()}
+	}
+	if !ts.LastErrorAt.IsZero() {
+		at := ts.LastErrorAt.UTC()
+		st.LastErrorAt = &at
 	}
 	if a.aws != nil {
 		as := a.aws.Status()

@@ -22,7 +22,7 @@ cleanup() {
 trap cleanup EXIT
 
 say "Building edge-agent and the dev broker"
-CGO_ENABLED=0 go build -trimpath -o "$bin/edge-agent" ./cmd/agent
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/edge-agent" ./cmd/agent
 go build -o "$bin/devbroker" ./cmd/devbroker
 ls -l "$bin/edge-agent" | awk '{printf "    edge-agent binary: %.1f MB (static)\n", $5/1048576}'
 

@@ -26,7 +26,8 @@ type Status struct {
 	State          string
 	Since          time.Time // when State last changed
 	URL            string    // broker URL without user info or query string (never leaks a signature)
-	LastError      string    // last connection, SUBACK or publish-level error; cleared by nothing
+	LastError      string    // last connection, SUBACK or publish-level error; kept after recovery
+	LastErrorAt    time.Time // when LastError happened
 	Attempts       int       // failed attempts since the last successful CONNACK
 	Connects       uint64    // successful CONNACKs since New
 	Inflight       int       // QoS 1 publishes sent and not yet acknowledged
@@ -49,17 +50,18 @@ type Client struct {
 
 	running atomic.Bool
 
-	mu       sync.Mutex // guards the fields below
-	state    string
-	since    time.Time
-	url      string
-	lastErr  string
-	attempts int
-	recvMax  uint16
-	window   int
-	cur      *paho.Client       // the live connection, or nil
-	dyn      map[string]*subRef // dynamic subscriptions by filter
-	always   map[string]byte    // Config.Subscriptions by filter (max QoS)
+	mu        sync.Mutex // guards the fields below
+	state     string
+	since     time.Time
+	url       string
+	lastErr   string
+	lastErrAt time.Time
+	attempts  int
+	recvMax   uint16
+	window    int
+	cur       *paho.Client       // the live connection, or nil
+	dyn       map[string]*subRef // dynamic subscriptions by filter
+	always    map[string]byte    // Config.Subscriptions by filter (max QoS)
 
 	connects, published, acked, rejected, dropped atomic.Uint64
 	inflight, peakInflight                        atomic.Int64
@@ -105,7 +107,7 @@ func New(cfg Config, src Source) (*Client, error) {
 func (c *Client) Status() Status {
 	c.mu.Lock()
 	s := Status{
-		State: c.state, Since: c.since, URL: c.url, LastError: c.lastErr, Attempts: c.attempts,
+		State: c.state, Since: c.since, URL: c.url, LastError: c.lastErr, LastErrorAt: c.lastErrAt, Attempts: c.attempts,
 		ReceiveMaximum: c.recvMax, Window: c.window,
 	}
 	c.mu.Unlock()
@@ -389,13 +391,13 @@ func (c *Client) setState(state string, err error) {
 		c.state, c.since = state, time.Now()
 	}
 	if err != nil {
-		c.lastErr = err.Error()
+		c.lastErr, c.lastErrAt = err.Error(), time.Now()
 	}
 }
 
 func (c *Client) noteError(err error) {
 	c.mu.Lock()
-	c.lastErr = err.Error()
+	c.lastErr, c.lastErrAt = err.Error(), time.Now()
 	c.mu.Unlock()
 }
 

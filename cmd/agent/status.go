@@ -92,6 +92,11 @@ func writeStatus(w io.Writer, st map[string]any, now time.Time) {
 		if s == "" {
 			s = "none"
 		}
+		if at, ok := get("last_error_at"); ok {
+			if t, err := time.Parse(time.RFC3339Nano, str(at)); err == nil {
+				s += fmt.Sprintf(" (%s ago)", now.Sub(t).Round(time.Second))
+			}
+		}
 		row("Last error", s)
 	}
 	if v, ok := get("queue"); ok {
@@ -116,10 +121,21 @@ func writeStatus(w io.Writer, st map[string]any, now time.Time) {
 		if o, ok := field(q, "overflow"); ok {
 			parts = append(parts, "overflow "+str(o))
 		}
+		if e, ok := field(q, "expired"); ok && num(e) > 0 {
+			parts = append(parts, str(e)+" expired")
+		}
 		if len(parts) == 0 {
 			parts = append(parts, str(v))
 		}
 		row("Queue", strings.Join(parts, ", "))
+		if d, ok := field(q, "dead_letters"); ok && num(d) > 0 {
+			row("Dead letters", str(d)+" refused by the broker (edge-agent deadletters)")
+		}
+		if r, ok := field(q, "recovered"); ok {
+			if m, ok := r.(map[string]any); ok {
+				row("Queue recovered", fmt.Sprintf("the queue file was damaged at start and moved to %s (%s)", str(m["moved_to"]), str(m["reason"])))
+			}
+		}
 	}
 	if v, ok := get("aws"); ok {
 		if m, ok := v.(map[string]any); ok {
@@ -138,7 +154,34 @@ func writeStatus(w io.Writer, st map[string]any, now time.Time) {
 		}
 	}
 	if v, ok := get("delivered"); ok {
-		row("Delivered", str(v))
+		s := str(v)
+		if a, ok := get("accepted"); ok {
+			s += " of " + str(a) + " accepted since start"
+		}
+		if r, ok := get("rejected"); ok && num(r) > 0 {
+			s += ", " + str(r) + " refused by the broker"
+		}
+		row("Delivered", s)
+	}
+	if v, ok := get("connects"); ok {
+		s := str(v) + " connections"
+		if w, ok := get("inflight"); ok {
+			s += ", " + str(w) + " in flight"
+		}
+		if m, ok := get("receive_maximum"); ok && num(m) > 0 {
+			s += " (broker Receive Maximum " + str(m) + ")"
+		}
+		row("Broker", s)
+	}
+	if v, ok := get("received"); ok {
+		s := str(v) + " received from the broker"
+		if n, ok := get("subscribers"); ok {
+			s += ", " + str(n) + " local subscriber streams"
+		}
+		row("Subscriptions", s)
+	}
+	if v, ok := get("uptime_seconds"); ok {
+		row("Uptime", (time.Duration(num(v)) * time.Second).String())
 	}
 	if v, ok := get("version"); ok {
 		row("Agent version", str(v))
