@@ -66,7 +66,7 @@ go test -race -count=1 -timeout 20m ./...
 # The tests run as ARM binaries under user-mode emulation; the queue's crash test re-executes itself
 # through the emulator too.
 say "GOARCH=arm GOARM=6 go test ./queue ./agent ./transport ./config (under qemu-arm-static)"
-QUEUE_TEST_CHILD_EXEC=qemu-arm-static GOARCH=arm GOARM=6 \
+QUEUE_TEST_CHILD_EXEC=qemu-arm-static AGENT_TEST_CHILD_EXEC=qemu-arm-static GOARCH=arm GOARM=6 \
 	go test -count=1 -timeout 20m -exec qemu-arm-static ./queue/ ./agent/ ./transport/ ./config/
 
 say "all tests passed"
