@@ -273,6 +273,8 @@ func TestAWSClockSkew(t *testing.T) {
 		if a.Accepted && a.SignedAt.Sub(time.Now()) < 59*time.Minute {
 			t.Fatalf("accepted attempt signed at %v, not at the corrected time", a.SignedAt)
 		}
+		t.Logf("local clock %s, upgrade signed at %s (X-Amz-Date), accepted=%v %s; learnt skew %.0fs",
+			time.Now().UTC().Format(time.RFC3339), a.SignedAt.UTC().Format(time.RFC3339), a.Accepted, a.Reason, st.AWS.ClockSkewSeconds)
 	}
 }
 
