@@ -42,6 +42,8 @@ url      = %q
 region   = %q
 ca_file  = %q
 keepalive = "30s"
+reconnect_min = "50ms"
+reconnect_max = "500ms"
 
 [cognito]
 identity_pool_id = %q

@@ -56,6 +56,9 @@ func startAgentAt(t *testing.T, brokerURL, extra, state, sock string) *testAgent
 provider  = "mqtt"
 url       = %q
 keepalive = "5s"
+# Tests break the link on purpose: keep the reconnect backoff short so a wait never outlasts them.
+reconnect_min = "50ms"
+reconnect_max = "500ms"
 %s
 `, brokerURL, extra), state, sock)
 }

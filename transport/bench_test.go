@@ -34,6 +34,6 @@ func BenchmarkDrain(b *testing.B) {
 	})
 	b.Run("mosquitto", func(b *testing.B) {
 		m := startMosquitto(b)
-		run(b, m.URL())
+		run(b, m.WSURL())
 	})
 }

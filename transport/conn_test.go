@@ -3,15 +3,8 @@ package transport
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -22,6 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/edge-agent/edge-agent/internal/devbroker"
+	"github.com/edge-agent/edge-agent/internal/testca"
 	"github.com/gorilla/websocket"
 )
 
@@ -174,38 +168,16 @@ func TestPacketLen(t *testing.T) {
 	}
 }
 
-// testCA makes a self-signed CA and a server certificate for 127.0.0.1 signed by it.
-func testCA(t *testing.T) (*x509.CertPool, tls.Certificate) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "edge-agent test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pool, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // wss:// works with the private CA in Config.TLS and fails (certificate error) with system roots.
 func TestWSSWithPrivateCA(t *testing.T) {
-	pool, cert := testCA(t)
+	ca, err := testca.New("edge-agent test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := startBroker(t, devbroker.Options{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	if !strings.HasPrefix(b.URL(), "wss://") {
 		t.Fatalf("broker URL %s", b.URL())
@@ -213,7 +185,7 @@ func TestWSSWithPrivateCA(t *testing.T) {
 
 	src := newFakeSource()
 	seqs := src.add(10, qos1("tls"))
-	ok := startClient(t, Config{URL: b.URL(), ClientID: "tls-ok", TLS: &tls.Config{RootCAs: pool}}, src)
+	ok := startClient(t, Config{URL: b.URL(), ClientID: "tls-ok", TLS: &tls.Config{RootCAs: ca.Pool()}}, src)
 	src.waitSettled(t, len(seqs), 10*time.Second)
 	src.checkAckedOnce(t, seqs)
 	ok.stop(t)

@@ -3,205 +3,76 @@ package transport
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/mosquitto"
 )
 
-// mosquitto is a real Mosquitto process with a WebSocket listener (and a plain TCP one for the
-// mosquitto_pub CLI), started on fixed ports so it can be killed and restarted in place.
-type mosquitto struct {
-	t       testing.TB
-	bin     string
-	conf    string
-	log     string // the process's stderr (mosquitto drops privileges, so it cannot open files itself)
-	wsPort  int
-	tcpPort int
-	cmd     *exec.Cmd
-	exited  chan struct{}
-}
-
-func mosquittoBinary(t testing.TB) string {
+// startMosquitto starts a real Mosquitto (plain TCP listener for the mosquitto_sub/pub checkers,
+// WebSocket listener for the client) that grants a window of 64, and logs its log tail if the test fails.
+func startMosquitto(t testing.TB) *mosquitto.Broker {
 	t.Helper()
-	if p, err := exec.LookPath("mosquitto"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/mosquitto"); err == nil {
-		return "/usr/sbin/mosquitto"
-	}
-	t.Fatalf("the mosquitto binary is required for this test and was not found in PATH or /usr/sbin; install it (Debian: apt-get install mosquitto mosquitto-clients)")
-	return ""
-}
-
-func startMosquitto(t testing.TB) *mosquitto {
-	t.Helper()
-	dir := t.TempDir()
-	m := &mosquitto{t: t, bin: mosquittoBinary(t), conf: filepath.Join(dir, "mosquitto.conf"), log: filepath.Join(dir, "mosquitto.log"),
-		wsPort: freePort(t), tcpPort: freePort(t)}
-	conf := fmt.Sprintf(`per_listener_settings false
-allow_anonymous true
-persistence false
-max_queued_messages 100000
-max_inflight_messages 64
-log_dest stderr
-listener %d 127.0.0.1
-protocol websockets
-listener %d 127.0.0.1
-`, m.wsPort, m.tcpPort)
-	if err := os.WriteFile(m.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m.start()
+	m := mosquitto.Start(t, mosquitto.WithConfig("max_inflight_messages 64"))
 	t.Cleanup(func() {
-		m.kill()
 		if t.Failed() {
-			if b, err := os.ReadFile(m.log); err == nil {
-				t.Logf("mosquitto log:\n%s", b)
-			}
+			t.Logf("mosquitto log:\n%s", m.LogTail())
 		}
 	})
 	return m
 }
 
-func (m *mosquitto) URL() string { return fmt.Sprintf("ws://127.0.0.1:%d/mqtt", m.wsPort) }
-
-func (m *mosquitto) start() {
-	m.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		logf, err := os.OpenFile(m.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			m.t.Fatal(err)
-		}
-		cmd := exec.Command(m.bin, "-c", m.conf)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		err = cmd.Start()
-		_ = logf.Close() // the child has its own copy
-		if err != nil {
-			m.t.Fatalf("start mosquitto: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		m.cmd, m.exited = cmd, exited
-		if m.waitListening(exited) {
-			return
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(m.log)
-			m.t.Fatalf("mosquitto did not listen on ports %d/%d within 10s; its log:\n%s", m.wsPort, m.tcpPort, b)
-		}
-		time.Sleep(50 * time.Millisecond) // ports still held by the previous instance: try again
-	}
-}
-
-// waitListening reports whether both ports accept connections before the process exits.
-func (m *mosquitto) waitListening(exited chan struct{}) bool {
-	for range 200 {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		ok := true
-		for _, p := range []int{m.wsPort, m.tcpPort} {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(p), 200*time.Millisecond)
-			if err != nil {
-				ok = false
-				break
-			}
-			_ = c.Close()
-		}
-		if ok {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return false
-}
-
-// kill sends SIGKILL and waits for the process (no clean shutdown, nothing saved).
-func (m *mosquitto) kill() {
-	if m.cmd == nil {
-		return
-	}
-	_ = m.cmd.Process.Kill()
-	<-m.exited
-	m.cmd = nil
-}
-
-// pub publishes one message through the plain TCP listener with the mosquitto_pub CLI.
-func (m *mosquitto) pub(topic, payload string) error {
-	out, err := exec.Command("mosquitto_pub", "-h", "127.0.0.1", "-p", strconv.Itoa(m.tcpPort), "-V", "mqttv5",
-		"-q", "1", "-t", topic, "-m", payload).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("mosquitto_pub: %v: %s", err, out)
-	}
-	return nil
-}
-
-// subscriber is a transport Client used only to receive.
-type subscriber struct {
-	*running
-	mu   sync.Mutex
-	got  []uint64
-	seen map[string]bool
-}
-
-func startSubscriber(t testing.TB, url, filter string) *subscriber {
-	s := &subscriber{seen: map[string]bool{}}
-	s.running = startClient(t, Config{URL: url, ClientID: "sub-" + strconv.Itoa(freePort(t)), Backoff: fastBackoff,
-		IncomingBuffer: 100000,
-		Subscriptions:  []Subscription{{Filter: filter, QoS: 1}, {Filter: "probe/#", QoS: 1}},
-		OnMessage: func(m Received) {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			s.seen[m.Topic] = true
-			if q, err := strconv.ParseUint(string(m.Payload), 10, 64); err == nil && !strings.HasPrefix(m.Topic, "probe/") {
-				s.got = append(s.got, q)
-			}
-		}}, newFakeSource())
-	return s
-}
-
-func (s *subscriber) arrivals() []uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]uint64(nil), s.got...)
-}
-
-// ready publishes probes until the subscriber receives one: its subscriptions are in place.
-func (s *subscriber) ready(t testing.TB, m *mosquitto) {
+// seqsOf returns the seqs (decimal payloads) of msgs in arrival order, leaving out readiness probes
+// (topics containing "/probe/"); any other message fails the test.
+func seqsOf(t testing.TB, msgs []mosquitto.Msg) []uint64 {
 	t.Helper()
-	topic := fmt.Sprintf("probe/%d", time.Now().UnixNano())
-	waitFor(t, 15*time.Second, "subscriber to receive a probe", func() bool {
-		if err := m.pub(topic, "p"); err != nil {
-			return false // broker still starting
+	seqs := make([]uint64, 0, len(msgs))
+	for _, m := range msgs {
+		if strings.Contains(m.Topic, "/probe/") {
+			continue
 		}
-		time.Sleep(20 * time.Millisecond)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.seen[topic]
+		q, err := strconv.ParseUint(string(m.Payload), 10, 64)
+		if err != nil {
+			t.Fatalf("subscriber got %q on %q, which is not a seq", m.Payload, m.Topic)
+		}
+		seqs = append(seqs, q)
+	}
+	return seqs
+}
+
+// awaitSubscribed publishes probes on topic, which sub's filter matches, until sub receives one: after a
+// broker restart, mosquitto_sub has reconnected and its subscription is active again.
+func awaitSubscribed(t testing.TB, m *mosquitto.Broker, sub *mosquitto.Sub, topic string) {
+	t.Helper()
+	waitFor(t, 15*time.Second, "the subscriber to receive a probe on "+topic, func() bool {
+		n := len(sub.Messages())
+		mosquitto.Publish(t, m.TCPAddr(), topic, []byte("probe"), 1, false)
+		msgs, _ := sub.WaitCount(n+1, 200*time.Millisecond) // a timeout only means: probe again
+		for _, msg := range msgs {
+			if msg.Topic == topic {
+				return true
+			}
+		}
+		return false
 	})
 }
 
 func TestMosquittoPublishInOrder(t *testing.T) {
 	m := startMosquitto(t)
-	sub := startSubscriber(t, m.URL(), "m/#")
-	sub.ready(t, m)
+	sub := mosquitto.Subscribe(t, m.TCPAddr(), "m/#")
 	src := newFakeSource()
 	seqs := src.add(2000, qos1("m"))
-	c := startClient(t, Config{URL: m.URL(), ClientID: "mpub", MaxInflight: 32}, src)
+	c := startClient(t, Config{URL: m.WSURL(), ClientID: "mpub", MaxInflight: 32}, src)
 	src.waitSettled(t, len(seqs), 30*time.Second)
 	src.checkAckedOnce(t, seqs)
-	waitFor(t, 10*time.Second, "all at the subscriber", func() bool { return len(sub.arrivals()) >= len(seqs) })
-	if dups := checkFirstArrivals(t, sub.arrivals(), seqs); dups != 0 {
+	if _, err := sub.WaitCount(len(seqs), 10*time.Second); err != nil {
+		t.Fatalf("all at the subscriber: %v", err)
+	}
+	if dups := checkFirstArrivals(t, seqsOf(t, sub.Messages()), seqs); dups != 0 {
 		t.Fatalf("%d duplicates without a reconnect", dups)
 	}
 	t.Logf("mosquitto status: %+v", c.Status())
@@ -214,8 +85,7 @@ func TestMosquittoPublishInOrder(t *testing.T) {
 // missing, and nothing else is.
 func TestMosquittoKillRestart(t *testing.T) {
 	m := startMosquitto(t)
-	sub := startSubscriber(t, m.URL(), "k/#")
-	sub.ready(t, m)
+	sub := mosquitto.Subscribe(t, m.TCPAddr(), "k/#", mosquitto.Persistent())
 
 	var gateMu sync.Mutex
 	gate := make(chan struct{})
@@ -235,22 +105,24 @@ func TestMosquittoKillRestart(t *testing.T) {
 			case <-ctx.Done():
 				return "", nil, ctx.Err()
 			}
-			return m.URL(), nil, nil
+			return m.WSURL(), nil, nil
 		}}, src)
 
-	waitFor(t, 20*time.Second, "300 messages at the subscriber", func() bool { return len(sub.arrivals()) >= 300 })
+	if _, err := sub.WaitCount(300, 20*time.Second); err != nil {
+		t.Fatalf("300 messages at the subscriber: %v", err)
+	}
 	gateMu.Lock()
 	gate = make(chan struct{})
 	gateMu.Unlock()
-	m.kill()
+	m.Kill()
 	src.mu.Lock()
 	ackedBefore := map[uint64]bool{}
 	for q := range src.acked {
 		ackedBefore[q] = true
 	}
 	src.mu.Unlock()
-	m.start()
-	sub.ready(t, m)
+	m.Restart(t)
+	awaitSubscribed(t, m, sub, fmt.Sprintf("k/probe/%d", time.Now().UnixNano()))
 	gateMu.Lock()
 	close(gate)
 	gateMu.Unlock()
@@ -268,7 +140,7 @@ func TestMosquittoKillRestart(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "resent messages at the subscriber", func() bool {
 		got := map[uint64]bool{}
-		for _, q := range sub.arrivals() {
+		for _, q := range seqsOf(t, sub.Messages()) {
 			got[q] = true
 		}
 		for _, q := range mustArrive {
@@ -278,8 +150,7 @@ func TestMosquittoKillRestart(t *testing.T) {
 		}
 		return true
 	})
-	arr := sub.arrivals()
-	dups := checkFirstArrivalsOrderOnly(t, arr)
+	dups := checkFirstArrivals(t, seqsOf(t, sub.Messages()), mustArrive)
 	st := c.Status()
 	if st.Connects < 2 {
 		t.Fatalf("connects = %d", st.Connects)
@@ -289,23 +160,4 @@ func TestMosquittoKillRestart(t *testing.T) {
 	gateMu.Unlock()
 	t.Logf("acked before kill: %d, resent and received after restart: %d, duplicates: %d, endpoint calls: %d, last error: %s",
 		len(ackedBefore), len(mustArrive), dups, n, st.LastError)
-}
-
-// checkFirstArrivalsOrderOnly asserts first arrivals are increasing and returns the duplicate count.
-func checkFirstArrivalsOrderOnly(t testing.TB, got []uint64) (dups int) {
-	t.Helper()
-	seen := map[uint64]bool{}
-	var last uint64
-	for _, q := range got {
-		if seen[q] {
-			dups++
-			continue
-		}
-		seen[q] = true
-		if q <= last {
-			t.Fatalf("first arrival of seq %d after seq %d: out of order", q, last)
-		}
-		last = q
-	}
-	return dups
 }

@@ -9,7 +9,6 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -104,8 +103,8 @@ func NewIoT(t testing.TB, opts IoTOptions) *IoT {
 		t.Fatal(err)
 	}
 	caFile := filepath.Join(t.TempDir(), "fakeaws-iot-ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM(), 0o644); err != nil {
-		t.Fatalf("fakeaws: write CA file: %v", err)
+	if err := ca.WriteFile(caFile); err != nil {
+		t.Fatalf("fakeaws: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &IoT{
