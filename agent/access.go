@@ -19,10 +19,9 @@ import (
 // against the caller's SO_PEERCRED identity: root, the agent's own user and members of the agent's
 // group may do everything; anyone else only what a rule naming them allows.
 type accessPolicy struct {
-	rules    []accessRule
-	ownUID   uint32
-	ownGID   uint32
-	resolved bool
+	rules  []accessRule
+	ownUID uint32
+	ownGID uint32
 }
 
 type accessRule struct {

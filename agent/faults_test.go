@@ -151,8 +151,7 @@ func TestExpiredMessagesDroppedAndCounted(t *testing.T) {
 		t.Fatal(r.raw)
 	}
 	proxy.Restore()
-	msgs, err := sub.WaitCount(1, 15*time.Second)
-	if err != nil {
+	if _, err := sub.WaitCount(1, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "expired counted and queue empty", func() bool {
@@ -160,7 +159,7 @@ func TestExpiredMessagesDroppedAndCounted(t *testing.T) {
 		return st.Queue.Expired == 2 && st.Queue.Depth == 0
 	})
 	time.Sleep(300 * time.Millisecond) // nothing else may arrive
-	msgs = sub.Messages()
+	msgs := sub.Messages()
 	if len(msgs) != 1 || msgs[0].Topic != "exp/fresh" {
 		t.Fatalf("delivered %v, want only exp/fresh", msgs)
 	}

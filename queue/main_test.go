@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -118,5 +117,3 @@ func holdCommits(t testing.TB, q *Queue) (entered <-chan struct{}, release func(
 	}
 	return in, release
 }
-
-func isErr(err, target error) bool { return errors.Is(err, target) }

@@ -65,7 +65,7 @@ func FuzzRegionFromHost(f *testing.F) {
 			t.Fatalf("RegionFromHost(%q) = %q, not taken from .iot.<region>.amazonaws.com", host, region)
 		}
 		// Case does not matter for DNS names.
-		if r2, ok2 := RegionFromHost(strings.ToUpper(host)); strings.ToUpper(host) == strings.ToUpper(strings.ToLower(host)) && (r2 != region || !ok2) {
+		if r2, ok2 := RegionFromHost(strings.ToUpper(host)); strings.EqualFold(host, strings.ToLower(host)) && (r2 != region || !ok2) {
 			t.Fatalf("RegionFromHost(upper(%q)) = %q, %t; want %q", host, r2, ok2, region)
 		}
 	})

@@ -60,7 +60,7 @@ func identityFromConfig(ctx context.Context, path string, logOut io.Writer) (str
 	id, err := p.IdentityID(ctx)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return "", fmt.Errorf("Cognito did not answer within 45s: %w", err)
+			return "", fmt.Errorf("no answer from Cognito within 45s: %w", err)
 		}
 		return "", err
 	}

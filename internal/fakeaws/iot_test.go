@@ -272,7 +272,7 @@ func TestIoTRefuses(t *testing.T) {
 			if resp == nil || resp.StatusCode != http.StatusForbidden {
 				t.Fatalf("err %v, response %v; want 403", err, resp)
 			}
-			if d, err := http.ParseTime(resp.Header.Get("Date")); err != nil || d.Sub(time.Now()).Abs() > time.Minute {
+			if d, err := http.ParseTime(resp.Header.Get("Date")); err != nil || time.Until(d).Abs() > time.Minute {
 				t.Errorf("Date header %q: %v", resp.Header.Get("Date"), err)
 			}
 			var body struct{ Message, TraceID string }
@@ -327,7 +327,7 @@ func TestIoTClockOffset(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Date header: %v", err)
 	}
-	if skew := serverTime.Sub(time.Now()); skew < 59*time.Minute || skew > 61*time.Minute {
+	if skew := time.Until(serverTime); skew < 59*time.Minute || skew > 61*time.Minute {
 		t.Fatalf("Date header says skew %v, want ~1h", skew)
 	}
 	if _, _, err := dialIoT(t, f, presign(t, f.URL(), f.Region(), creds, serverTime)); err != nil {
