@@ -66,6 +66,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 			Region:          cfg.Broker.Region,
 			IdentityPoolID:  cfg.Cognito.IdentityPoolID,
 			CognitoEndpoint: cfg.Cognito.Endpoint,
+			LoginProvider:   cfg.Cognito.LoginProvider,
+			LoginTokenFile:  cfg.Cognito.LoginTokenFile,
 			StateDir:        cfg.StateDir,
 			Logger:          log.With("component", "aws"),
 		})

@@ -65,7 +65,7 @@ func (a *Agent) onConnectError(err error) {
 		return // network trouble: the reconnect loop's own log line says enough
 	}
 	st := a.aws.Status()
-	text := awsiot.Diagnose(kind, status, st.IdentityID, a.aws.Region(), a.endpointForHumans(), st.ClockSkew)
+	text := awsiot.DiagnoseIdentity(kind, status, st.IdentityID, st.Authenticated, a.aws.Region(), a.endpointForHumans(), st.ClockSkew)
 	if a.diag.set(text) {
 		a.log.Error("AWS IoT refused the connection", "identity_id", st.IdentityID, "reason", err, "diagnosis", text)
 	}

@@ -23,6 +23,8 @@ type fakeAWS struct {
 	broker *mosquitto.Broker
 	iot    *fakeaws.IoT
 	cog    *fakeaws.Cognito
+	// cognitoExtra is appended to the [cognito] table of config (e.g. login_provider).
+	cognitoExtra string
 }
 
 func newFakeAWS(t *testing.T) *fakeAWS {
@@ -48,7 +50,7 @@ reconnect_max = "500ms"
 [cognito]
 identity_pool_id = %q
 endpoint = %q
-`, f.iot.URL(), f.iot.Region(), f.iot.CAFile(), f.cog.PoolID(), f.cog.URL())
+%s`, f.iot.URL(), f.iot.Region(), f.iot.CAFile(), f.cog.PoolID(), f.cog.URL(), f.cognitoExtra)
 }
 
 // startAWSAgent is startAgent for provider aws-iot (the [broker] table comes from the fake).
@@ -309,5 +311,69 @@ func TestAWSClosedAfterConnectDiagnosis(t *testing.T) {
 	waitFor(t, 30*time.Second, "connected once the policy is attached", func() bool { return ta.status().State == "connected" })
 	if d := ta.status().Diagnosis; d != "" {
 		t.Fatalf("diagnosis not cleared after connecting: %q", d)
+	}
+}
+
+// An authenticated identity ([cognito] login_provider + login_token_file): Cognito gets the token from
+// the file on every call, the diagnosis for a connection closed after CONNECT puts the attached IoT
+// policy first, and once allowed the agent connects, delivers, and status shows it authenticated.
+// The token never reaches the log or status.
+func TestAWSAuthenticatedIdentity(t *testing.T) {
+	const (
+		provider = "cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf"
+		token    = "eyJraWQiOiJhZ2VudCJ9.AGENT-LOGIN-SECRET.c2ln"
+	)
+	f := newFakeAWS(t)
+	f.cog.RequireLogin(provider, token)
+	tokFile := filepath.Join(t.TempDir(), "id-token")
+	if err := os.WriteFile(tokFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.cognitoExtra = fmt.Sprintf("login_provider = %q\nlogin_token_file = %q\n", provider, tokFile)
+	f.iot.CloseAfterConnect(true) // no IoT policy attached yet
+	sub := mosquitto.Subscribe(t, f.broker.TCPAddr(), "au/#")
+	ta := startAWSAgent(t, f, "", "")
+
+	var st Status
+	waitFor(t, 20*time.Second, "the policy diagnosis", func() bool {
+		st = ta.status()
+		return strings.Contains(st.Diagnosis, "attach-policy")
+	})
+	id := st.AWS.IdentityID
+	if !st.AWS.Authenticated || !f.cog.Authenticated(id) {
+		t.Fatalf("status.aws %+v; fake says authenticated=%v", st.AWS, f.cog.Authenticated(id))
+	}
+	if !strings.Contains(st.Diagnosis, "1. No AWS IoT policy is attached to the Cognito identity "+id) ||
+		!strings.Contains(st.Diagnosis, "--target "+id) || !strings.Contains(st.Diagnosis, "authenticated IAM role") {
+		t.Fatalf("diagnosis for an authenticated identity should put attach-policy first:\n%s", st.Diagnosis)
+	}
+
+	f.iot.CloseAfterConnect(false) // the operator attached the policy
+	waitFor(t, 30*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	if r := ta.publish("au/x", "signed-in"); r.status != http.StatusAccepted {
+		t.Fatalf("publish: %d %s", r.status, r.raw)
+	}
+	if msgs, err := sub.WaitCount(1, 10*time.Second); err != nil || string(msgs[0].Payload) != "signed-in" {
+		t.Fatalf("subscriber: %v %v", msgs, err)
+	}
+	st = ta.status()
+	if st.AWS == nil || !st.AWS.Authenticated || st.AWS.IdentityID != id || st.Diagnosis != "" {
+		t.Fatalf("status.aws %+v, diagnosis %q", st.AWS, st.Diagnosis)
+	}
+	r := ta.do("GET", "/v1/status", "", nil)
+	if aws, _ := r.body["aws"].(map[string]any); aws["authenticated"] != true {
+		t.Fatalf("/v1/status aws = %v, want authenticated true", r.body["aws"])
+	}
+	calls := f.cog.Logins()
+	if len(calls) < 2 || f.cog.GetIdCalls() != 1 {
+		t.Fatalf("Cognito calls %d, GetId %d", len(calls), f.cog.GetIdCalls())
+	}
+	for _, c := range calls {
+		if len(c.Logins) != 1 || c.Logins[provider] != token {
+			t.Fatalf("%s carried Logins %v, want the token from %s", c.Op, c.Logins, tokFile)
+		}
+	}
+	if logs := ta.logs.String(); strings.Contains(logs, "AGENT-LOGIN-SECRET") || strings.Contains(r.raw, "AGENT-LOGIN-SECRET") {
+		t.Fatalf("the login token reached the log or status:\n%s\n%s", logs, r.raw)
 	}
 }

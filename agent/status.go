@@ -44,6 +44,7 @@ type AWSStatus struct {
 	ClockSkewSeconds  float64    `json:"clock_skew_seconds"`
 	Region            string     `json:"region"`
 	LastError         string     `json:"last_error,omitempty"`
+	Authenticated     bool       `json:"authenticated"` // Cognito identity signed in with [cognito] login_provider
 }
 
 // QueueStatus describes the durable queue.
@@ -121,6 +122,7 @@ func (a *Agent) Status() Status {
 			ClockSkewSeconds: as.ClockSkew.Seconds(),
 			Region:           a.aws.Region(),
 			LastError:        as.LastError,
+			Authenticated:    as.Authenticated,
 		}
 		if !as.CredentialsExpire.IsZero() {
 			exp := as.CredentialsExpire.UTC()

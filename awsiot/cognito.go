@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -78,9 +82,56 @@ func (o *observingClient) Do(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// maxLoginToken bounds what is read from the login token file (Cognito
+// accepts tokens of up to 50000 characters).
+const maxLoginToken = 64 << 10
+
+// login is the authentication provider of an authenticated identity.
+type login struct {
+	provider string // Logins key
+	file     string // holds the current token (a secret)
+}
+
+// logins returns the Logins map for a Cognito call: nil for a guest
+// identity, else {provider: token} with the token read afresh from the file,
+// so that a token rotated by another program is used at once. Errors name
+// the file, never its content.
+func (p *Provider) logins() (map[string]string, error) {
+	if p.login.provider == "" {
+		return nil, nil
+	}
+	f, err := os.Open(p.login.file)
+	if err != nil {
+		return nil, fmt.Errorf("awsiot: reading the login token for %s from cognito.login_token_file: %w "+
+			"(the program that signs in to the provider must keep a current ID token there)", p.login.provider, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxLoginToken+1))
+	if err != nil {
+		return nil, fmt.Errorf("awsiot: reading the login token from %s (cognito.login_token_file): %w", p.login.file, err)
+	}
+	if len(data) > maxLoginToken {
+		return nil, fmt.Errorf("awsiot: %s (cognito.login_token_file) is larger than %d bytes: it must hold just the ID token for %s", p.login.file, maxLoginToken, p.login.provider)
+	}
+	token := strings.TrimSpace(string(data))
+	switch {
+	case token == "":
+		return nil, fmt.Errorf("awsiot: %s (cognito.login_token_file) is empty: it must hold the current ID token for %s "+
+			"(is the program that signs in and renews the token running?)", p.login.file, p.login.provider)
+	case strings.ContainsFunc(token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		return nil, fmt.Errorf("awsiot: %s (cognito.login_token_file) does not hold a single token: it contains white space or control characters; "+
+			"write only the ID token for %s", p.login.file, p.login.provider)
+	}
+	return map[string]string{p.login.provider: token}, nil
+}
+
 // getID calls GetId and explains the errors an operator can fix.
 func (p *Provider) getID(ctx context.Context) (string, error) {
-	out, err := p.cognito.GetId(ctx, &cognitoidentity.GetIdInput{IdentityPoolId: aws.String(p.poolID)})
+	logins, err := p.logins()
+	if err != nil {
+		return "", err
+	}
+	out, err := p.cognito.GetId(ctx, &cognitoidentity.GetIdInput{IdentityPoolId: aws.String(p.poolID), Logins: logins})
 	if err != nil {
 		return "", p.explainCognito("GetId", "", err)
 	}
@@ -92,7 +143,11 @@ func (p *Provider) getID(ctx context.Context) (string, error) {
 
 // getCredentials calls GetCredentialsForIdentity for id.
 func (p *Provider) getCredentials(ctx context.Context, id string) (*types.Credentials, error) {
-	out, err := p.cognito.GetCredentialsForIdentity(ctx, &cognitoidentity.GetCredentialsForIdentityInput{IdentityId: aws.String(id)})
+	logins, err := p.logins()
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.cognito.GetCredentialsForIdentity(ctx, &cognitoidentity.GetCredentialsForIdentityInput{IdentityId: aws.String(id), Logins: logins})
 	if err != nil {
 		return nil, p.explainCognito("GetCredentialsForIdentity", id, err)
 	}
@@ -124,6 +179,14 @@ func (p *Provider) explainCognito(op, id string, err error) error {
 			"edge-agent does not create a new identity by itself because the IoT permissions belong to this one; "+
 			"if the identity was deleted or the pool replaced on purpose, delete %s and restart, then grant the new id "+
 			"(`edge-agent identity`) its IoT policy again: %v", op, ErrIdentityNotFound, id, p.idPath, p.poolID, p.idPath, err)
+	case errors.As(err, &notAuth) && p.login.provider != "":
+		who := "the login"
+		if id != "" {
+			who = "the login of identity " + id
+		}
+		return fmt.Errorf("awsiot: Cognito %s refused %s to pool %s with provider %q: the ID token in %s (cognito.login_token_file) "+
+			"was not accepted: it may have expired and not been renewed yet, or come from another provider or app client; "+
+			"check that the identity pool lists %q as an authentication provider: %w", op, who, p.poolID, p.login.provider, p.login.file, p.login.provider, err)
 	case errors.As(err, &notAuth):
 		return fmt.Errorf("awsiot: Cognito %s refused identity %s of pool %s: enable \"guest access\" (unauthenticated identities) in the identity pool, "+
 			"or check that the identity belongs to this pool: %w", op, id, p.poolID, err)

@@ -18,18 +18,34 @@ const (
 	KindCognito = "cognito"
 )
 
-// Diagnose turns a connection failure into advice for a person: what is
-// likely wrong, most likely first, and the command or setting that fixes it.
-// identityID is the Cognito identity id ("" without a pool), region the
-// signing region, endpoint the broker URL (without query string), skew the
-// learnt clock offset (AWS minus local). The text is multi-line and holds no
-// secrets.
+// Diagnose is DiagnoseIdentity for an unauthenticated (guest) Cognito
+// identity, or for credentials without an identity pool.
 func Diagnose(kind string, status int, identityID, region, endpoint string, skew time.Duration) string {
+	return DiagnoseIdentity(kind, status, identityID, false, region, endpoint, skew)
+}
+
+// DiagnoseIdentity turns a connection failure into advice for a person: what
+// is likely wrong, most likely first, and the command or setting that fixes
+// it. identityID is the Cognito identity id ("" without a pool),
+// authenticated whether it signs in with a login (Status.Authenticated),
+// region the signing region, endpoint the broker URL (without query string),
+// skew the learnt clock offset (AWS minus local). The text is multi-line and
+// holds no secrets.
+//
+// The order follows what AWS IoT evaluates: for an authenticated identity the
+// AWS IoT policy attached to the identity (aws iot attach-policy) and the
+// pool's authenticated role; for a guest identity only the pool's
+// unauthenticated role.
+func DiagnoseIdentity(kind string, status int, identityID string, authenticated bool, region, endpoint string, skew time.Duration) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	id := identityID
 	if id == "" {
 		id = "<identity id>"
+	}
+	role := "unauthenticated (guest)"
+	if authenticated {
+		role = "authenticated"
 	}
 	clockBad := skew.Abs() > MaxSigV4Skew
 	clock := func(n int) {
@@ -49,8 +65,8 @@ func Diagnose(kind string, status int, identityID, region, endpoint string, skew
 			}
 			w("  %d. Permissions: the credentials may not connect. ", n)
 			if identityID != "" {
-				w("For Cognito identity %s, the identity pool's unauthenticated (guest) IAM role needs a policy allowing "+
-					"iot:Connect, iot:Publish, iot:Subscribe and iot:Receive on arn:aws:iot:%s:<account-id>:client/*, topic/*, topicfilter/*.\n", identityID, region)
+				w("For Cognito identity %s, the identity pool's %s IAM role needs a policy allowing "+
+					"iot:Connect, iot:Publish, iot:Subscribe and iot:Receive on arn:aws:iot:%s:<account-id>:client/*, topic/*, topicfilter/*.\n", identityID, role, region)
 			} else {
 				w("The IAM user or role behind AWS_ACCESS_KEY_ID / the shared-config profile needs a policy allowing "+
 					"iot:Connect, iot:Publish, iot:Subscribe and iot:Receive in %s.\n", region)
@@ -93,15 +109,28 @@ func Diagnose(kind string, status int, identityID, region, endpoint string, skew
 	case KindClosedAfterConnect:
 		w("AWS IoT accepted the WebSocket connection to %s but closed it right after MQTT CONNECT, without a CONNACK.\n", endpoint)
 		w("The signature was fine; AWS IoT did not authorize this client. Likely causes, most likely first:\n")
-		if identityID != "" {
-			w("  1. No AWS IoT policy is attached to the Cognito identity %s. Attach one that allows iot:Connect for this client id "+
+		attach := func(n int) {
+			w("  %d. No AWS IoT policy is attached to the Cognito identity %s. Attach one that allows iot:Connect for this client id "+
 				"(and iot:Publish/iot:Receive on your topics, iot:Subscribe on your topic filters):\n"+
-				"       aws iot attach-policy --policy-name <your-policy> --target %s --region %s\n"+
-				"     (`edge-agent identity` prints the id. Authenticated identities need both this IoT policy and the role's IAM policy; "+
-				"for guest identities AWS documents the role's IAM policy, item 2, as what counts.)\n", identityID, identityID, region)
-			w("  2. The identity pool's IAM role lacks AWS IoT permissions: allow iot:Connect, iot:Publish, iot:Subscribe and iot:Receive "+
-				"on arn:aws:iot:%s:<account-id>:client/*, topic/*, topicfilter/* in the role's policy.\n", region)
-		} else {
+				"       aws iot attach-policy --policy-name <your-policy> --target %s --region %s\n", n, identityID, identityID, region)
+		}
+		rolePolicy := func(n int) {
+			w("  %d. The identity pool's %s IAM role lacks AWS IoT permissions: allow iot:Connect, iot:Publish, iot:Subscribe and iot:Receive "+
+				"on arn:aws:iot:%s:<account-id>:client/*, topic/*, topicfilter/* in the role's policy.\n", n, role, region)
+		}
+		switch {
+		case identityID != "" && authenticated:
+			attach(1)
+			w("     (`edge-agent identity` prints the id. This identity is authenticated (cognito.login_provider), so the AWS IoT policy " +
+				"attached to it is what AWS IoT evaluates, together with the role's IAM policy, item 2; a new identity, e.g. another user, needs its own attach-policy.)\n")
+			rolePolicy(2)
+		case identityID != "":
+			rolePolicy(1)
+			w("     (This identity is unauthenticated (guest): AWS documents the role's IAM policy as all that counts for it.)\n")
+			attach(2)
+			w("     (`edge-agent identity` prints the id. An attached IoT policy is evaluated for authenticated identities; " +
+				"sign in with cognito.login_provider and cognito.login_token_file to use one.)\n")
+		default:
 			w("  1. The IAM user or role behind the credentials lacks AWS IoT permissions: allow iot:Connect, iot:Publish, iot:Subscribe and "+
 				"iot:Receive on arn:aws:iot:%s:<account-id>:client/*, topic/*, topicfilter/*. (With a Cognito identity pool the fix is "+
 				"`aws iot attach-policy --policy-name <your-policy> --target %s` plus the role's IAM policy.)\n", region, id)
@@ -121,8 +150,13 @@ func Diagnose(kind string, status int, identityID, region, endpoint string, skew
 			w("  Identity: %s.\n", identityID)
 		}
 		w("  1. Network: the device must reach cognito-identity.<pool-region>.amazonaws.com over HTTPS (DNS, firewall, proxy), or the cognito.endpoint override.\n")
-		w("  2. Identity pool: cognito.identity_pool_id must name an existing pool with guest access (unauthenticated identities) enabled " +
-			"and an unauthenticated IAM role.\n")
+		if authenticated {
+			w("  2. Login: the identity pool must list cognito.login_provider as an authentication provider (with this app client), and " +
+				"cognito.login_token_file must hold a current, unexpired ID token from that provider: is the program that renews the token running?\n")
+		} else {
+			w("  2. Identity pool: cognito.identity_pool_id must name an existing pool with guest access (unauthenticated identities) enabled " +
+				"and an unauthenticated IAM role.\n")
+		}
 		w("  3. Identity not found: if the pool was recreated or the identity deleted, delete %s in state_dir and restart; "+
 			"then attach the IoT policy to the new id: aws iot attach-policy --policy-name <your-policy> --target <new id>.\n", IdentityFileName)
 		if clockBad {

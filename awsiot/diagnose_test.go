@@ -154,3 +154,59 @@ func FuzzValidIdentityID(f *testing.F) {
 		}
 	})
 }
+
+// The advice follows what AWS IoT evaluates: for an authenticated identity the
+// attached IoT policy comes first; for a guest identity the pool's
+// unauthenticated role does, and Diagnose keeps meaning a guest identity.
+func TestDiagnoseAuthenticated(t *testing.T) {
+	const (
+		id       = "eu-west-1:0a1b2c3d-0000-4000-8000-00000000abcd"
+		region   = "eu-west-1"
+		endpoint = "wss://a1b2c3-ats.iot.eu-west-1.amazonaws.com/mqtt"
+	)
+	attach := "aws iot attach-policy --policy-name <your-policy> --target " + id + " --region " + region
+	before := func(t *testing.T, text, first, second string) {
+		t.Helper()
+		i, j := strings.Index(text, first), strings.Index(text, second)
+		if i < 0 || j < 0 || i > j {
+			t.Errorf("%q should come before %q in:\n%s", first, second, text)
+		}
+	}
+
+	auth := DiagnoseIdentity(KindClosedAfterConnect, 0, id, true, region, endpoint, 0)
+	before(t, auth, "1. No AWS IoT policy is attached to the Cognito identity "+id, "2. The identity pool's authenticated IAM role lacks")
+	for _, want := range []string{attach, "authenticated (cognito.login_provider)", "what AWS IoT evaluates"} {
+		if !strings.Contains(auth, want) {
+			t.Errorf("authenticated: missing %q in:\n%s", want, auth)
+		}
+	}
+	if strings.Contains(auth, "guest") || strings.Contains(auth, "unauthenticated") {
+		t.Errorf("authenticated advice talks about guest identities:\n%s", auth)
+	}
+
+	guest := DiagnoseIdentity(KindClosedAfterConnect, 0, id, false, region, endpoint, 0)
+	before(t, guest, "1. The identity pool's unauthenticated (guest) IAM role lacks", "2. No AWS IoT policy is attached")
+	if !strings.Contains(guest, attach) || !strings.Contains(guest, "cognito.login_provider") {
+		t.Errorf("guest advice lacks the attach command or the way to authenticated identities:\n%s", guest)
+	}
+	if old := Diagnose(KindClosedAfterConnect, 0, id, region, endpoint, 0); old != guest {
+		t.Errorf("Diagnose differs from DiagnoseIdentity(…, false, …):\n%s\n---\n%s", old, guest)
+	}
+
+	if d := DiagnoseIdentity(KindUpgradeRefused, 403, id, true, region, endpoint, 0); !strings.Contains(d, "pool's authenticated IAM role") || strings.Contains(d, "guest") {
+		t.Errorf("403 for an authenticated identity:\n%s", d)
+	}
+	if d := DiagnoseIdentity(KindUpgradeRefused, 403, id, false, region, endpoint, 0); !strings.Contains(d, "unauthenticated (guest) IAM role") {
+		t.Errorf("403 for a guest identity:\n%s", d)
+	}
+	d := DiagnoseIdentity(KindCognito, 0, id, true, region, endpoint, 0)
+	if !strings.Contains(d, "cognito.login_token_file") || !strings.Contains(d, "cognito.login_provider") || strings.Contains(d, "guest access") {
+		t.Errorf("Cognito failure for an authenticated identity:\n%s", d)
+	}
+	for _, text := range []string{auth, guest, d} {
+		if strings.HasSuffix(text, "\n") || strings.Contains(text, "%!") {
+			t.Errorf("badly formatted:\n%s", text)
+		}
+	}
+	t.Logf("authenticated, closed after CONNECT:\n%s", auth)
+}

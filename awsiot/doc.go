@@ -3,8 +3,9 @@
 // wss://<endpoint>/mqtt URL for every connection attempt.
 //
 // Credentials come from an Amazon Cognito identity pool (unauthenticated
-// identities) or, without a pool, from the standard AWS environment variables
-// and shared credentials/config files.
+// identities, or authenticated ones with Options.LoginProvider and
+// Options.LoginTokenFile) or, without a pool, from the standard AWS
+// environment variables and shared credentials/config files.
 //
 // # Cognito identity
 //
@@ -29,6 +30,19 @@
 // itself, because a silently new identity would have no IoT policy attached
 // and would leave the old permissions dangling. The operator deletes the file
 // (and attaches the policy to the new id) to start over.
+//
+// # Authenticated identities
+//
+// With LoginProvider and LoginTokenFile set, GetId and
+// GetCredentialsForIdentity carry Logins {LoginProvider: token}. The token
+// (e.g. an ID token of a Cognito user pool or of an OpenID Connect provider)
+// is read from LoginTokenFile, trimmed, on every Cognito call, so a program
+// that signs in and renews it only has to replace the file (atomically); the
+// next credentials refresh uses the new token. The token is a secret: it is
+// never logged and never part of an error (errors name the file). For such an
+// identity AWS IoT evaluates the IoT policy attached to the identity
+// (aws iot attach-policy) together with the pool's authenticated role, and
+// DiagnoseIdentity says so first.
 //
 // # Credentials and refresh
 //

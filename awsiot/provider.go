@@ -35,9 +35,16 @@ type Options struct {
 	IdentityPoolID  string // empty → standard AWS env vars / shared config credentials
 	CognitoEndpoint string // [cognito] endpoint; AWS_ENDPOINT_URL_COGNITO_IDENTITY honoured too (this wins)
 	StateDir        string // identity id persisted as <StateDir>/cognito-identity-id (0600, atomic)
-	HTTPClient      *http.Client
-	Logger          *slog.Logger
-	Now             func() time.Time // nil = time.Now (tests)
+	// LoginProvider and LoginTokenFile, both or neither, make the Cognito
+	// identity an authenticated one: GetId and GetCredentialsForIdentity send
+	// Logins {LoginProvider: token}, the token read afresh from LoginTokenFile
+	// (and trimmed) for every call, so an external program can rotate it. The
+	// token is a secret: it never appears in logs or errors.
+	LoginProvider  string // e.g. "cognito-idp.<region>.amazonaws.com/<user pool id>", "accounts.google.com"
+	LoginTokenFile string // file holding the provider's current ID token
+	HTTPClient     *http.Client
+	Logger         *slog.Logger
+	Now            func() time.Time // nil = time.Now (tests)
 }
 
 // Status is a snapshot of the provider's state for `edge-agent status`.
@@ -47,6 +54,7 @@ type Status struct {
 	CredentialsExpire time.Time     // AWS time; zero for long-term keys or before the first fetch
 	ClockSkew         time.Duration // AWS time minus local time; 0 when under 2 s
 	LastError         string        // last credentials error; empty after a success
+	Authenticated     bool          // the identity signs in with Options.LoginProvider (an authenticated identity)
 }
 
 // Provider resolves AWS credentials and presigns AWS IoT WebSocket URLs.
@@ -59,6 +67,7 @@ type Provider struct {
 	idPath  string
 	cognito *cognitoidentity.Client // nil without a pool
 	poolID  string
+	login   login // zero for a guest identity
 
 	idSem   chan struct{} // held while resolving the identity id (one GetId at a time)
 	credSem chan struct{} // held while fetching credentials (one refresh at a time)
@@ -111,6 +120,9 @@ func New(opts Options) (*Provider, error) {
 	}
 
 	if p.poolID == "" {
+		if opts.LoginProvider != "" || opts.LoginTokenFile != "" {
+			return nil, errors.New("awsiot: cognito.login_provider and cognito.login_token_file need cognito.identity_pool_id (the pool whose authenticated identity the login signs in to)")
+		}
 		p.source = "environment/shared-config"
 		return p, nil
 	}
@@ -124,6 +136,13 @@ func New(opts Options) (*Provider, error) {
 	}
 	p.idPath = filepath.Join(opts.StateDir, IdentityFileName)
 	p.source = "cognito"
+	p.login = login{provider: strings.TrimSpace(opts.LoginProvider), file: strings.TrimSpace(opts.LoginTokenFile)}
+	switch l := p.login; {
+	case l.provider != "" && l.file == "":
+		return nil, errors.New("awsiot: cognito.login_provider is set without cognito.login_token_file: an authenticated identity needs both")
+	case l.provider == "" && l.file != "":
+		return nil, errors.New("awsiot: cognito.login_token_file is set without cognito.login_provider: an authenticated identity needs both")
+	}
 
 	endpoint := strings.TrimSpace(opts.CognitoEndpoint)
 	if endpoint == "" {
@@ -201,6 +220,7 @@ func (p *Provider) Status() Status {
 		CredentialSource: p.source,
 		ClockSkew:        p.skew.offset,
 		LastError:        p.lastErr,
+		Authenticated:    p.login.provider != "",
 	}
 	if p.creds != nil {
 		st.CredentialsExpire = p.creds.expires

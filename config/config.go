@@ -55,6 +55,15 @@ type Broker struct {
 type Cognito struct {
 	IdentityPoolID string `toml:"identity_pool_id"`
 	Endpoint       string `toml:"endpoint"`
+	// LoginProvider and LoginTokenFile, set together, make the identity an
+	// authenticated one: every Cognito call sends Logins {LoginProvider: token},
+	// the token read afresh from LoginTokenFile (so an external refresher can
+	// rotate it). LoginProvider is the pool's provider name, e.g.
+	// "cognito-idp.<region>.amazonaws.com/<user pool id>", "accounts.google.com"
+	// or a developer provider name. Load makes LoginTokenFile absolute
+	// (relative to the config file).
+	LoginProvider  string `toml:"login_provider"`
+	LoginTokenFile string `toml:"login_token_file"`
 }
 
 // Queue is the [queue] table: the on-disk bound.
@@ -133,8 +142,9 @@ func Default() *Config {
 }
 
 // Load reads the file at path and parses it (see Parse). It also resolves
-// broker.password_file and broker.ca_file relative to the file's directory
-// and checks that both can be opened.
+// broker.password_file, broker.ca_file and (for provider aws-iot)
+// cognito.login_token_file relative to the file's directory and checks that
+// they can be opened.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -144,11 +154,16 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
-	for _, f := range []struct {
+	type fileKey struct {
 		key string
 		p   *string
-	}{{"broker.password_file", &cfg.Broker.PasswordFile}, {"broker.ca_file", &cfg.Broker.CAFile}} {
+	}
+	files := []fileKey{{"broker.password_file", &cfg.Broker.PasswordFile}, {"broker.ca_file", &cfg.Broker.CAFile}}
+	if cfg.Broker.Provider == ProviderAWSIoT { // otherwise [cognito] is ignored (a warning)
+		files = append(files, fileKey{"cognito.login_token_file", &cfg.Cognito.LoginTokenFile})
+	}
+	var errs []error
+	for _, f := range files {
 		if *f.p == "" {
 			continue
 		}

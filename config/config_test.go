@@ -89,6 +89,17 @@ func TestKeys(t *testing.T) {
 			func(c *Config) bool {
 				return c.HasCognito && c.Cognito.IdentityPoolID == "eu-west-1:0f2e8c1a-1234-4bcd-9abc-0123456789ab" && c.Cognito.Endpoint == "http://127.0.0.1:9999"
 			}},
+		{"cognito login", doc("[broker]", `provider = "aws-iot"`, `url = "wss://x.iot.eu-west-1.amazonaws.com/mqtt"`, "[cognito]",
+			`identity_pool_id = "eu-west-1:0f2e8c1a-1234-4bcd-9abc-0123456789ab"`,
+			`login_provider = "cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf"`, `login_token_file = "/run/edge-agent/id-token"`),
+			func(c *Config) bool {
+				return c.Cognito.LoginProvider == "cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf" && c.Cognito.LoginTokenFile == "/run/edge-agent/id-token"
+			}},
+		{"cognito developer login", doc("[broker]", `provider = "aws-iot"`, `url = "wss://x.iot.eu-west-1.amazonaws.com/mqtt"`, "[cognito]",
+			`identity_pool_id = "eu-west-1:0f2e8c1a-1234-4bcd-9abc-0123456789ab"`, `login_provider = "login.example.devices"`, `login_token_file = "tok"`),
+			func(c *Config) bool {
+				return c.Cognito.LoginProvider == "login.example.devices" && c.Cognito.LoginTokenFile == "tok"
+			}},
 		{"no cognito", doc("[broker]", `provider = "aws-iot"`, `url = "wss://x.iot.eu-west-1.amazonaws.com/mqtt"`), func(c *Config) bool { return !c.HasCognito }},
 		{"max_bytes MiB", doc("[broker]", wsURL, "[queue]", `max_bytes = "1MiB"`), func(c *Config) bool { return c.Queue.MaxBytes == 1<<20 }},
 		{"max_bytes integer", doc("[broker]", wsURL, "[queue]", `max_bytes = 1_048_576`), func(c *Config) bool { return c.Queue.MaxBytes == 1<<20 }},
@@ -266,6 +277,19 @@ func TestErrors(t *testing.T) {
 		{"cognito pool missing", aws("[cognito]", "endpoint = ''"), 4, "cognito.identity_pool_id", "missing"},
 		{"cognito pool bad", aws("[cognito]", "identity_pool_id = 'pool'"), 5, "cognito.identity_pool_id", `"pool" is not an identity pool id`},
 		{"cognito endpoint bad", aws("[cognito]", "identity_pool_id = 'eu-west-1:00ab'", "endpoint = 'ftp://x'"), 6, "cognito.endpoint", "not an http(s) URL"},
+		{"cognito login_provider without token file", aws("[cognito]", "identity_pool_id = 'eu-west-1:00ab'", "", "login_provider = 'accounts.google.com'"), 7,
+			"cognito.login_provider", "agent.toml:7: cognito.login_provider: set without cognito.login_token_file"},
+		{"cognito login_token_file without provider", aws("[cognito]", "identity_pool_id = 'eu-west-1:00ab'", "login_token_file = '/run/tok'"), 6,
+			"cognito.login_token_file", "agent.toml:6: cognito.login_token_file: set without cognito.login_provider"},
+		{"cognito login_provider empty", aws("[cognito]", "identity_pool_id = 'eu-west-1:00ab'", "login_provider = ''", "login_token_file = '/run/tok'"), 7,
+			"cognito.login_token_file", "set without cognito.login_provider"},
+		{"cognito login_provider with a space", aws("[cognito]", "identity_pool_id = 'eu-west-1:00ab'", "login_provider = 'accounts google'", "login_token_file = '/run/tok'"), 6,
+			"cognito.login_provider", `"accounts google" is not a provider name`},
+		{"cognito login_provider too long", aws("[cognito]", "identity_pool_id = 'eu-west-1:00ab'", "login_token_file = '/run/tok'", "login_provider = '"+strings.Repeat("p", 129)+"'"), 7,
+			"cognito.login_provider", "at most 128 bytes"},
+		{"cognito login_token_file wrong type", aws("[cognito]", "identity_pool_id = 'eu-west-1:00ab'", "login_provider = 'accounts.google.com'", "login_token_file = 5"), 7,
+			"cognito.login_token_file", "must be a string"},
+		{"cognito unknown login key", aws("[cognito]", "identity_pool_id = 'eu-west-1:00ab'", "logins = 'x'"), 6, "cognito.logins", "unknown key cognito.logins"},
 		// queue, api
 		{"overflow", mq("[queue]", "overflow = 'block'"), 4, "queue.overflow", `"block": use "drop-oldest" or "reject"`},
 		{"max_bytes small", mq("[queue]", "max_bytes = '63KiB'"), 4, "queue.max_bytes", "63KiB is below the minimum of 64KiB"},
@@ -434,6 +458,34 @@ func TestLoad(t *testing.T) {
 	p = write("dir.toml", doc("[broker]", wsURL, "ca_file = '.'"))
 	if _, err = Load(p); err == nil || !strings.Contains(err.Error(), ":3: broker.ca_file: ") || !strings.Contains(err.Error(), "is a directory") {
 		t.Fatalf("got %v", err)
+	}
+
+	// cognito.login_token_file: resolved like password_file, and it must exist (aws-iot only).
+	write("id-token", "eyJraWQiOi.fake.token\n")
+	cogDoc := func(file string) string {
+		return doc("[broker]", "provider = 'aws-iot'", "url = 'wss://x.iot.eu-west-1.amazonaws.com/mqtt'", "[cognito]",
+			"identity_pool_id = 'eu-west-1:0f2e8c1a-1234-4bcd-9abc-0123456789ab'", "login_provider = 'accounts.google.com'",
+			"login_token_file = '"+file+"'")
+	}
+	c, err = Load(write("login.toml", cogDoc("id-token")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cognito.LoginTokenFile != filepath.Join(dir, "id-token") || c.Cognito.LoginProvider != "accounts.google.com" {
+		t.Fatalf("login token file not resolved: %+v", c.Cognito)
+	}
+	p = write("login-missing.toml", cogDoc("sub/none"))
+	_, err = Load(p)
+	if want := p + ":7: cognito.login_token_file: cannot open " + filepath.Join(dir, "sub", "none") + ": no such file or directory"; err == nil || err.Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+	if _, err = Load(write("login-dir.toml", cogDoc("."))); err == nil || !strings.Contains(err.Error(), ":7: cognito.login_token_file: ") || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("got %v", err)
+	}
+	// With provider mqtt the [cognito] table is ignored (a warning), its token file is not checked.
+	mq := strings.Replace(strings.Replace(cogDoc("sub/none"), "provider = 'aws-iot'", "provider = 'mqtt'", 1), "wss://x.iot.eu-west-1.amazonaws.com/mqtt", "ws://broker.test/mqtt", 1)
+	if c, err = Load(write("login-mqtt.toml", mq)); err != nil || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "cognito: ignored") {
+		t.Fatalf("mqtt with a [cognito] login: %v %+v", err, c)
 	}
 
 	// Parse alone does not look at the file system.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -177,6 +178,14 @@ func validate(c *Config, ix *index) error {
 				bad("cognito.endpoint", "%q is not an http(s) URL", e)
 			}
 		}
+		switch lp, lf := c.Cognito.LoginProvider, c.Cognito.LoginTokenFile; {
+		case lp != "" && lf == "":
+			bad("cognito.login_provider", "set without cognito.login_token_file: an authenticated identity needs both (the file holds the provider's current ID token), or remove both")
+		case lp == "" && lf != "":
+			bad("cognito.login_token_file", "set without cognito.login_provider: name the identity pool's authentication provider (e.g. \"cognito-idp.<region>.amazonaws.com/<user pool id>\"), or remove both")
+		case lp != "" && !validLoginProvider(lp):
+			bad("cognito.login_provider", "%q is not a provider name: at most 128 bytes of printable characters without spaces, e.g. \"accounts.google.com\"", lp)
+		}
 	}
 
 	// [queue]
@@ -292,4 +301,18 @@ func validate(c *Config, ix *index) error {
 		out[i] = e
 	}
 	return errors.Join(out...)
+}
+
+// validLoginProvider accepts what Cognito takes as a Logins key: 1 to 128
+// bytes, printable, no white space.
+func validLoginProvider(p string) bool {
+	if len(p) == 0 || len(p) > 128 || !utf8.ValidString(p) {
+		return false
+	}
+	for _, r := range p {
+		if r <= ' ' || r == 0x7f || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }

@@ -51,6 +51,7 @@ func identityFromConfig(ctx context.Context, path string, logOut io.Writer) (str
 	p, err := awsiot.New(awsiot.Options{
 		URL: cfg.Broker.URL, Region: cfg.Broker.Region, IdentityPoolID: cfg.Cognito.IdentityPoolID,
 		CognitoEndpoint: cfg.Cognito.Endpoint, StateDir: cfg.StateDir, Logger: log,
+		LoginProvider: cfg.Cognito.LoginProvider, LoginTokenFile: cfg.Cognito.LoginTokenFile,
 	})
 	if err != nil {
 		return "", err

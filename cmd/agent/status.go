@@ -147,6 +147,9 @@ func writeStatus(w io.Writer, st map[string]any, now time.Time) {
 					row(f.label, str(v))
 				}
 			}
+			if v, ok := field(m, "authenticated"); ok && str(v) == "true" {
+				row("Identity kind", "authenticated (Cognito login); the IoT policy attached to the identity applies")
+			}
 			if v, ok := field(m, "clock_skew_seconds"); ok && num(v) != 0 {
 				row("Clock skew", fmt.Sprintf("%s (AWS time minus this device's clock; signing uses AWS time)",
 					time.Duration(num(v)*float64(time.Second)).Round(time.Second)))

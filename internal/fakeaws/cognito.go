@@ -18,8 +18,9 @@ import (
 // service's JSON 1.1 protocol (POST /, X-Amz-Target
 // AWSCognitoIdentityService.<Op>, Content-Type application/x-amz-json-1.1,
 // errors as {"__type":…,"message":…}) well enough for the real SDK client:
-// GetId and GetCredentialsForIdentity for unauthenticated identities of one
-// identity pool. Every answer carries a Date header from the fake's clock
+// GetId and GetCredentialsForIdentity for the identities of one identity pool:
+// unauthenticated (guest) ones by default, authenticated ones after
+// RequireLogin. Every answer carries a Date header from the fake's clock
 // (real time plus SetClockOffset). All methods are safe for concurrent use.
 type Cognito struct {
 	t      testing.TB
@@ -29,6 +30,10 @@ type Cognito struct {
 
 	mu          sync.Mutex
 	identities  map[string]bool
+	authIDs     map[string]bool   // identities created or linked with a login
+	loginIDs    map[string]string // login provider → its user's identity id
+	login       requiredLogin
+	logins      []LoginsCall
 	unavailable bool
 	failures    int // answers given while unavailable (alternates 503 and 500)
 	offset      time.Duration
@@ -49,6 +54,16 @@ type IssuedCredentials struct {
 	Expires      time.Time // as sent: whole seconds, the fake's clock
 }
 
+// LoginsCall is what one GetId or GetCredentialsForIdentity request carried
+// in its Logins map (requests that could be parsed, refused ones included).
+type LoginsCall struct {
+	Op         string            // "GetId" or "GetCredentialsForIdentity"
+	IdentityID string            // GetCredentialsForIdentity only
+	Logins     map[string]string // nil when the request had none
+}
+
+type requiredLogin struct{ provider, token string }
+
 // CognitoTarget is the X-Amz-Target prefix of Cognito Identity operations.
 const CognitoTarget = "AWSCognitoIdentityService."
 
@@ -60,6 +75,8 @@ func NewCognito(t testing.TB) *Cognito {
 		t:          t,
 		region:     "eu-west-1",
 		identities: map[string]bool{},
+		authIDs:    map[string]bool{},
+		loginIDs:   map[string]string{},
 		lifetime:   time.Hour,
 	}
 	c.poolID = c.region + ":" + cognitoUUID()
@@ -105,6 +122,77 @@ func (c *Cognito) OnIssue(fn func(akid, secret, token string, expires time.Time)
 	c.mu.Lock()
 	c.onIssue = append(c.onIssue, fn)
 	c.mu.Unlock()
+}
+
+// RequireLogin makes the pool an authenticated-only one (guest access off)
+// with one authentication provider: GetId and GetCredentialsForIdentity must
+// carry Logins {provider: token}. A call without Logins, with another
+// provider or with a different token gets NotAuthorizedException (HTTP 400),
+// as from AWS; the answer never repeats the token. Calling it again with a new
+// token simulates a rotation (the old token is refused from then on; the
+// provider's user keeps its identity id). An empty provider restores guest
+// access and refuses every Logins again (the default: no provider is
+// configured).
+func (c *Cognito) RequireLogin(provider, token string) {
+	c.mu.Lock()
+	c.login = requiredLogin{provider: provider, token: token}
+	c.mu.Unlock()
+}
+
+// Logins returns the Logins of every GetId and GetCredentialsForIdentity
+// request received so far, oldest first (the maps are copies).
+func (c *Cognito) Logins() []LoginsCall {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]LoginsCall, len(c.logins))
+	for i, l := range c.logins {
+		out[i] = LoginsCall{Op: l.Op, IdentityID: l.IdentityID, Logins: copyLogins(l.Logins)}
+	}
+	return out
+}
+
+// Authenticated reports whether id was created (or linked) with a login.
+func (c *Cognito) Authenticated(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.authIDs[id]
+}
+
+func copyLogins(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// checkLogins decides a request's Logins the way Cognito does. It records
+// the call, and returns the NotAuthorizedException message ("" = accepted)
+// and whether the caller proved the pool's login. The caller holds c.mu.
+func (c *Cognito) checkLogins(op, id string, logins map[string]string) (refusal string, authenticated bool) {
+	c.logins = append(c.logins, LoginsCall{Op: op, IdentityID: id, Logins: copyLogins(logins)})
+	req := c.login
+	if len(logins) == 0 {
+		switch {
+		case id != "" && c.authIDs[id]:
+			return fmt.Sprintf("Access to Identity '%s' is forbidden.", id), false
+		case req.provider != "":
+			return "Unauthenticated access is not supported for this identity pool.", false
+		}
+		return "", false
+	}
+	for p := range logins {
+		if req.provider == "" || p != req.provider {
+			return "Token is not from a supported provider of this identity pool.", false
+		}
+	}
+	if logins[req.provider] != req.token {
+		return "Invalid login token. Token signature invalid.", false
+	}
+	return "", true
 }
 
 // DeleteIdentity forgets an identity, as if deleted in the console: further
@@ -239,12 +327,24 @@ func (c *Cognito) getID(w http.ResponseWriter, body []byte) {
 		cognitoError(w, http.StatusBadRequest, "ResourceNotFoundException", fmt.Sprintf("IdentityPool '%s' not found.", in.IdentityPoolId))
 		return
 	}
-	if len(in.Logins) > 0 {
-		cognitoError(w, http.StatusBadRequest, "NotAuthorizedException", "the fake supports unauthenticated identities only")
+	c.mu.Lock()
+	refusal, authenticated := c.checkLogins("GetId", "", in.Logins)
+	if refusal != "" {
+		c.mu.Unlock()
+		cognitoError(w, http.StatusBadRequest, "NotAuthorizedException", refusal)
 		return
 	}
-	id := c.region + ":" + cognitoUUID()
-	c.mu.Lock()
+	var id string
+	if authenticated {
+		id = c.loginIDs[c.login.provider] // the same user gets the same identity
+		if id == "" || !c.identities[id] {
+			id = c.region + ":" + cognitoUUID()
+			c.loginIDs[c.login.provider] = id
+		}
+		c.authIDs[id] = true
+	} else {
+		id = c.region + ":" + cognitoUUID()
+	}
 	c.identities[id] = true
 	c.mu.Unlock()
 	cognitoJSON(w, map[string]any{"IdentityId": id})
@@ -264,9 +364,17 @@ func (c *Cognito) getCredentials(w http.ResponseWriter, body []byte) {
 	known := c.identities[in.IdentityId]
 	lifetime := c.lifetime
 	now := time.Now().Add(c.offset)
+	refusal, authenticated := c.checkLogins("GetCredentialsForIdentity", in.IdentityId, in.Logins)
+	if known && refusal == "" && authenticated {
+		c.authIDs[in.IdentityId] = true // a guest identity presenting a login is linked to it, as in AWS
+	}
 	c.mu.Unlock()
 	if !known {
 		cognitoError(w, http.StatusBadRequest, "ResourceNotFoundException", fmt.Sprintf("Identity '%s' not found.", in.IdentityId))
+		return
+	}
+	if refusal != "" {
+		cognitoError(w, http.StatusBadRequest, "NotAuthorizedException", refusal)
 		return
 	}
 	ic := IssuedCredentials{

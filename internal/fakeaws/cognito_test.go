@@ -126,3 +126,93 @@ func TestCognitoFakeProtocol(t *testing.T) {
 		t.Fatalf("counters GetId=%d GetCredentialsForIdentity=%d, want 5 and 2", n, m)
 	}
 }
+
+func TestCognitoFakeLogins(t *testing.T) {
+	c := NewCognito(t)
+	const prov, tok = "cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf", "eyJ.secret-one.sig"
+	getID := func(logins string) (int, map[string]any) {
+		s, _, out := cognitoCall(t, c, CognitoTarget+"GetId", jsonCT, `{"IdentityPoolId":"`+c.PoolID()+`"`+logins+`}`)
+		return s, out
+	}
+	creds := func(id, logins string) (int, map[string]any) {
+		s, _, out := cognitoCall(t, c, CognitoTarget+"GetCredentialsForIdentity", jsonCT, `{"IdentityId":"`+id+`"`+logins+`}`)
+		return s, out
+	}
+	notAuth := func(what string, s int, out map[string]any, msg string) {
+		t.Helper()
+		m, _ := out["message"].(string)
+		if s != 400 || out["__type"] != "NotAuthorizedException" || !strings.Contains(m, msg) || strings.Contains(m, "secret") {
+			t.Fatalf("%s: %d %v, want NotAuthorizedException %q without the token", what, s, out, msg)
+		}
+	}
+	withLogin := func(p, tk string) string { return `,"Logins":{"` + p + `":"` + tk + `"}` }
+
+	// By default no provider is configured: any Logins is refused, guests are fine.
+	s, out := getID(withLogin(prov, tok))
+	notAuth("login before RequireLogin", s, out, "not from a supported provider")
+	s, out = getID("")
+	guest, _ := out["IdentityId"].(string)
+	if s != 200 || guest == "" || c.Authenticated(guest) {
+		t.Fatalf("guest GetId: %d %v", s, out)
+	}
+
+	c.RequireLogin(prov, tok)
+	s, out = getID("")
+	notAuth("GetId without Logins", s, out, "Unauthenticated access is not supported")
+	s, out = getID(withLogin(prov, "eyJ.secret-wrong.sig"))
+	notAuth("GetId with a wrong token", s, out, "Invalid login token")
+	s, out = getID(withLogin("accounts.google.com", tok))
+	notAuth("GetId with another provider", s, out, "not from a supported provider")
+	s, out = getID(withLogin(prov, tok))
+	id, _ := out["IdentityId"].(string)
+	if s != 200 || id == "" || id == guest || !c.Authenticated(id) {
+		t.Fatalf("authenticated GetId: %d %v", s, out)
+	}
+	if s, out = getID(withLogin(prov, tok)); out["IdentityId"] != id {
+		t.Fatalf("the same login got another identity: %d %v, want %s", s, out, id)
+	}
+	s, out = creds(id, "")
+	notAuth("credentials without Logins", s, out, "is forbidden")
+	s, out = creds(id, withLogin(prov, "eyJ.secret-wrong.sig"))
+	notAuth("credentials with a wrong token", s, out, "Invalid login token")
+	if s, out = creds(id, withLogin(prov, tok)); s != 200 || out["Credentials"] == nil {
+		t.Fatalf("authenticated credentials: %d %v", s, out)
+	}
+	// Rotation: the old token is refused, the new one works for the same identity.
+	c.RequireLogin(prov, "eyJ.secret-two.sig")
+	s, out = creds(id, withLogin(prov, tok))
+	notAuth("credentials with the rotated-out token", s, out, "Invalid login token")
+	if s, out = creds(id, withLogin(prov, "eyJ.secret-two.sig")); s != 200 {
+		t.Fatalf("credentials with the new token: %d %v", s, out)
+	}
+	if s, out = getID(withLogin(prov, "eyJ.secret-two.sig")); out["IdentityId"] != id {
+		t.Fatalf("after rotation the login got another identity: %d %v", s, out)
+	}
+
+	calls := c.Logins()
+	if len(calls) != 13 {
+		t.Fatalf("recorded %d calls, want 13: %+v", len(calls), calls)
+	}
+	if calls[1].Op != "GetId" || calls[1].Logins != nil {
+		t.Fatalf("guest GetId recorded as %+v", calls[1])
+	}
+	last := calls[len(calls)-1]
+	if last.Op != "GetId" || last.Logins[prov] != "eyJ.secret-two.sig" || len(last.Logins) != 1 {
+		t.Fatalf("last call recorded as %+v", last)
+	}
+	if cr := calls[len(calls)-2]; cr.Op != "GetCredentialsForIdentity" || cr.IdentityID != id || cr.Logins[prov] != "eyJ.secret-two.sig" {
+		t.Fatalf("credentials call recorded as %+v", cr)
+	}
+	calls[len(calls)-1].Logins[prov] = "changed"
+	if c.Logins()[len(calls)-1].Logins[prov] != "eyJ.secret-two.sig" {
+		t.Fatal("Logins returned the fake's own map, not a copy")
+	}
+
+	// Back to guest access: Logins are refused again, guests work.
+	c.RequireLogin("", "")
+	s, out = getID(withLogin(prov, "eyJ.secret-two.sig"))
+	notAuth("login after RequireLogin(\"\")", s, out, "not from a supported provider")
+	if s, _ = getID(""); s != 200 {
+		t.Fatalf("guest GetId after RequireLogin(\"\"): %d", s)
+	}
+}
