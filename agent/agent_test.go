@@ -128,25 +128,9 @@ func TestNetworkCutQueuesThenDrainsInOrder(t *testing.T) {
 // redeliveries (at-least-once) are allowed and counted.
 func assertInOrder(t *testing.T, msgs []mosquitto.Msg, n int) {
 	t.Helper()
-	seen := make(map[int]bool)
-	last, dups := 0, 0
-	for _, m := range msgs {
-		v, err := strconv.Atoi(string(m.Payload))
-		if err != nil {
-			t.Fatalf("unexpected payload %q", m.Payload)
-		}
-		if seen[v] {
-			dups++
-			continue
-		}
-		seen[v] = true
-		if v != last+1 {
-			t.Fatalf("out of order: %d after %d", v, last)
-		}
-		last = v
-	}
-	if len(seen) != n {
-		t.Fatalf("received %d distinct messages, want %d", len(seen), n)
+	dups, err := mosquitto.CheckNumbered(msgs, n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("%d messages, %d duplicates", n, dups)
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -279,25 +278,9 @@ func TestStoreAndForwardAcrossCutAndKill(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after restore: %v", err)
 	}
-	seen := map[int]bool{}
-	last, dups := 0, 0
-	for _, m := range msgs {
-		v, err := strconv.Atoi(string(m.Payload))
-		if err != nil {
-			t.Fatalf("payload %q", m.Payload)
-		}
-		if seen[v] {
-			dups++
-			continue
-		}
-		seen[v] = true
-		if v != last+1 {
-			t.Fatalf("out of order: %d after %d", v, last)
-		}
-		last = v
-	}
-	if len(seen) != 2000 {
-		t.Fatalf("%d distinct messages arrived, want 2000", len(seen))
+	dups, err := mosquitto.CheckNumbered(msgs, 2000)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("2000 published, 2000 delivered in order, %d duplicates, 0 lost", dups)
 	waitFor(t, 10*time.Second, "queue to drain", func() bool { return ag.status().Queue.Depth == 0 })

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -330,4 +331,31 @@ func randomHex(n int) string {
 		panic(errors.New("crypto/rand failed: " + err.Error()))
 	}
 	return hex.EncodeToString(p)
+}
+
+// CheckNumbered checks a stream whose payloads are the decimal numbers 1..n: every number arrived and
+// first arrivals are in increasing order, one after the other. Redeliveries (at least once) are allowed
+// and counted in dups. The error says what is wrong.
+func CheckNumbered(msgs []Msg, n int) (dups int, err error) {
+	seen := make(map[int]bool, n)
+	last := 0
+	for _, m := range msgs {
+		v, err := strconv.Atoi(string(m.Payload))
+		if err != nil {
+			return dups, fmt.Errorf("unexpected payload %q on %s", m.Payload, m.Topic)
+		}
+		if seen[v] {
+			dups++
+			continue
+		}
+		seen[v] = true
+		if v != last+1 {
+			return dups, fmt.Errorf("out of order: %d arrived first after %d", v, last)
+		}
+		last = v
+	}
+	if len(seen) != n {
+		return dups, fmt.Errorf("%d distinct messages arrived, want %d", len(seen), n)
+	}
+	return dups, nil
 }
