@@ -130,8 +130,9 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	})
 	if rec != nil {
 		a.recovery = rec
-		a.log.Error("queue database was damaged: moved aside and started a fresh queue; the messages in it were not delivered",
-			"path", qpath, "moved_to", rec.MovedTo, "reason", rec.Reason)
+		a.log.Error(fmt.Sprintf("queue database was damaged: moved aside and started a fresh queue; %d messages were salvaged from it, the rest were not delivered", rec.Salvaged),
+			"path", qpath, "moved_to", rec.MovedTo, "reason", rec.Reason, "salvaged", rec.Salvaged,
+			"salvaged_dead_letters", rec.SalvagedDeadLetters, "salvage_error", rec.SalvageError)
 	}
 	if err != nil {
 		return fmt.Errorf("agent: open queue %s: %w", qpath, err)

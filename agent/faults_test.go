@@ -124,6 +124,13 @@ func TestCorruptQueueMovedAside(t *testing.T) {
 	if !strings.Contains(ta.logs.String(), "queue database was damaged") {
 		t.Fatalf("log does not say so:\n%s", ta.logs)
 	}
+	// Not a bbolt file: nothing to salvage, and the status says so.
+	sr := ta.do("GET", "/v1/status", "", nil)
+	qj, _ := sr.body["queue"].(map[string]any)
+	rj, _ := qj["recovered"].(map[string]any)
+	if salvaged, ok := rj["salvaged"]; !ok || salvaged != float64(0) || rj["salvage_error"] == "" || rj["salvage_error"] == nil {
+		t.Fatalf("status.queue.recovered salvage fields: %s", sr.raw)
+	}
 	if m := ta.do("GET", "/metrics", "", nil); !strings.Contains(m.raw, "edge_agent_queue_recovered 1") {
 		t.Fatalf("metrics:\n%s", m.raw)
 	}

@@ -71,6 +71,10 @@ type RecoveryStatus struct {
 	MovedTo string    `json:"moved_to"`
 	Reason  string    `json:"reason"`
 	At      time.Time `json:"at"`
+	// Salvaged is how many messages of the damaged file were read back into the fresh queue.
+	Salvaged int `json:"salvaged"`
+	// SalvageError says why the salvage stopped early or what it skipped; empty if it read everything.
+	SalvageError string `json:"salvage_error"`
 }
 
 // Status reports the agent's state; it is cheap and safe to call at any time during Run.
@@ -108,7 +112,8 @@ func (a *Agent) Status() Status {
 		},
 	}
 	if r := a.recovery; r != nil {
-		st.Queue.Recovered = &RecoveryStatus{MovedTo: r.MovedTo, Reason: r.Reason, At: r.At.UTC()}
+		st.Queue.Recovered = &RecoveryStatus{MovedTo: r.MovedTo, Reason: r.Reason, At: r.At.UTC(),
+			Salvaged: r.Salvaged, SalvageError: r.SalvageError}
 	}
 	if !ts.LastErrorAt.IsZero() {
 		at := ts.LastErrorAt.UTC()

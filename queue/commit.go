@@ -23,6 +23,7 @@ const (
 	reqAppend     requestKind = iota // Append (recs) or Flush (no recs)
 	reqRequeue                       // Requeue: dead letters back to the tail
 	reqDeleteDead                    // DeleteDeadLetters
+	reqPutDead                       // salvage: store dead-letter records (recs) under new seqs
 )
 
 // request is one call waiting for a commit.
@@ -34,7 +35,7 @@ type request struct {
 	taken bool     // set by the committer under q.mu; after that the request cannot be withdrawn
 
 	// results, written by the committer before done is closed
-	seqs []uint64 // reqAppend: new seqs; reqRequeue: new seq of dead[i]
+	seqs []uint64 // reqAppend, reqPutDead: new seqs; reqRequeue: new seq of dead[i]
 	n    int      // reqDeleteDead: dead letters deleted
 	err  error
 	done chan struct{}
@@ -326,6 +327,8 @@ func (w *writer) write(reqs []*request, rms []rmItem) error {
 			err = w.requeue(r)
 		case reqDeleteDead:
 			err = w.deleteDead(r)
+		case reqPutDead:
+			err = w.putDead(r)
 		}
 		if err != nil {
 			return err

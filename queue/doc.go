@@ -80,8 +80,15 @@
 // card it is bound by the card's read speed, a few seconds for a file at
 // the default 256 MiB bound) — and when the file is damaged it renames it to
 // <name>.corrupt-<UTC time like 20261127T001500Z>, fsyncs the directory,
-// starts an empty queue and returns a Recovery saying where the file went and
-// why. More than half of the records (and at least two) failing to decode is
+// starts a fresh queue and returns a Recovery saying where the file went and
+// why. It then salvages what bbolt can still read of the moved file (opened
+// read-only, never modified): the records that decode, in seq order, are
+// appended to the fresh queue with new seqs and the dead letters go back to
+// the dead-letter store; damaged pages are skipped where a readable key after
+// them can be found; MaxBytes and Overflow apply; the salvage is streamed in
+// batches and bounded in time. Recovery.Salvaged and SalvageError say how it
+// went. Records that were acked but whose removal was not committed yet are
+// salvaged too and sent again (at least once). More than half of the records (and at least two) failing to decode is
 // damage; a single bad record is not: Next discards it and counts it in
 // Stats.Corrupt. A locked file, a newer format, a bbolt file of another
 // program and permission or directory errors are never moved aside.

@@ -241,18 +241,13 @@ func open(path string, opts Options, deep bool) (*Queue, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("queue: %s is not a directory, cannot hold the queue file", dir)
 	}
-	var db *bolt.DB
-	err = guard("open", func() error {
-		var err error
-		db, err = bolt.Open(path, 0o600, &bolt.Options{
-			Timeout: opts.LockTimeout,
-			// Hash-map freelist: fast for a file that is appended at one end and
-			// deleted at the other. The freelist is still synced (NoFreelistSync
-			// false) so Open does not have to scan a large file on an SD card,
-			// and NoSync stays false: every commit is fsync'd.
-			FreelistType: bolt.FreelistMapType,
-		})
-		return err
+	db, err := boltOpen(path, &bolt.Options{
+		Timeout: opts.LockTimeout,
+		// Hash-map freelist: fast for a file that is appended at one end and
+		// deleted at the other. The freelist is still synced (NoFreelistSync
+		// false) so Open does not have to scan a large file on an SD card,
+		// and NoSync stays false: every commit is fsync'd.
+		FreelistType: bolt.FreelistMapType,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("queue: %s: %w (waited %s; is another edge-agent running on this state_dir?)", path, ErrLocked, opts.LockTimeout)
@@ -429,6 +424,34 @@ func (q *Queue) check() error {
 		}
 		return nil
 	})
+}
+
+// boltOpen is bolt.Open (mode 0600) under guard. If bbolt panics or faults
+// while opening a damaged file, the file it opened is unlocked and closed
+// (bolt.Open cannot do it then), so that the file can be opened again, by
+// OpenOrRecover's salvage in particular. A mapping bbolt made before the
+// panic cannot be undone: it stays until the process exits (address space
+// only, the size of the damaged file, once per damaged open).
+func boltOpen(path string, o *bolt.Options) (*bolt.DB, error) {
+	var f *os.File
+	o.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		var err error
+		f, err = os.OpenFile(name, flag, perm)
+		return f, err
+	}
+	var db *bolt.DB
+	err := guard("open", func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, o)
+		return err
+	})
+	if db == nil && f != nil {
+		// Already closed when bolt.Open returned an error itself; then both
+		// calls are harmless no-ops.
+		unlockFile(f)
+		_ = f.Close()
+	}
+	return db, err
 }
 
 // guard runs fn, turning a panic (bbolt panics on some damaged pages) and a

@@ -1,21 +1,45 @@
 package queue
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // This file is start-up recovery from a damaged queue file.
 
 // Recovery says that OpenOrRecover found the queue file damaged, moved it
-// aside and started an empty queue.
+// aside, started a fresh queue and salvaged what it could read into it.
 type Recovery struct {
 	MovedTo string    // the damaged file's new path: <path>.corrupt-<UTC time>
 	Reason  string    // what was wrong with it
 	At      time.Time // when it was moved
+
+	// Salvaged is the number of messages read from the damaged file and
+	// appended to the fresh queue (new seqs, original order). With
+	// DropOldest the MaxBytes bound applies to them as to any Append (the
+	// oldest may be dropped, Stats.Dropped).
+	Salvaged int
+	// SalvagedDeadLetters is the number of dead letters put back in the
+	// dead-letter store (new seqs, original order; MaxDeadLetters applies).
+	SalvagedDeadLetters int
+	// NotSalvaged counts records that were read from the damaged file but
+	// not kept: undecodable, larger than MaxBytes, or no room left with
+	// Overflow Reject. Records in unreadable pages are not counted (their
+	// number is unknown); SalvageError names them.
+	NotSalvaged int
+	// SalvageError says why the salvage stopped early or which unreadable
+	// parts it skipped (bbolt cannot open the file, a panic or memory fault
+	// in a damaged page, the time budget, an error of the fresh queue).
+	// Empty when every readable page was read.
+	SalvageError string
 }
 
 // OpenOrRecover is Open with recovery from a damaged file. It runs deeper
@@ -31,7 +55,26 @@ type Recovery struct {
 // renamed to <path>.corrupt-<UTC time like 20261127T001500Z> (the directory
 // is fsync'd), an empty queue is opened in its place and the returned
 // Recovery says where the file went and why (it is nil when the file was
-// fine). The renamed file is kept as it was, for inspection or salvage.
+// fine). The renamed file is kept as it was, for inspection.
+//
+// Salvage: after the move, OpenOrRecover opens the renamed file with bbolt
+// read-only (never modifying it), walks the queue's records in seq order and
+// appends every one that decodes to the fresh queue, in the original order,
+// with new seqs (Topic, Payload, QoS, Retain, Created and Expires are kept);
+// then it does the same for the dead letters, which go back into the
+// dead-letter store with new seqs. It reads and appends in batches (at most
+// 500 records or about 4 MiB at a time), so its memory does not grow with
+// the file, and it stops after a time budget (3 minutes). A panic or memory
+// fault of bbolt in a damaged page is recovered (on the calling goroutine):
+// the salvage keeps what it read, looks for the next readable key beyond the
+// damaged part (a bounded search by seq) and goes on from there, or stops.
+// With Overflow Reject it stops appending when the queue is full and counts
+// the rest in Recovery.NotSalvaged; with DropOldest the bound applies as for
+// any Append. Delivery stays at least once: the damaged file may hold
+// records that were acked (or dead-lettered) but whose removal was not
+// committed yet, and those are salvaged and sent again. Recovery says how
+// many messages were salvaged and, in SalvageError, why the salvage was
+// incomplete.
 //
 // A single undecodable record is not damage of the file: Next discards it
 // (Stats.Corrupt). A locked file (ErrLocked), a file of a newer format
@@ -57,13 +100,18 @@ func OpenOrRecover(path string, opts Options) (*Queue, *Recovery, error) {
 	}
 	rec := &Recovery{MovedTo: moved, Reason: err.Error(), At: now}
 	if log != nil {
-		log.Error("queue: damaged queue file moved aside, starting an empty queue; the messages in it are not sent",
+		log.Error("queue: damaged queue file moved aside, starting a fresh queue and salvaging the messages that can still be read",
 			"path", path, "moved_to", moved, "reason", rec.Reason)
 	}
 	q, err = open(path, opts, false)
 	if err != nil {
 		return nil, rec, fmt.Errorf("queue: open a fresh queue after moving the damaged file to %s: %w", moved, err)
 	}
+	start := time.Now()
+	q.salvage(moved, rec)
+	q.log.Warn("queue: salvage from the damaged file done", "moved_to", moved, "salvaged", rec.Salvaged,
+		"salvaged_dead_letters", rec.SalvagedDeadLetters, "not_salvaged", rec.NotSalvaged,
+		"salvage_error", rec.SalvageError, "took", time.Since(start).Round(time.Millisecond))
 	return q, rec, nil
 }
 
@@ -100,6 +148,309 @@ func syncDir(dir string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Salvage bounds.
+const (
+	salvageBatchMsgs  = 500     // records per read batch and per Append
+	salvageBatchBytes = 4 << 20 // encoded bytes per read batch (one record may exceed it)
+	salvageMaxSkips   = 16      // damaged regions skipped before giving up
+	salvageMaxErrors  = 4       // problems named in SalvageError
+)
+
+// salvageBudget bounds the time of a salvage (a variable for tests).
+var salvageBudget = 3 * time.Minute
+
+// salvager reads a damaged queue file with bbolt read-only.
+type salvager struct {
+	db       *bolt.DB
+	deadline time.Time
+	problems []string
+	nprob    int
+}
+
+func (s *salvager) problem(format string, args ...any) {
+	s.nprob++
+	if len(s.problems) < salvageMaxErrors {
+		s.problems = append(s.problems, fmt.Sprintf(format, args...))
+	}
+}
+
+func (s *salvager) err() string {
+	msg := strings.Join(s.problems, "; ")
+	if more := s.nprob - len(s.problems); more > 0 {
+		msg += fmt.Sprintf("; and %d more", more)
+	}
+	return msg
+}
+
+// salvage copies what can be read from the damaged file src into q (see
+// OpenOrRecover) and records the outcome in rec. It runs before q is handed
+// to anyone, on the calling goroutine.
+func (q *Queue) salvage(src string, rec *Recovery) {
+	s := &salvager{deadline: time.Now().Add(salvageBudget)}
+	defer func() { rec.SalvageError = s.err() }()
+	var err error
+	s.db, err = boltOpen(src, &bolt.Options{ReadOnly: true, Timeout: q.opts.LockTimeout})
+	if err != nil {
+		s.problem("nothing salvaged: bbolt cannot open the damaged file read-only: %v", err)
+		return
+	}
+	defer func() { _ = guard("the salvage close", s.db.Close) }()
+	ctx, cancel := context.WithDeadline(context.Background(), s.deadline)
+	defer cancel()
+
+	full := false // Reject and the queue is full: count, do not append
+	s.walk(dataBucket, "messages", checkRecord, func(recs [][]byte, bad int) error {
+		rec.NotSalvaged += bad
+		msgs := make([]Message, 0, len(recs))
+		for _, v := range recs {
+			m, err := parseRecord(v)
+			if err != nil || validate(&m) != nil ||
+				(q.opts.MaxBytes > 0 && int64(encodedLen(&m)) > q.opts.MaxBytes) {
+				rec.NotSalvaged++
+				continue
+			}
+			msgs = append(msgs, m)
+		}
+		if full {
+			rec.NotSalvaged += len(msgs)
+			return nil
+		}
+		n, lost, err := q.salvageAppend(ctx, msgs)
+		rec.Salvaged += n
+		rec.NotSalvaged += lost
+		if lost > 0 {
+			full = true
+			s.problem("the queue is full (max_bytes %d, overflow reject): the rest of the messages were not kept", q.opts.MaxBytes)
+		}
+		return err
+	})
+	s.walk(deadBucket, "dead letters", func(v []byte) error {
+		_, err := decodeDeadLetter(v)
+		return err
+	}, func(recs [][]byte, bad int) error {
+		rec.NotSalvaged += bad
+		if len(recs) == 0 {
+			return nil
+		}
+		r := &request{kind: reqPutDead, recs: recs, done: make(chan struct{})}
+		if err := q.submit(ctx, r); err != nil {
+			return err
+		}
+		if r.err != nil {
+			return r.err
+		}
+		rec.SalvagedDeadLetters += len(r.seqs)
+		return nil
+	})
+}
+
+// salvageAppend appends msgs in order, in calls of encoded size at most
+// MaxBytes. With Reject it appends as many as fit and returns the number
+// that did not (lost > 0 means the queue is full).
+func (q *Queue) salvageAppend(ctx context.Context, msgs []Message) (stored, lost int, err error) {
+	for len(msgs) > 0 {
+		n, size := 0, int64(0)
+		for n < len(msgs) {
+			l := int64(encodedLen(&msgs[n]))
+			if n > 0 && q.opts.MaxBytes > 0 && size+l > q.opts.MaxBytes {
+				break
+			}
+			size += l
+			n++
+		}
+		_, err := q.Append(ctx, msgs[:n]...)
+		switch {
+		case err == nil:
+			stored += n
+			msgs = msgs[n:]
+		case errors.Is(err, ErrFull) && n > 1:
+			// Reject: store the first half if it fits, then the rest.
+			s, l, err := q.salvageAppend(ctx, msgs[:n/2])
+			stored += s
+			if err != nil || l > 0 {
+				return stored, l + len(msgs) - n/2, err
+			}
+			msgs = msgs[n/2:]
+		case errors.Is(err, ErrFull):
+			return stored, len(msgs), nil
+		default:
+			return stored, 0, err
+		}
+	}
+	return stored, 0, nil
+}
+
+// walk reads the bucket name in seq order and hands the records to put in
+// batches, with the number of records check refused since the previous
+// batch. Unreadable regions are skipped when a readable key after them can
+// be found; put's error, the time budget or too many damaged regions stop it.
+func (s *salvager) walk(name []byte, what string, check func([]byte) error, put func(recs [][]byte, bad int) error) {
+	from := uint64(0) // 0: from the first key
+	for skips := 0; ; {
+		if time.Now().After(s.deadline) {
+			s.problem("%s: stopped at seq %d: the salvage took longer than its budget of %s", what, from, salvageBudget)
+			return
+		}
+		recs, bad, next, end, err := s.readBatch(name, from, check)
+		if len(recs) > 0 || bad > 0 {
+			if perr := put(recs, bad); perr != nil {
+				s.problem("%s: stopped at seq %d: storing in the fresh queue failed: %v", what, next, perr)
+				return
+			}
+		}
+		if err == nil {
+			if end {
+				return
+			}
+			from = next
+			continue
+		}
+		if skips++; skips > salvageMaxSkips {
+			s.problem("%s: stopped at seq %d after %d damaged regions: %v", what, next, salvageMaxSkips, err)
+			return
+		}
+		resume, ok := s.skip(name, next)
+		if !ok {
+			s.problem("%s: stopped at seq %d, nothing readable after it: %v", what, next, err)
+			return
+		}
+		s.problem("%s: skipped unreadable records with seqs %d to %d: %v", what, next, resume-1, err)
+		from = resume
+	}
+}
+
+// readBatch reads up to one batch of records with seq >= from (from 0: from
+// the first). check tells a good record (copied) from a bad one; bad
+// counts those refused. next is the seq to go on from; end says the bucket
+// was read to its end. A panic or fault (a damaged page) or keys out of
+// order end the batch with err; what was read before is returned.
+func (s *salvager) readBatch(name []byte, from uint64, check func([]byte) error) (recs [][]byte, bad int, next uint64, end bool, err error) {
+	next = from
+	err = guard("the salvage walk", func() error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(name)
+			if b == nil {
+				end = true
+				return nil
+			}
+			c := b.Cursor()
+			k, v := c.First()
+			if from > 0 {
+				k, v = c.Seek(be64(from))
+			}
+			size := 0
+			for ; k != nil; k, v = c.Next() {
+				if len(k) != 8 || seqOf(k) < next {
+					return fmt.Errorf("%w: key %x out of order after seq %d", ErrCorrupt, k, next)
+				}
+				seq := seqOf(k)
+				if seq == math.MaxUint64 {
+					end = true
+				}
+				next = seq + 1
+				if check(v) != nil {
+					bad++
+				} else {
+					recs = append(recs, append([]byte(nil), v...))
+					size += len(v)
+				}
+				if end {
+					return nil
+				}
+				if len(recs) >= salvageBatchMsgs || size >= salvageBatchBytes {
+					return nil
+				}
+			}
+			end = true
+			return nil
+		})
+	})
+	return recs, bad, next, end, err
+}
+
+// skip finds the smallest seq > from at which a Seek succeeds (reaches a
+// readable page), searching exponentially then by bisection. Seek(k) fails
+// for every k routed into the damaged page and succeeds from the first key
+// of the next readable page, so this finds where the readable records go on
+// (when several damaged regions are close it may skip more than one).
+func (s *salvager) skip(name []byte, from uint64) (uint64, bool) {
+	lo := from // failing (assumed)
+	var hi uint64
+	var endAtHi bool
+	for step := uint64(1); ; step *= 2 {
+		if time.Now().After(s.deadline) {
+			return 0, false
+		}
+		hi = from + step
+		if hi < from || step == 0 {
+			hi = math.MaxUint64
+		}
+		ok, end := s.probe(name, hi)
+		if ok {
+			endAtHi = end
+			break
+		}
+		if hi == math.MaxUint64 {
+			return 0, false
+		}
+		lo = hi
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if ok, end := s.probe(name, mid); ok {
+			hi, endAtHi = mid, end
+		} else {
+			lo = mid
+		}
+	}
+	if endAtHi {
+		return 0, false // readable, but nothing after the damage
+	}
+	return hi, true
+}
+
+// probe reports whether Seek(seq) reaches a readable key >= seq (ok) or the
+// end of the bucket (ok and end).
+func (s *salvager) probe(name []byte, seq uint64) (ok, end bool) {
+	err := guard("a salvage probe", func() error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(name)
+			if b == nil {
+				end = true
+				return nil
+			}
+			k, _ := b.Cursor().Seek(be64(seq))
+			switch {
+			case k == nil:
+				end = true
+			case len(k) != 8 || seqOf(k) < seq:
+				return ErrCorrupt
+			}
+			return nil
+		})
+	})
+	return err == nil, end
+}
+
+// putDead runs in the write transaction for salvaged dead letters: it
+// stores the dead-letter records under new seqs, in order.
+func (w *writer) putDead(r *request) error {
+	r.seqs = make([]uint64, len(r.recs))
+	for i, rec := range r.recs {
+		seq, err := w.data.NextSequence()
+		if err != nil {
+			return fmt.Errorf("next sequence: %w", err)
+		}
+		if err := w.dead.Put(be64(seq), rec); err != nil {
+			return fmt.Errorf("store salvaged dead letter seq %d: %w", seq, err)
+		}
+		r.seqs[i] = seq
+		w.res.deadN++
+		w.res.deadB += int64(len(rec))
 	}
 	return nil
 }

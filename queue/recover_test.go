@@ -158,15 +158,19 @@ func TestOpenOrRecoverDamagedFiles(t *testing.T) {
 			if !bytes.Equal(kept, damaged) {
 				t.Fatal("the moved-aside file differs from the damaged file")
 			}
-			// The fresh queue works.
-			if st := q.Stats(); st.Depth != 0 || st.DeadLetters != 0 {
-				t.Fatalf("fresh queue Stats %+v", st)
+			// The fresh queue holds what was salvaged, in order, and works.
+			if st := q.Stats(); st.Depth != rec.Salvaged || st.DeadLetters != 0 {
+				t.Fatalf("fresh queue Stats %+v, salvaged %d", st, rec.Salvaged)
+			}
+			if rec.Salvaged == 0 && rec.NotSalvaged == 0 && rec.SalvageError == "" {
+				t.Fatal("nothing salvaged and SalvageError does not say why")
 			}
 			seqs := mustAppend(t, q, msg("t", "after recovery"))
-			msgs, err := q.Next(ctxT(t), 0, 10)
-			if err != nil || len(msgs) != 1 || msgs[0].Seq != seqs[0] || string(msgs[0].Payload) != "after recovery" {
-				t.Fatalf("Next on the fresh queue = %+v, %v", msgs, err)
+			msgs, err := q.Next(ctxT(t), 0, 1000)
+			if err != nil || len(msgs) != rec.Salvaged+1 || msgs[len(msgs)-1].Seq != seqs[0] || string(msgs[len(msgs)-1].Payload) != "after recovery" {
+				t.Fatalf("Next on the fresh queue = %d messages, %v", len(msgs), err)
 			}
+			checkSubsequence(t, msgs[:rec.Salvaged], recs)
 		})
 	}
 }
@@ -350,8 +354,8 @@ func TestOpenOrRecoverTruncatedAnywhere(t *testing.T) {
 			continue
 		}
 		recovered++
-		if depth != 0 {
-			t.Fatalf("cut at %d: recovered queue has %d records", cut, depth)
+		if depth != rec.Salvaged || depth > n || (depth == 0 && rec.SalvageError == "") {
+			t.Fatalf("cut at %d: recovered queue has %d records, salvaged %d (%q)", cut, depth, rec.Salvaged, rec.SalvageError)
 		}
 		if err := os.Remove(rec.MovedTo); err != nil {
 			t.Fatal(err)
