@@ -49,6 +49,17 @@ type Broker struct {
 	// [0, min(ReconnectMax, ReconnectMin·2^n)] (full jitter). Defaults 1s and 2m.
 	ReconnectMin Duration `toml:"reconnect_min"`
 	ReconnectMax Duration `toml:"reconnect_max"`
+	// MaxPacketSize is the largest MQTT packet the agent accepts from the broker. It is announced in
+	// CONNECT (Maximum Packet Size) and enforced on every inbound packet before anything is allocated for
+	// it. Default: api.max_payload plus 8KiB for the topic and properties.
+	MaxPacketSize Size `toml:"max_packet_size"`
+	// IncomingBuffer bounds the bytes of broker messages waiting to be handed to local subscribers
+	// (default 2MiB); past it a message is dropped and counted.
+	IncomingBuffer Size `toml:"incoming_buffer"`
+	// PoisonAfter: a message that was the oldest one in flight each time the broker closed the
+	// connection, this many times in a row with nothing acknowledged in between, goes to the
+	// dead-letter store so that it cannot block the queue (default 3; 0 turns the rule off).
+	PoisonAfter int `toml:"poison_after"`
 }
 
 // Cognito is the [cognito] table: AWS credentials from an identity pool.
@@ -99,9 +110,30 @@ type Log struct {
 	Format string `toml:"format"` // text|json
 }
 
-// API is the [api] table: limits of the local API.
+// API is the [api] table: limits of the local API. Together they are the agent's memory budget
+// (see README, "Memory budget").
 type API struct {
 	MaxPayload Size `toml:"max_payload"` // default 256KiB for mqtt, 128KiB for aws-iot
+	// MaxBatchBytes bounds one NDJSON publish request body (default 8MiB).
+	MaxBatchBytes Size `toml:"max_batch_bytes"`
+	// MaxBatchLines bounds the messages of one NDJSON publish request (default 10000).
+	MaxBatchLines int `toml:"max_batch_lines"`
+	// BodyBudget bounds the request-body bytes held in memory by all requests at once (default 24MiB);
+	// a request that would exceed it is answered 503 with Retry-After.
+	BodyBudget Size `toml:"body_budget"`
+	// SubscriberBuffer bounds the bytes queued for one local subscriber stream (default 1MiB);
+	// SubscriberBudget bounds them over all streams (default 8MiB). Past either, messages for a slow
+	// subscriber are dropped and counted.
+	SubscriberBuffer Size `toml:"subscriber_buffer"`
+	SubscriberBudget Size `toml:"subscriber_budget"`
+	// MaxSubscribers bounds concurrent subscriber streams (default 128).
+	MaxSubscribers int `toml:"max_subscribers"`
+	// MaxConnections bounds concurrent local API connections (default 64); more are answered 503.
+	MaxConnections int `toml:"max_connections"`
+	// ReadTimeout bounds reading one request, headers and body (default 30s); IdleTimeout closes a
+	// kept-alive connection that sends nothing (default 2m).
+	ReadTimeout Duration `toml:"read_timeout"`
+	IdleTimeout Duration `toml:"idle_timeout"`
 }
 
 // Provider names and overflow policies.
@@ -117,6 +149,11 @@ const (
 	DefaultMaxPayloadMQTT   Size = 256 * KiB
 	DefaultMaxPayloadAWSIoT Size = 128 * KiB
 	MinQueueBytes           Size = 64 * KiB
+	// PacketOverhead is what max_packet_size adds to api.max_payload by default: room for the topic,
+	// properties and fixed header of a PUBLISH.
+	PacketOverhead Size = 8 * KiB
+	// MaxSocketPath is the longest socket path Linux can bind (sun_path holds 108 bytes with the NUL).
+	MaxSocketPath = 107
 )
 
 // Default returns the configuration used for every key the file leaves
@@ -130,14 +167,27 @@ func Default() *Config {
 		StateDir: "/var/lib/edge-agent",
 		Socket:   "/run/edge-agent/agent.sock",
 		Broker: Broker{
-			Provider:     ProviderMQTT,
-			Keepalive:    Duration{60e9},
-			MaxInflight:  64,
-			ReconnectMin: Duration{time.Second},
-			ReconnectMax: Duration{2 * time.Minute},
+			Provider:       ProviderMQTT,
+			Keepalive:      Duration{60e9},
+			MaxInflight:    64,
+			ReconnectMin:   Duration{time.Second},
+			ReconnectMax:   Duration{2 * time.Minute},
+			IncomingBuffer: 2 * MiB,
+			PoisonAfter:    3,
 		},
 		Queue: Queue{MaxBytes: 256 * MiB, Overflow: OverflowDropOldest, MaxDeadLetters: 10000},
 		Log:   Log{Level: "info", Format: "text"},
+		API: API{
+			MaxBatchBytes:    8 * MiB,
+			MaxBatchLines:    10000,
+			BodyBudget:       24 * MiB,
+			SubscriberBuffer: MiB,
+			SubscriberBudget: 8 * MiB,
+			MaxSubscribers:   128,
+			MaxConnections:   64,
+			ReadTimeout:      Duration{30 * time.Second},
+			IdleTimeout:      Duration{2 * time.Minute},
+		},
 	}
 }
 
@@ -155,12 +205,13 @@ func Load(path string) (*Config, error) {
 		return nil, err
 	}
 	type fileKey struct {
-		key string
-		p   *string
+		key    string
+		p      *string
+		secret bool // warn when every user may read it
 	}
-	files := []fileKey{{"broker.password_file", &cfg.Broker.PasswordFile}, {"broker.ca_file", &cfg.Broker.CAFile}}
+	files := []fileKey{{"broker.password_file", &cfg.Broker.PasswordFile, true}, {"broker.ca_file", &cfg.Broker.CAFile, false}}
 	if cfg.Broker.Provider == ProviderAWSIoT { // otherwise [cognito] is ignored (a warning)
-		files = append(files, fileKey{"cognito.login_token_file", &cfg.Cognito.LoginTokenFile})
+		files = append(files, fileKey{"cognito.login_token_file", &cfg.Cognito.LoginTokenFile, true})
 	}
 	var errs []error
 	for _, f := range files {
@@ -177,8 +228,16 @@ func Load(path string) (*Config, error) {
 		}
 		st, err := fh.Stat()
 		_ = fh.Close() // opened read-only to check access; nothing to flush
-		if err == nil && st.IsDir() {
+		switch {
+		case err == nil && st.IsDir():
 			errs = append(errs, ix.errorf(f.key, nil, "%s is a directory, not a file", *f.p))
+		case err == nil && f.secret && st.Mode().Perm()&0o007 != 0:
+			msg := fmt.Sprintf("%s: %s is readable by every user on this machine (mode %04o): it holds a secret; run chmod o-rwx %s",
+				f.key, *f.p, st.Mode().Perm(), *f.p)
+			if l := ix.lineOf(f.key); l > 0 {
+				msg = fmt.Sprintf("%s:%d: %s", ix.file, l, msg)
+			}
+			cfg.Warnings = append(cfg.Warnings, msg)
 		}
 	}
 	if len(errs) > 0 {

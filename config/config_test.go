@@ -36,10 +36,11 @@ func TestDefaults(t *testing.T) {
 		Socket:   "/run/edge-agent/agent.sock",
 		Broker: Broker{Provider: "mqtt", URL: "ws://broker.test:8080/mqtt",
 			Keepalive: Duration{60 * time.Second}, MaxInflight: 64,
-			ReconnectMin: Duration{time.Second}, ReconnectMax: Duration{2 * time.Minute}},
+			ReconnectMin: Duration{time.Second}, ReconnectMax: Duration{2 * time.Minute},
+			MaxPacketSize: 264 * KiB, IncomingBuffer: 2 * MiB, PoisonAfter: 3},
 		Queue: Queue{MaxBytes: 256 << 20, Overflow: "drop-oldest", MaxDeadLetters: 10000},
 		Log:   Log{Level: "info", Format: "text"},
-		API:   API{MaxPayload: 256 << 10},
+		API:   wantAPI(256 << 10),
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
@@ -54,6 +55,13 @@ func TestDefaults(t *testing.T) {
 	if d := Default(); d.API.MaxPayload != 0 || d.Broker.Keepalive.Duration != time.Minute || d.Queue.MaxBytes != 256*MiB {
 		t.Fatalf("Default(): %+v", d)
 	}
+}
+
+// wantAPI is the default [api] table with the given max_payload.
+func wantAPI(maxPayload Size) API {
+	return API{MaxPayload: maxPayload, MaxBatchBytes: 8 * MiB, MaxBatchLines: 10000, BodyBudget: 24 * MiB,
+		SubscriberBuffer: MiB, SubscriberBudget: 8 * MiB, MaxSubscribers: 128, MaxConnections: 64,
+		ReadTimeout: Duration{30 * time.Second}, IdleTimeout: Duration{2 * time.Minute}}
 }
 
 func intp(i int) *int { return &i }
@@ -273,6 +281,14 @@ func TestErrors(t *testing.T) {
 		{"aws client_id dollar", doc("client_id = '$gw'", "[broker]", "provider = 'aws-iot'", "url = 'wss://x.iot.eu-west-1.amazonaws.com/mqtt'"), 1, "client_id", "must not start with '$'"},
 		{"state_dir empty", doc("state_dir = ''", "[broker]", wsURL), 1, "state_dir", "empty"},
 		{"socket empty", doc("socket = ''", "[broker]", wsURL), 1, "socket", "empty"},
+		{"socket too long", doc("socket = '/run/"+strings.Repeat("s", 103)+"'", "[broker]", wsURL), 1, "socket", "108 bytes; Linux binds Unix sockets of at most 107 bytes"},
+		{"url port zero", doc("[broker]", "url = 'ws://broker.test:0/mqtt'"), 2, "broker.url", `port "0" is not a TCP port`},
+		{"url port too big", doc("[broker]", "url = 'wss://broker.test:65536/mqtt'"), 2, "broker.url", `port "65536" is not a TCP port`},
+		{"url port not a number", doc("[broker]", "url = 'wss://broker.test:http/mqtt'"), 2, "broker.url", "not a URL"},
+		{"max_packet_size small", mq("max_packet_size = 100"), 3, "broker.max_packet_size", "outside 256 bytes"},
+		{"max_packet_size huge", mq("max_packet_size = '1GiB'"), 3, "broker.max_packet_size", "(the MQTT limit)"},
+		{"incoming_buffer below packet", mq("max_packet_size = '1MiB'", "incoming_buffer = '512KiB'"), 4, "broker.incoming_buffer", "smaller than broker.max_packet_size"},
+		{"poison_after negative", mq("poison_after = -1"), 3, "broker.poison_after", "outside 0..100"},
 		// cognito
 		{"cognito pool missing", aws("[cognito]", "endpoint = ''"), 4, "cognito.identity_pool_id", "missing"},
 		{"cognito pool bad", aws("[cognito]", "identity_pool_id = 'pool'"), 5, "cognito.identity_pool_id", `"pool" is not an identity pool id`},
@@ -296,6 +312,12 @@ func TestErrors(t *testing.T) {
 		{"max_payload zero", mq("[api]", "max_payload = 0"), 4, "api.max_payload", "at least 1 byte"},
 		{"max_payload mqtt limit", mq("[api]", "max_payload = '1GiB'", "[queue]", "max_bytes = '2GiB'"), 4, "api.max_payload", "above the MQTT limit"},
 		{"max_payload aws limit", aws("[api]", "max_payload = '129KiB'"), 5, "api.max_payload", "above the AWS IoT limit of 128KiB"},
+		{"body_budget below payload", mq("[api]", "max_payload = '1MiB'", "body_budget = '512KiB'", "max_batch_bytes = '256KiB'"), 5, "api.body_budget", "smaller than api.max_payload"},
+		{"body_budget below batch", mq("[api]", "body_budget = '4MiB'"), 4, "api.body_budget", "smaller than api.max_batch_bytes"},
+		{"max_batch_lines zero", mq("[api]", "max_batch_lines = 0"), 4, "api.max_batch_lines", "at least 1"},
+		{"subscriber_budget below buffer", mq("[api]", "subscriber_buffer = '2MiB'", "subscriber_budget = '1MiB'"), 5, "api.subscriber_budget", "smaller than api.subscriber_buffer"},
+		{"max_connections zero", mq("[api]", "max_connections = 0"), 4, "api.max_connections", "outside 1..10000"},
+		{"read_timeout tiny", mq("[api]", "read_timeout = '1ms'"), 4, "api.read_timeout", "outside 100ms..1h"},
 		{"max_payload over queue", mq("[api]", "max_payload = '100KiB'", "[queue]", "max_bytes = '64KiB'"), 4, "api.max_payload", "larger than queue.max_bytes"},
 		// subscribe
 		{"subscribe no topic", mq("[[subscribe]]", "topic = 'a'", "[[subscribe]]", "qos = 1"), 5, "subscribe[1].topic", "missing"},
@@ -410,14 +432,15 @@ func TestSpecExample(t *testing.T) {
 		ClientID: "gw-0001", StateDir: "/var/lib/edge-agent", Socket: "/run/edge-agent/agent.sock",
 		Broker: Broker{Provider: "aws-iot", URL: "wss://broker.example.com/mqtt", Region: "eu-west-1",
 			Keepalive: Duration{time.Minute}, MaxInflight: 64, MaxPublishRate: 100, MaxByteRate: 512 * KiB, MaxSubscriptions: 50,
-			ReconnectMin: Duration{time.Second}, ReconnectMax: Duration{2 * time.Minute}},
+			ReconnectMin: Duration{time.Second}, ReconnectMax: Duration{2 * time.Minute},
+			MaxPacketSize: 136 * KiB, IncomingBuffer: 2 * MiB, PoisonAfter: 3},
 		Cognito:    Cognito{IdentityPoolID: "eu-west-1:00000000-0000-0000-0000-000000000000"},
 		HasCognito: true,
 		Queue:      Queue{MaxBytes: 256 * MiB, Overflow: "drop-oldest", MaxDeadLetters: 10000},
 		Subscribe:  []Subscribe{{Topic: "devices/gw-0001/cmd/#", QoS: 1}},
 		Access:     []Access{{User: "sensor-reader", Publish: []string{"sensors/#"}, Subscribe: []string{"devices/gw-0001/cmd/#"}}},
 		Log:        Log{Level: "info", Format: "text"},
-		API:        API{MaxPayload: 128 * KiB},
+		API:        wantAPI(128 * KiB),
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
@@ -442,6 +465,22 @@ func TestLoad(t *testing.T) {
 	}
 	if c.Broker.PasswordFile != filepath.Join(dir, "pw") || c.Broker.CAFile != filepath.Join(dir, "ca.pem") {
 		t.Fatalf("paths not resolved: %+v", c.Broker)
+	}
+
+	if len(c.Warnings) != 0 {
+		t.Fatalf("a 0600 password file gave warnings: %q", c.Warnings)
+	}
+	// A secret every user can read starts, with a warning naming the key, the line and the fix.
+	if err := os.Chmod(filepath.Join(dir, "pw"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], ":3: broker.password_file: ") ||
+		!strings.Contains(c.Warnings[0], "readable by every user on this machine (mode 0644)") || !strings.Contains(c.Warnings[0], "chmod o-rwx") {
+		t.Fatalf("world-readable password file: warnings %q", c.Warnings)
 	}
 
 	p = write("missing.toml", doc("[broker]", wsURL, "", "password_file = 'nope'", "ca_file = '/nonexistent/ca.pem'"))

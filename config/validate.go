@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -73,8 +74,13 @@ func validate(c *Config, ix *index) error {
 	if c.StateDir == "" {
 		bad("state_dir", "empty: set a directory for the queue database")
 	}
-	if c.Socket == "" {
+	switch {
+	case c.Socket == "":
 		bad("socket", "empty: set the path of the local API socket")
+	case len(c.Socket) > MaxSocketPath:
+		bad("socket", "path is %d bytes; Linux binds Unix sockets of at most %d bytes: choose a shorter path", len(c.Socket), MaxSocketPath)
+	case strings.ContainsRune(c.Socket, 0):
+		bad("socket", "path contains a NUL character")
 	}
 
 	// broker.url
@@ -92,6 +98,8 @@ func validate(c *Config, ix *index) error {
 			bad("broker.url", "no host in %q", b.URL)
 		case u.User != nil:
 			bad("broker.url", "must not hold credentials: use broker.username and broker.password_file")
+		case !validPort(u.Port()):
+			bad("broker.url", "port %q is not a TCP port: use 1..65535, or leave it out for the scheme's default", u.Port())
 		case aws && u.RawQuery != "":
 			bad("broker.url", "must not have a query string for AWS IoT: the agent signs the URL itself")
 		}
@@ -162,6 +170,19 @@ func validate(c *Config, ix *index) error {
 		bad("broker.reconnect_max", "%v: must be at least reconnect_min (%v) and at most 24h", rmax, rmin)
 	}
 
+	switch mp := b.MaxPacketSize; {
+	case mp == 0 && !ix.has("broker.max_packet_size"):
+		// filled in below, once api.max_payload is known
+	case mp < 256 || mp > mqttMaxPacketSize:
+		bad("broker.max_packet_size", "%v is outside 256 bytes..%v (the MQTT limit)", mp, Size(mqttMaxPacketSize))
+	}
+	if b.IncomingBuffer < 0 {
+		bad("broker.incoming_buffer", "%v is negative", b.IncomingBuffer)
+	}
+	if b.PoisonAfter < 0 || b.PoisonAfter > 100 {
+		bad("broker.poison_after", "%d is outside 0..100 (0 turns the rule off)", b.PoisonAfter)
+	}
+
 	// [cognito]
 	if c.HasCognito && !aws {
 		// SPEC.md's example file carries a [cognito] table with provider "mqtt": accept it, say it is unused.
@@ -225,6 +246,50 @@ func validate(c *Config, ix *index) error {
 	}
 	if c.API.MaxPayload > c.Queue.MaxBytes && c.Queue.MaxBytes >= MinQueueBytes {
 		bad("api.max_payload", "%v is larger than queue.max_bytes (%v): such a message could never be stored", c.API.MaxPayload, c.Queue.MaxBytes)
+	}
+
+	// The memory budget: keys left out follow the limits they must hold; keys set must hold them.
+	a := &c.API
+	if b.MaxPacketSize == 0 && !ix.has("broker.max_packet_size") {
+		b.MaxPacketSize = min(max(a.MaxPayload, 0)+PacketOverhead, Size(mqttMaxPacketSize))
+	}
+	switch {
+	case !ix.has("broker.incoming_buffer"):
+		b.IncomingBuffer = max(b.IncomingBuffer, b.MaxPacketSize)
+	case b.IncomingBuffer < b.MaxPacketSize:
+		bad("broker.incoming_buffer", "%v is smaller than broker.max_packet_size (%v): the largest message could never be passed on", b.IncomingBuffer, b.MaxPacketSize)
+	}
+	switch {
+	case a.MaxBatchBytes < 1:
+		bad("api.max_batch_bytes", "must be at least 1 byte")
+	case a.MaxBatchLines < 1:
+		bad("api.max_batch_lines", "must be at least 1")
+	case !ix.has("api.body_budget"):
+		a.BodyBudget = max(a.BodyBudget, a.MaxPayload, a.MaxBatchBytes)
+	case a.BodyBudget < a.MaxPayload:
+		bad("api.body_budget", "%v is smaller than api.max_payload (%v): such a publish could never be read", a.BodyBudget, a.MaxPayload)
+	case a.BodyBudget < a.MaxBatchBytes:
+		bad("api.body_budget", "%v is smaller than api.max_batch_bytes (%v): such a batch could never be read", a.BodyBudget, a.MaxBatchBytes)
+	}
+	switch {
+	case a.SubscriberBuffer < 1:
+		bad("api.subscriber_buffer", "must be at least 1 byte")
+	case !ix.has("api.subscriber_budget"):
+		a.SubscriberBudget = max(a.SubscriberBudget, a.SubscriberBuffer)
+	case a.SubscriberBudget < a.SubscriberBuffer:
+		bad("api.subscriber_budget", "%v is smaller than api.subscriber_buffer (%v)", a.SubscriberBudget, a.SubscriberBuffer)
+	}
+	if a.MaxSubscribers < 1 || a.MaxSubscribers > 10000 {
+		bad("api.max_subscribers", "%d is outside 1..10000", a.MaxSubscribers)
+	}
+	if a.MaxConnections < 1 || a.MaxConnections > 10000 {
+		bad("api.max_connections", "%d is outside 1..10000", a.MaxConnections)
+	}
+	if d := a.ReadTimeout.Duration; d < 100*time.Millisecond || d > time.Hour {
+		bad("api.read_timeout", "%v is outside 100ms..1h", d)
+	}
+	if d := a.IdleTimeout.Duration; d < time.Second || d > 24*time.Hour {
+		bad("api.idle_timeout", "%v is outside 1s..24h", d)
 	}
 
 	// [[subscribe]]
@@ -301,6 +366,15 @@ func validate(c *Config, ix *index) error {
 		out[i] = e
 	}
 	return errors.Join(out...)
+}
+
+// validPort accepts an empty port (the scheme's default) or 1..65535.
+func validPort(p string) bool {
+	if p == "" {
+		return true
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // validLoginProvider accepts what Cognito takes as a Logins key: 1 to 128
