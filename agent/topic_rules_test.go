@@ -2,13 +2,17 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/topic"
 )
 
 // A topic the broker would refuse (MQTT 5 §1.5.4: control characters, noncharacters) is refused at
@@ -69,4 +73,78 @@ func TestTopicRulesAtTheSocket(t *testing.T) {
 	if st := ta.status(); st.Accepted != 2 {
 		t.Fatalf("accepted %d, want 2: a refused topic must not be queued", st.Accepted)
 	}
+}
+
+// The topic rules refuse exactly what a real Mosquitto refuses: for each character class, a raw
+// MQTT 5 PUBLISH (QoS 1) and SUBSCRIBE is sent over WebSocket and the broker's answer compared with
+// topic.Validate / topic.ValidateFilter. Mosquitto 2.0 answers DISCONNECT 0x81 (malformed packet) to
+// each refused string, and PUBACK / SUBACK to the others.
+func TestTopicRulesAgreeWithMosquitto(t *testing.T) {
+	b := mosquitto.Start(t)
+	for i, s := range []string{
+		"ok/a", "a\x00b", "a\x01b", "a\tb", "a\x1fb", "a b~", "a\x7fb", "a\u0080b", "a\u009fb", "a\u00a0b",
+		"a\ufdcfb", "a\ufdd0b", "a\ufdefb", "a\ufdf0b", "a\ufffdb", "a\ufffeb", "a\uffffb",
+		"a\U0001fffeb", "a\U0010fffdb", "a\U0010ffffb",
+	} {
+		pub := mosquittoAnswer(t, b.WSURL(), fmt.Sprintf("rules-p%d", i), 0x32, append(append(mqttStr(s), 0, 1, 0), 'x'))
+		sub := mosquittoAnswer(t, b.WSURL(), fmt.Sprintf("rules-s%d", i), 0x82, append(append([]byte{0, 1, 0}, mqttStr(s+"/#")...), 1))
+		pubRefused, subRefused := pub == "DISCONNECT 0x81", sub == "DISCONNECT 0x81"
+		perr, ferr := topic.Validate(s), topic.ValidateFilter(s+"/#")
+		t.Logf("%-14q PUBLISH: %-16s SUBSCRIBE: %-16s ours: %v", s, pub, sub, perr)
+		if pubRefused != (perr != nil) || subRefused != (ferr != nil) {
+			t.Errorf("%q: Mosquitto answers PUBLISH with %s and SUBSCRIBE with %s; topic.Validate = %v, topic.ValidateFilter = %v",
+				s, pub, sub, perr, ferr)
+		}
+	}
+}
+
+func mqttStr(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+
+// mosquittoAnswer connects with MQTT 5 over WebSocket, sends one packet of type typ and body, and
+// describes the broker's first answer.
+func mosquittoAnswer(t *testing.T, wsURL, clientID string, typ byte, body []byte) string {
+	t.Helper()
+	frame := func(typ byte, body []byte) []byte {
+		var rl []byte // variable byte integer [MQTT-1.5.5]
+		for n := len(body); ; {
+			c := byte(n % 128)
+			if n /= 128; n > 0 {
+				c |= 0x80
+			}
+			rl = append(rl, c)
+			if n == 0 {
+				break
+			}
+		}
+		return append(append([]byte{typ}, rl...), body...)
+	}
+	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
+	conn, _, err := d.Dial(wsURL, http.Header{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	connect := append(append(mqttStr("MQTT"), 5, 0x02, 0, 30, 0), mqttStr(clientID)...) // v5, clean start, keepalive 30 s
+	if err := conn.WriteMessage(websocket.BinaryMessage, frame(0x10, connect)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ack, err := conn.ReadMessage(); err != nil || len(ack) < 4 || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("CONNACK: % x %v", ack, err)
+	}
+	if err := conn.WriteMessage(websocket.BinaryMessage, frame(typ, body)); err != nil {
+		t.Fatal(err)
+	}
+	_, r, err := conn.ReadMessage()
+	switch {
+	case err != nil:
+		return "closed"
+	case r[0] == 0x40:
+		return "PUBACK"
+	case r[0] == 0x90:
+		return fmt.Sprintf("SUBACK 0x%02x", r[len(r)-1])
+	case r[0] == 0xe0 && len(r) > 2:
+		return fmt.Sprintf("DISCONNECT 0x%02x", r[2])
+	}
+	return fmt.Sprintf("% x", r)
 }
