@@ -11,15 +11,23 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edge-agent/edge-agent/config"
 )
 
-// listenSocket listens on a Unix socket at path with the given mode. The socket is bound under a
-// temporary name, given its mode, then renamed into place, so it is never reachable with a wider
-// mode than asked for. A stale socket left by a crash is replaced; a live one (another agent
-// answering) is an error.
+// listenSocket listens on a Unix socket at path (the config key socket) with the given mode. The
+// socket is bound directly at path, so every path Linux can bind (up to config.MaxSocketPath bytes)
+// works, and it is never reachable with a wider mode than asked for: see bindUnix. A stale socket
+// left by a crash is replaced; a live one (another agent answering) is an error.
 func listenSocket(path string, mode os.FileMode) (*net.UnixListener, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	switch {
+	case len(path) > config.MaxSocketPath:
+		return nil, fmt.Errorf("agent: socket = %q is %d bytes; Linux binds Unix socket paths of at most %d bytes: choose a shorter socket path",
+			path, len(path), config.MaxSocketPath)
+	case path == "" || strings.IndexByte(path, 0) >= 0:
+		return nil, fmt.Errorf("agent: socket %q is not a usable path", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("agent: socket directory: %w", err)
 	}
 	if _, err := os.Lstat(path); err == nil {
@@ -32,23 +40,60 @@ func listenSocket(path string, mode os.FileMode) (*net.UnixListener, error) {
 			return nil, fmt.Errorf("agent: remove stale socket %s: %w", path, err)
 		}
 	}
-	tmp := filepath.Join(dir, fmt.Sprintf(".%s.%d.tmp", filepath.Base(path), os.Getpid()))
-	os.Remove(tmp)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	ln, err := bindUnix(path, mode)
 	if err != nil {
-		return nil, fmt.Errorf("agent: listen on %s: %w", path, err)
+		return nil, err
+	}
+	// The umask may have narrowed the mode the socket was created with; this only ever widens it
+	// back to exactly mode.
+	if err := os.Chmod(path, mode.Perm()); err != nil {
+		ln.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("agent: chmod socket %s to %04o: %w", path, mode.Perm(), err)
+	}
+	return ln, nil
+}
+
+// socketBacklog is the listen backlog; the kernel caps it at net.core.somaxconn.
+const socketBacklog = 4096
+
+// bindUnix creates a listening Unix socket at path whose file is created with at most mode: on Linux,
+// unix_bind creates the socket inode with the mode of the socket's own inode minus the umask, so
+// fchmod on the socket before bind sets it (without it the file would be 0777 minus the umask until
+// a later chmod). The listener does not remove path when closed; Agent.Run does.
+func bindUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("agent: socket %s: %w", path, os.NewSyscallError("socket", err))
+	}
+	fail := func(step string, err error) (*net.UnixListener, error) {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("agent: listen on socket %s: %w", path, os.NewSyscallError(step, err))
+	}
+	if err := syscall.Fchmod(fd, uint32(mode.Perm())); err != nil {
+		return fail("fchmod", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		return fail("bind", err)
+	}
+	if err := syscall.Listen(fd, socketBacklog); err != nil {
+		os.Remove(path)
+		return fail("listen", err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	fl, err := net.FileListener(f) // dups fd
+	f.Close()
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("agent: listen on socket %s: %w", path, err)
+	}
+	ln, ok := fl.(*net.UnixListener)
+	if !ok {
+		fl.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("agent: listen on socket %s: got a %T", path, fl)
 	}
 	ln.SetUnlinkOnClose(false)
-	if err := os.Chmod(tmp, mode); err != nil {
-		ln.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("agent: chmod socket: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		ln.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("agent: place socket at %s: %w", path, err)
-	}
 	return ln, nil
 }
 
