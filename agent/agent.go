@@ -17,6 +17,7 @@ import (
 	"github.com/edge-agent/edge-agent/awsiot"
 	"github.com/edge-agent/edge-agent/config"
 	"github.com/edge-agent/edge-agent/queue"
+	"github.com/edge-agent/edge-agent/redact"
 	"github.com/edge-agent/edge-agent/transport"
 )
 
@@ -37,6 +38,8 @@ type Agent struct {
 	access *accessPolicy
 	aws    *awsiot.Provider // provider aws-iot only
 	diag   diagnosis
+	// secrets are scrubbed from every log record and from server-sent text in /v1/status.
+	secrets *redact.Set
 
 	// set by Run
 	q       *queue.Queue
@@ -57,7 +60,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(discard{}, nil))
 	}
-	a := &Agent{cfg: cfg, log: log}
+	// The daemon's logger already scrubs (cmd/agent wraps it); any other logger is wrapped here.
+	secrets := redact.SetOf(log.Handler())
+	if secrets == nil {
+		secrets = redact.NewSet()
+		log = slog.New(redact.NewHandler(log.Handler(), secrets))
+	}
+	a := &Agent{cfg: cfg, log: log, secrets: secrets}
 	switch cfg.Broker.Provider {
 	case "mqtt":
 	case "aws-iot":
@@ -70,6 +79,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 			LoginTokenFile:  cfg.Cognito.LoginTokenFile,
 			StateDir:        cfg.StateDir,
 			Logger:          log.With("component", "aws"),
+			Secrets:         secrets,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("agent: aws-iot: %w", err)
@@ -84,6 +94,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 			return nil, fmt.Errorf("agent: broker.password_file: %w", err)
 		}
 		a.passwd = bytes.TrimRight(b, "\r\n")
+		secrets.Add("broker password", string(a.passwd))
 	}
 	if cfg.Broker.CAFile != "" {
 		pem, err := os.ReadFile(cfg.Broker.CAFile)

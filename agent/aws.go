@@ -100,7 +100,7 @@ func (a *Agent) handleIdentity(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	id, err := a.aws.IdentityID(ctx)
 	if err != nil {
-		a.fail(w, http.StatusBadGateway, "getting the Cognito identity id: "+err.Error())
+		a.fail(w, http.StatusBadGateway, "getting the Cognito identity id: "+a.secrets.String(err.Error()))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"identity_id": id, "identity_pool_id": a.cfg.Cognito.IdentityPoolID})

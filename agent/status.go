@@ -88,7 +88,7 @@ func (a *Agent) Status() Status {
 		Endpoint:       ts.URL,
 		ClientID:       a.cfg.ClientID,
 		Since:          ts.Since,
-		LastError:      ts.LastError,
+		LastError:      a.secrets.String(ts.LastError), // may quote a server's answer
 		Accepted:       a.stats.accepted.Load(),
 		Delivered:      a.stats.delivered.Load(),
 		Rejected:       a.stats.rejected.Load(),
@@ -126,14 +126,15 @@ func (a *Agent) Status() Status {
 			CredentialSource: as.CredentialSource,
 			ClockSkewSeconds: as.ClockSkew.Seconds(),
 			Region:           a.aws.Region(),
-			LastError:        as.LastError,
+			LastError:        a.secrets.String(as.LastError),
 			Authenticated:    as.Authenticated,
 		}
 		if !as.CredentialsExpire.IsZero() {
 			exp := as.CredentialsExpire.UTC()
 			st.AWS.CredentialsExpire = &exp
 		}
-		st.Diagnosis, _ = a.diag.get()
+		diag, _ := a.diag.get()
+		st.Diagnosis = a.secrets.String(diag)
 	}
 	if !qs.Oldest.IsZero() {
 		st.Queue.OldestAgeSeconds = math.Max(0, math.Round(now.Sub(qs.Oldest).Seconds()*1000)/1000)

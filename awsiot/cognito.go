@@ -122,6 +122,7 @@ func (p *Provider) logins() (map[string]string, error) {
 		return nil, fmt.Errorf("awsiot: %s (cognito.login_token_file) does not hold a single token: it contains white space or control characters; "+
 			"write only the ID token for %s", p.login.file, p.login.provider)
 	}
+	p.opts.Secrets.Add(secretLogin, token)
 	return map[string]string{p.login.provider: token}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/cognitoidentity"
 
+	"github.com/edge-agent/edge-agent/redact"
 	"github.com/edge-agent/edge-agent/sigv4"
 )
 
@@ -45,6 +46,10 @@ type Options struct {
 	HTTPClient     *http.Client
 	Logger         *slog.Logger
 	Now            func() time.Time // nil = time.Now (tests)
+	// Secrets, if set, learns each secret access key, session token and login token as the
+	// provider reads it, so that the agent's logs and status can scrub them from text a server
+	// sends back. Status.LastError is scrubbed with it.
+	Secrets *redact.Set
 }
 
 // Status is a snapshot of the provider's state for `edge-agent status`.
@@ -219,7 +224,7 @@ func (p *Provider) Status() Status {
 		IdentityID:       p.identityID,
 		CredentialSource: p.source,
 		ClockSkew:        p.skew.offset,
-		LastError:        p.lastErr,
+		LastError:        p.opts.Secrets.String(p.lastErr),
 		Authenticated:    p.login.provider != "",
 	}
 	if p.creds != nil {
@@ -244,4 +249,17 @@ func (p *Provider) signalWake() {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// Kinds of secret registered with Options.Secrets.
+const (
+	secretAccessKey = "aws secret access key"
+	secretSession   = "aws session token"
+	secretLogin     = "cognito login token"
+)
+
+// learnCredentials registers the secret parts of c with Options.Secrets.
+func (p *Provider) learnCredentials(c sigv4.Credentials) {
+	p.opts.Secrets.Add(secretAccessKey, c.SecretAccessKey)
+	p.opts.Secrets.Add(secretSession, c.SessionToken)
 }

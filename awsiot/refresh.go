@@ -162,7 +162,9 @@ func (p *Provider) fetch(ctx context.Context) error {
 	if out.SessionToken != nil {
 		token = *out.SessionToken
 	}
-	c := newCachedCreds(sigv4.Credentials{AccessKeyID: *out.AccessKeyId, SecretAccessKey: *out.SecretKey, SessionToken: token}, issued, expires)
+	sc := sigv4.Credentials{AccessKeyID: *out.AccessKeyId, SecretAccessKey: *out.SecretKey, SessionToken: token}
+	p.learnCredentials(sc)
+	c := newCachedCreds(sc, issued, expires)
 	p.mu.Lock()
 	p.creds = c
 	p.mu.Unlock()

@@ -33,6 +33,9 @@ func (p *Provider) staticCredentials() (sigv4.Credentials, error) {
 		p.lastErr, p.source = "", source
 	}
 	p.mu.Unlock()
+	if err == nil {
+		p.learnCredentials(c)
+	}
 	return c, err
 }
 
