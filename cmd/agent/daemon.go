@@ -12,6 +12,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/redact"
 )
 
 const defaultConfigPath = "/etc/edge-agent/agent.toml"
@@ -27,14 +28,15 @@ func setupRun(fs *flag.FlagSet) func(context.Context, *cli) int {
 		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		agent.Version = version
-		a, err := agent.New(cfg, log)
+		a, err := agent.New(cfg, log) // registers the secrets it reads with the logger's redact.Set
+		secrets := redact.SetOf(log.Handler())
 		if err != nil {
 			log.Error("edge-agent cannot start", "err", err)
-			return c.errorf("%v", err)
+			return c.errorf("%s", secrets.String(err.Error()))
 		}
 		if err := serve(ctx, a, cfg.Socket, log, c.getenv); err != nil {
 			log.Error("edge-agent stopped", "err", err)
-			return c.errorf("%v", err)
+			return c.errorf("%s", secrets.String(err.Error()))
 		}
 		return 0
 	}
@@ -59,8 +61,18 @@ func prepare(path string, logOut io.Writer) (*config.Config, *slog.Logger, error
 }
 
 // newLogger builds the agent's logger: text (one key=value line per record;
-// journald adds its own timestamp but a terminal does not) or JSON.
+// journald adds its own timestamp but a terminal does not) or JSON, behind a
+// redact.Handler whose Set the agent fills with the secrets it learns, so
+// that no record carries one.
 func newLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
+	inner, err := newHandler(l, w)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(redact.NewHandler(inner, redact.NewSet())), nil
+}
+
+func newHandler(l config.Log, w io.Writer) (slog.Handler, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
 		return nil, fmt.Errorf("log.level %q: %w", l.Level, err)
@@ -68,9 +80,9 @@ func newLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch l.Format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.NewJSONHandler(w, opts), nil
 	case "text", "":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.NewTextHandler(w, opts), nil
 	default:
 		return nil, fmt.Errorf("log.format %q: use text or json", l.Format)
 	}

@@ -7,7 +7,8 @@ import (
 )
 
 // The import graph goes one way (SPEC.md: cmd/agent → agent → {queue, transport, …}, transport →
-// nothing of ours but topic rules, awsiot → sigv4), and test fixtures never reach the binary.
+// nothing of ours but topic rules, awsiot → sigv4), the leaf packages topic and redact import
+// nothing of ours (and only the standard library), and test fixtures never reach the binary.
 func TestImportGraph(t *testing.T) {
 	const mod = "github.com/edge-agent/edge-agent/"
 	deps := func(pkg string) map[string]bool {
@@ -28,7 +29,15 @@ func TestImportGraph(t *testing.T) {
 		"transport": {mod + "queue", mod + "agent", mod + "awsiot", mod + "config", "go.etcd.io/bbolt"},
 		"sigv4":     {mod + "queue", mod + "transport", mod + "agent", "github.com/eclipse/paho.golang", "go.etcd.io/bbolt"},
 		"awsiot":    {mod + "queue", mod + "transport", mod + "agent", "github.com/eclipse/paho.golang", "go.etcd.io/bbolt"},
-		"config":    {mod + "queue", mod + "transport", mod + "agent"},
+		"config":    {mod + "queue", mod + "transport", mod + "agent", mod + "awsiot", mod + "redact"},
+	}
+	// Leaf packages: only the standard library (a path without a dot in its first element).
+	for _, leaf := range []string{"topic", "redact"} {
+		for dep := range deps(leaf) {
+			if dep != mod+leaf && strings.Contains(strings.Split(dep, "/")[0], ".") {
+				t.Errorf("leaf package %s depends on %s", leaf, dep)
+			}
+		}
 	}
 	for pkg, bad := range forbidden {
 		for dep := range deps(pkg) {
