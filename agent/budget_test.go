@@ -91,4 +91,3 @@ func TestBudgetWaiterGivesUp(t *testing.T) {
 		t.Fatalf("in use %d", b.inUse())
 	}
 }
-
