@@ -45,6 +45,8 @@ type Agent struct {
 	q       *queue.Queue
 	tr      *transport.Client
 	hub     *hub
+	body    *budget      // api.body_budget (budget.go)
+	conns   *connLimiter // api.max_connections (connlimit.go)
 	started time.Time
 	stats   counters
 
@@ -152,7 +154,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	st := q.Stats()
 	a.log.Info("queue open", "path", qpath, "depth", st.Depth, "bytes", st.Bytes, "dead_letters", st.DeadLetters)
 
-	a.hub = newHub(a.log.With("component", "subscribers"))
+	a.hub = newHub(a.log.With("component", "subscribers"), a.limits)
 	subs := make([]transport.Subscription, 0, len(a.cfg.Subscribe))
 	for _, s := range a.cfg.Subscribe {
 		subs = append(subs, transport.Subscription{Filter: s.Topic, QoS: byte(s.QoS)})
@@ -217,7 +219,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	srvDone := make(chan error, 1)
 	go func() {
 		defer wg.Done()
-		srvDone <- srv.Serve(ln)
+		srvDone <- srv.Serve(a.conns.wrap(ln))
 	}()
 	a.log.Info("serving local API", "socket", a.cfg.Socket, "provider", a.cfg.Broker.Provider,
 		"endpoint", tr.Status().URL, "client_id", a.cfg.ClientID)

@@ -472,8 +472,9 @@ func TestMetricsAndStatus(t *testing.T) {
 // Local subscriber streams are bounded: past the limit a new one gets 503, and a slot frees when a
 // stream ends.
 func TestSubscriberStreamsBounded(t *testing.T) {
+	const maxSubscribers = 4
 	b := mosquitto.Start(t)
-	ta := startAgent(t, b.WSURL(), "")
+	ta := startAgent(t, b.WSURL(), fmt.Sprintf("[api]\nmax_subscribers = %d\n", maxSubscribers))
 	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 	open := func() *http.Response {
 		req, _ := http.NewRequest("GET", "http://agent/v1/subscribe?topic=bound/%23", nil)
@@ -498,7 +499,7 @@ func TestSubscriberStreamsBounded(t *testing.T) {
 	}
 	extra := open()
 	extra.Body.Close()
-	if extra.StatusCode != http.StatusServiceUnavailable {
+	if extra.StatusCode != http.StatusServiceUnavailable || extra.Header.Get("Retry-After") == "" {
 		t.Fatalf("stream %d: %d, want 503", maxSubscribers+1, extra.StatusCode)
 	}
 	streams[0].Body.Close()

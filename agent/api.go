@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -10,7 +9,12 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -26,7 +30,10 @@ const (
 )
 
 // httpServer builds the local API server. streams is cancelled at shutdown to end subscriber streams.
+// It sets up the API's shared bounds: the body budget and the connection limit.
 func (a *Agent) httpServer(streams context.Context) *http.Server {
+	a.body = newBudget(a.limits.bodyBudget)
+	a.conns = newConnLimiter(a.limits.maxConnections)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/publish", a.handlePublish)
 	mux.HandleFunc("/v1/subscribe", func(w http.ResponseWriter, r *http.Request) { a.handleSubscribe(streams, w, r) })
@@ -38,14 +45,39 @@ func (a *Agent) httpServer(streams context.Context) *http.Server {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %s; see /v1/publish, /v1/subscribe, /v1/status, /metrics", r.URL.Path))
 	})
+	rt := a.limits.readTimeout
 	return &http.Server{
-		Handler:           mux,
-		ConnContext:       connContext,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler: a.checkQuery(mux),
+		// The listener hands over *limitedConn (connlimit.go); the caller's credentials are read
+		// from the socket under it.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return connContext(ctx, unwrapConn(c)) },
+		// ReadTimeout bounds reading a request, headers and body, so a stalled upload cannot hold
+		// its connection and its budget. It does not cut a subscriber stream: net/http clears the
+		// read deadline once a request's body is read (to notice a client that goes away), and a
+		// stream's GET has none. No WriteTimeout, for the same streams; a reader that stops
+		// reading only fills its own bounded buffer (hub.go).
+		ReadTimeout:       rt,
+		ReadHeaderTimeout: min(rt, 10*time.Second),
+		IdleTimeout:       a.limits.idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          nil,
 	}
+}
+
+// checkQuery refuses a query string that Go's url.Query would read only in part: a ';' (once a
+// separator, now a pair that is silently dropped) or a malformed escape.
+func (a *Agent) checkQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.RawQuery, ";") {
+			a.fail(w, http.StatusBadRequest, "';' is not a query separator; use '&' (write a ';' inside a value as %3B)")
+			return
+		}
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			a.fail(w, http.StatusBadRequest, fmt.Sprintf("bad query string: %v", err))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // apiError is an error with the HTTP status it answers with.
@@ -65,8 +97,8 @@ func (a *Agent) fail(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-// failErr answers with err's status (an *apiError), 403 for access errors, 507 for a full queue
-// or disk, 500 otherwise.
+// failErr answers with err's status (an *apiError), 403 for access errors, 503 with Retry-After
+// for an exhausted body budget, 507 for a full queue or disk, 500 otherwise.
 func (a *Agent) failErr(w http.ResponseWriter, err error) {
 	var ae *apiError
 	switch {
@@ -74,6 +106,9 @@ func (a *Agent) failErr(w http.ResponseWriter, err error) {
 		a.fail(w, ae.status, ae.msg)
 	case errors.Is(err, errForbidden):
 		a.fail(w, http.StatusForbidden, err.Error())
+	case errors.Is(err, errBudgetExhausted):
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+		a.fail(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, queue.ErrTooLarge):
 		a.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("larger than the whole queue (max_bytes %d): %v", int64(a.cfg.Queue.MaxBytes), err))
 	case errors.Is(err, queue.ErrInvalid):
@@ -204,14 +239,20 @@ func (a *Agent) handlePublish(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, err)
 		return
 	}
-	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.limits.maxPayload))
+	if r.ContentLength > a.limits.maxPayload {
+		a.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload of %d bytes is over the limit of %d bytes (api.max_payload)", r.ContentLength, a.limits.maxPayload))
+		return
+	}
+	// Reserve what the message will hold before reading a byte of it.
+	res, err := a.body.acquire(r.Context(), rawCharge(r.ContentLength, a.limits.maxPayload), budgetWait)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			a.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload over the limit of %d bytes", a.limits.maxPayload))
-			return
-		}
-		a.fail(w, http.StatusBadRequest, "reading body: "+err.Error())
+		a.failErr(w, err)
+		return
+	}
+	defer res.release()
+	payload, err := a.readPayload(w, r)
+	if err != nil {
+		a.failErr(w, err)
 		return
 	}
 	m := queue.Message{Topic: p.topic, Payload: payload, QoS: p.qos, Retain: p.retain}
@@ -219,6 +260,7 @@ func (a *Agent) handlePublish(w http.ResponseWriter, r *http.Request) {
 		m.Expires = time.Now().Add(p.ttl)
 	}
 	ids, err := a.q.Append(r.Context(), m)
+	res.release() // stored: the payload is no longer held (wait=delivered may take minutes)
 	if err != nil {
 		a.failErr(w, err)
 		return
@@ -248,14 +290,38 @@ func (a *Agent) handlePublish(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// batchLine is one line of an NDJSON publish.
-type batchLine struct {
-	Topic         *string `json:"topic"`
-	Payload       *string `json:"payload"`
-	PayloadBase64 *string `json:"payload_base64"`
-	QoS           *int    `json:"qos"`
-	Retain        *bool   `json:"retain"`
-	TTL           *string `json:"ttl"`
+// readPayload reads a raw publish's body: into a buffer of exactly its length when that is known,
+// else up to api.max_payload.
+func (a *Agent) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, a.limits.maxPayload)
+	var payload []byte
+	var err error
+	if r.ContentLength >= 0 {
+		payload = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(body, payload)
+	} else {
+		payload, err = io.ReadAll(body)
+	}
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil:
+		return payload, nil
+	case errors.As(err, &mbe):
+		return nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("payload over the limit of %d bytes (api.max_payload)", a.limits.maxPayload)}
+	case isTimeout(err):
+		return nil, a.readTimeoutError()
+	}
+	return nil, badRequest("reading body: %v; nothing was stored", err)
+}
+
+// readTimeoutError answers a body that did not arrive within api.read_timeout.
+func (a *Agent) readTimeoutError() error {
+	return &apiError{http.StatusRequestTimeout, fmt.Sprintf("request body not received within %s (api.read_timeout); nothing was stored", a.limits.readTimeout)}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 func (a *Agent) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
@@ -263,7 +329,24 @@ func (a *Agent) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q for an NDJSON publish (put topic, qos and retain on each line)", k))
 		return
 	}
-	msgs, err := a.readBatch(w, r)
+	if r.ContentLength > a.limits.maxBatchBytes {
+		a.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d bytes (api.max_batch_bytes); split the batch; nothing was stored", r.ContentLength, a.limits.maxBatchBytes))
+		return
+	}
+	// Cover the whole body up front when its length is known (decoded messages are never longer
+	// than their lines), so that a batch does not stop half-way for want of budget; the messages'
+	// own overhead, and a body of unknown length, are charged line by line.
+	want := int64(lineBufferSize)
+	if r.ContentLength > 0 {
+		want += chargeFactor * r.ContentLength
+	}
+	res, err := a.body.acquire(r.Context(), want, budgetWait)
+	if err != nil {
+		a.failErr(w, err)
+		return
+	}
+	defer res.release()
+	msgs, err := a.readBatch(w, r, res)
 	if err != nil {
 		a.failErr(w, err)
 		return
@@ -273,110 +356,13 @@ func (a *Agent) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ids, err := a.q.Append(r.Context(), msgs...)
+	res.release()
 	if err != nil {
 		a.failErr(w, err)
 		return
 	}
 	a.stats.accepted.Add(uint64(len(ids)))
 	writeJSON(w, http.StatusAccepted, map[string]any{"accepted": len(ids), "first_id": ids[0], "last_id": ids[len(ids)-1]})
-}
-
-// readBatch parses and validates every line; any bad line fails the whole request, naming the line.
-func (a *Agent) readBatch(w http.ResponseWriter, r *http.Request) ([]queue.Message, error) {
-	body := http.MaxBytesReader(w, r.Body, a.limits.maxBatchBytes)
-	sc := bufio.NewScanner(body)
-	// A line holds at most a base64 payload of maxPayload bytes plus the topic and JSON framing.
-	sc.Buffer(make([]byte, 0, 64<<10), int(a.limits.maxPayload*4/3)+a.limits.maxTopicBytes+4096)
-	pr := peerFrom(r.Context())
-	var msgs []queue.Message
-	now := time.Now()
-	n := 0
-	for sc.Scan() {
-		n++
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		if len(msgs) >= a.limits.maxBatchLines {
-			return nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d messages in one request; split the batch", a.limits.maxBatchLines)}
-		}
-		m, err := a.parseLine(line, pr, now)
-		if err != nil {
-			var ae *apiError
-			if errors.As(err, &ae) {
-				return nil, &apiError{ae.status, fmt.Sprintf("line %d: %s; nothing was stored", n, ae.msg)}
-			}
-			return nil, fmt.Errorf("line %d: %w; nothing was stored", n, err)
-		}
-		msgs = append(msgs, m)
-	}
-	if err := sc.Err(); err != nil {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			return nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over the limit of %d bytes; split the batch; nothing was stored", a.limits.maxBatchBytes)}
-		case errors.Is(err, bufio.ErrTooLong):
-			return nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("line %d: payload over the limit of %d bytes; nothing was stored", n+1, a.limits.maxPayload)}
-		}
-		return nil, badRequest("reading body: %v", err)
-	}
-	return msgs, nil
-}
-
-func (a *Agent) parseLine(line []byte, pr peer, now time.Time) (queue.Message, error) {
-	var bl batchLine
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&bl); err != nil {
-		return queue.Message{}, badRequest("bad JSON: %v", err)
-	}
-	if dec.More() {
-		return queue.Message{}, badRequest("bad JSON: more than one value on the line")
-	}
-	if bl.Topic == nil || *bl.Topic == "" {
-		return queue.Message{}, badRequest("missing topic")
-	}
-	m := queue.Message{Topic: *bl.Topic, QoS: 1}
-	if err := a.limits.checkTopic(m.Topic); err != nil {
-		return m, badRequest("bad topic %q: %v", truncate(m.Topic, 80), err)
-	}
-	if err := a.access.canPublish(pr, m.Topic); err != nil {
-		return m, &apiError{http.StatusForbidden, err.Error()}
-	}
-	switch {
-	case bl.Payload != nil && bl.PayloadBase64 != nil:
-		return m, badRequest("give payload or payload_base64, not both")
-	case bl.Payload != nil:
-		m.Payload = []byte(*bl.Payload)
-	case bl.PayloadBase64 != nil:
-		b, err := base64.StdEncoding.DecodeString(*bl.PayloadBase64)
-		if err != nil {
-			return m, badRequest("bad payload_base64: %v", err)
-		}
-		m.Payload = b
-	default:
-		m.Payload = []byte{}
-	}
-	if int64(len(m.Payload)) > a.limits.maxPayload {
-		return m, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("payload is %d bytes, over the limit of %d", len(m.Payload), a.limits.maxPayload)}
-	}
-	if bl.QoS != nil {
-		if *bl.QoS != 0 && *bl.QoS != 1 {
-			return m, badRequest("bad qos %d: use 0 or 1", *bl.QoS)
-		}
-		m.QoS = byte(*bl.QoS)
-	}
-	if bl.Retain != nil {
-		m.Retain = *bl.Retain
-	}
-	if bl.TTL != nil {
-		d, err := time.ParseDuration(*bl.TTL)
-		if err != nil || d <= 0 {
-			return m, badRequest("bad ttl %q: use a positive duration such as 30s", *bl.TTL)
-		}
-		m.Expires = now.Add(d)
-	}
-	return m, nil
 }
 
 func truncate(s string, n int) string {
@@ -451,6 +437,7 @@ func (a *Agent) handleSubscribe(streams context.Context, w http.ResponseWriter, 
 			return
 		}
 		if errors.Is(err, errTooManySubscribers) {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 			a.fail(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
@@ -476,26 +463,40 @@ func (a *Agent) handleSubscribe(streams context.Context, w http.ResponseWriter, 
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
+	var batch []transport.Received
+	defer func() { // release what was taken and not written
+		for _, m := range batch {
+			s.done(m)
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case m := <-s.ch:
+		case <-s.wake:
+		}
+		batch = s.take()
+		for len(batch) > 0 {
+			m := batch[0]
+			batch[0] = transport.Received{} // the payload is not kept once written
+			batch = batch[1:]
 			if sse {
 				bw.WriteString("data: ")
 			}
-			if err := enc.Encode(toStreamLine(m.Topic, m.Payload, m.QoS, m.Retain)); err != nil {
-				return
-			}
+			err := enc.Encode(toStreamLine(m.Topic, m.Payload, m.QoS, m.Retain))
 			if sse {
 				bw.WriteString("\n")
 			}
-			if len(s.ch) == 0 { // flush when caught up, so bursts go out in few writes
-				if bw.Flush() != nil {
-					return
-				}
-				flusher.Flush()
+			s.done(m)
+			if err != nil {
+				return
 			}
+		}
+		if !s.pending() { // flush when caught up, so bursts go out in few writes
+			if bw.Flush() != nil {
+				return
+			}
+			flusher.Flush()
 		}
 	}
 }

@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -14,6 +17,11 @@ import (
 const (
 	defaultDeadLetterPage = 100
 	maxDeadLetterPage     = 1000
+	// deadLetterPageBytes bounds a page of GET /v1/deadletters: it stops before the entry that
+	// would take it past this size (a page holds at least one entry) and gives "next_after".
+	deadLetterPageBytes = 1 << 20
+	// deadLetterFetch is how many dead letters are read from the queue at once.
+	deadLetterFetch = 4
 )
 
 // deadLetterJSON is one entry of GET /v1/deadletters.
@@ -26,6 +34,8 @@ type deadLetterJSON struct {
 }
 
 // handleDeadLetters serves GET (list, ?after=ID&limit=N) and DELETE (?id=…&id=… or ?all=1).
+// A listing is streamed and paged by bytes as well as by limit: {"dead_letters":[…],"total":N} plus
+// "next_after":ID when more follow (ask again with after=ID).
 // Managing dead letters is for trusted callers only (root, the agent's user and group).
 func (a *Agent) handleDeadLetters(w http.ResponseWriter, r *http.Request) {
 	if !a.access.trusted(peerFrom(r.Context())) {
@@ -58,7 +68,11 @@ func (a *Agent) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	var after uint64
 	limit := defaultDeadLetterPage
 	for k, vs := range r.URL.Query() {
-		v := vs[len(vs)-1]
+		if len(vs) != 1 {
+			a.fail(w, http.StatusBadRequest, fmt.Sprintf("query parameter %q given %d times", k, len(vs)))
+			return
+		}
+		v := vs[0]
 		switch k {
 		case "after":
 			n, err := strconv.ParseUint(v, 10, 64)
@@ -79,17 +93,58 @@ func (a *Agent) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	dls, err := a.q.DeadLetters(after, limit)
+	// A page holds one entry (and its encoding) at a time: cover the largest.
+	res, err := a.body.acquire(r.Context(), deadLetterCharge(a.limits.maxPayload), budgetWait)
 	if err != nil {
 		a.failErr(w, err)
 		return
 	}
-	out := make([]deadLetterJSON, len(dls))
-	for i, d := range dls {
-		out[i] = deadLetterJSON{ID: d.Seq, streamLine: toStreamLine(d.Topic, d.Payload, d.QoS, d.Retain),
-			Reason: d.Reason, At: d.At.UTC(), Created: d.Created.UTC()}
+	defer res.release()
+	it := deadLetterIter{q: a.q, after: after}
+	next, err := it.next()
+	if err != nil {
+		a.failErr(w, err)
+		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": out, "total": a.q.Stats().DeadLetters})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	var entry bytes.Buffer
+	enc := json.NewEncoder(&entry)
+	enc.SetEscapeHTML(false)
+	io.WriteString(w, `{"dead_letters":[`)
+	written, n := 0, 0
+	var last uint64
+	for next != nil {
+		d := next
+		entry.Reset()
+		if n > 0 {
+			entry.WriteByte(',')
+		}
+		enc.Encode(deadLetterJSON{ID: d.Seq, streamLine: toStreamLine(d.Topic, d.Payload, d.QoS, d.Retain),
+			Reason: d.Reason, At: d.At.UTC(), Created: d.Created.UTC()})
+		if n > 0 && written+entry.Len() > deadLetterPageBytes {
+			break // next stays: there is more
+		}
+		if _, err := w.Write(bytes.TrimSuffix(entry.Bytes(), []byte("\n"))); err != nil {
+			return
+		}
+		written += entry.Len()
+		n++
+		last = d.Seq
+		if next, err = it.next(); err != nil {
+			a.log.Error("listing dead letters", "err", err)
+			panic(http.ErrAbortHandler) // the client sees a cut answer, not a short list
+		}
+		if n == limit {
+			break
+		}
+	}
+	fmt.Fprintf(w, `],"total":%d`, a.q.Stats().DeadLetters)
+	if next != nil {
+		fmt.Fprintf(w, `,"next_after":%d`, last)
+	}
+	io.WriteString(w, "}\n")
 }
 
 // handleRequeue serves POST /v1/deadletters/requeue?id=…&id=… (or ?all=1): the messages go back to
@@ -140,6 +195,9 @@ func (a *Agent) deadLetterIDs(r *http.Request) ([]uint64, error) {
 				ids = append(ids, n)
 			}
 		case "all":
+			if len(vs) != 1 {
+				return nil, badRequest("query parameter \"all\" given %d times", len(vs))
+			}
 			b, err := parseBool(vs[0])
 			if err != nil {
 				return nil, badRequest("bad all %q: use 1", vs[0])
@@ -160,21 +218,49 @@ func (a *Agent) deadLetterIDs(r *http.Request) ([]uint64, error) {
 	return a.allDeadLetterIDs(r.Context())
 }
 
+// allDeadLetterIDs collects the id of every dead letter, holding no more than a few of them at once.
 func (a *Agent) allDeadLetterIDs(ctx context.Context) ([]uint64, error) {
 	var ids []uint64
-	var after uint64
+	it := deadLetterIter{q: a.q}
 	for ctx.Err() == nil {
-		page, err := a.q.DeadLetters(after, maxDeadLetterPage)
+		d, err := it.next()
+		if err != nil || d == nil {
+			return ids, err
+		}
+		ids = append(ids, d.Seq)
+	}
+	return nil, ctx.Err()
+}
+
+// deadLetterIter reads the dead-letter store in order, a few entries at a time (each read returns
+// whole messages: a page of 1,000 could hold 1,000 payloads).
+type deadLetterIter struct {
+	q     *queue.Queue
+	after uint64
+	buf   []queue.DeadLetter
+}
+
+// next returns the next dead letter, or nil after the last.
+func (it *deadLetterIter) next() (*queue.DeadLetter, error) {
+	if len(it.buf) == 0 {
+		page, err := it.q.DeadLetters(it.after, deadLetterFetch)
 		if err != nil {
 			return nil, err
 		}
-		for _, d := range page {
-			ids = append(ids, d.Seq)
-			after = d.Seq
+		if len(page) == 0 {
+			return nil, nil
 		}
-		if len(page) < maxDeadLetterPage {
-			return ids, nil
-		}
+		it.buf = page
 	}
-	return nil, ctx.Err()
+	d := it.buf[0]
+	it.buf[0] = queue.DeadLetter{}
+	it.buf = it.buf[1:]
+	it.after = d.Seq
+	return &d, nil
+}
+
+// deadLetterCharge is what listing dead letters holds at most: deadLetterFetch entries read ahead,
+// the one being encoded, its base64 and JSON copies.
+func deadLetterCharge(maxPayload int64) int64 {
+	return (deadLetterFetch+3)*maxPayload + perMessageCharge
 }

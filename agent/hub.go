@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -10,50 +11,70 @@ import (
 	"github.com/edge-agent/edge-agent/transport"
 )
 
-// subscriberBuffer is how many broker messages a local subscriber may fall behind before further
-// messages to it are dropped (and counted). The transport is never blocked by a local reader.
-const subscriberBuffer = 1024
+// subscriberMessages bounds, in number, the broker messages a local subscriber may fall behind;
+// api.subscriber_buffer bounds them in bytes, api.subscriber_budget over all subscribers. Past any
+// bound further messages to that subscriber are dropped and counted by reason. The transport is
+// never blocked by a local reader.
+const subscriberMessages = 1024
 
-// maxSubscribers bounds concurrent local subscriber streams (each holds a buffer of subscriberBuffer
-// messages), so a misbehaving local program cannot exhaust the gateway's memory.
-const maxSubscribers = 128
+// messageOverhead is what a queued message holds beyond its topic and payload.
+const messageOverhead = 96
 
-// errTooManySubscribers is returned by add when maxSubscribers streams are open.
-var errTooManySubscribers = fmt.Errorf("too many local subscriber streams (limit %d); close some first", maxSubscribers)
+// Reasons an inbound message is dropped inside the agent, as /metrics and /v1/status name them.
+const (
+	dropSlowSubscriber   = "slow_subscriber"   // the subscriber's own buffer (messages or bytes) is full
+	dropSubscriberBudget = "subscriber_budget" // all subscribers' buffers together are full
+)
+
+// errTooManySubscribers is returned by add when api.max_subscribers streams are open.
+var errTooManySubscribers = errors.New("too many local subscriber streams")
 
 // hub fans broker messages out to local subscriber streams. dispatch is called from the
-// transport's dispatcher goroutine; add/remove from API handlers. All methods are safe for
-// concurrent use.
+// transport's dispatcher goroutine; add/remove and the subscriber methods from API handlers. All
+// methods are safe for concurrent use.
 type hub struct {
 	log *slog.Logger
 	tr  *transport.Client
+	lim limits
 
 	mu   sync.RWMutex
 	subs map[*subscriber]struct{}
 
 	received atomic.Uint64 // messages received from the broker
-	dropped  atomic.Uint64 // messages dropped because a subscriber was slow
+	bytes    atomic.Int64  // bytes held for all subscribers (api.subscriber_budget)
+
+	droppedSlow   atomic.Uint64
+	droppedBudget atomic.Uint64
 }
 
+// subscriber is one stream's queue: dispatch offers, the stream's handler takes and releases.
 type subscriber struct {
+	h       *hub
 	filters []string
-	ch      chan transport.Received
+	wake    chan struct{} // capacity 1: something was queued
+
+	mu     sync.Mutex
+	queue  []transport.Received
+	count  int   // messages held: queued, or taken and not yet written
+	bytes  int64 // their bytes
+	closed bool
+
 	dropped atomic.Uint64
 }
 
-func newHub(log *slog.Logger) *hub {
-	return &hub{log: log, subs: make(map[*subscriber]struct{})}
+func newHub(log *slog.Logger, lim limits) *hub {
+	return &hub{log: log, lim: lim, subs: make(map[*subscriber]struct{})}
 }
 
 // add registers a subscriber for filters and asks the broker for them (reference-counted by the
 // transport). When the agent is online it returns after the broker's SUBACK, so a caller that got
 // the stream's headers knows the subscription is in place.
 func (h *hub) add(ctx context.Context, filters []string) (*subscriber, error) {
-	s := &subscriber{filters: filters, ch: make(chan transport.Received, subscriberBuffer)}
+	s := &subscriber{h: h, filters: filters, wake: make(chan struct{}, 1)}
 	h.mu.Lock()
-	if len(h.subs) >= maxSubscribers {
+	if len(h.subs) >= h.lim.maxSubscribers {
 		h.mu.Unlock()
-		return nil, errTooManySubscribers
+		return nil, fmt.Errorf("%w (api.max_subscribers %d); close some first", errTooManySubscribers, h.lim.maxSubscribers)
 	}
 	h.subs[s] = struct{}{}
 	h.mu.Unlock()
@@ -70,11 +91,21 @@ func (h *hub) add(ctx context.Context, filters []string) (*subscriber, error) {
 	return s, nil
 }
 
-// remove unregisters s and drops its broker subscriptions' references.
+// remove unregisters s, releases what it still holds and drops its broker subscriptions' references.
 func (h *hub) remove(s *subscriber) {
 	h.mu.Lock()
 	delete(h.subs, s)
 	h.mu.Unlock()
+	s.mu.Lock()
+	var n int64
+	for _, m := range s.queue {
+		n += messageCost(m)
+	}
+	s.bytes -= n
+	s.count -= len(s.queue) // messages taken by the handler are released by it (done)
+	s.queue, s.closed = nil, true
+	s.mu.Unlock()
+	h.bytes.Add(-n)
 	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
 	defer cancel()
 	if err := h.tr.Unsubscribe(ctx, s.filters...); err != nil {
@@ -88,24 +119,108 @@ func (h *hub) dispatch(m transport.Received) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for s := range h.subs {
-		if !s.matches(m.Topic) {
-			continue
-		}
-		select {
-		case s.ch <- m:
-		default:
-			if s.dropped.Add(1) == 1 {
-				h.log.Warn("local subscriber too slow; dropping messages for it", "filters", s.filters)
-			}
-			h.dropped.Add(1)
+		if s.matches(m.Topic) {
+			s.offer(m)
 		}
 	}
+}
+
+// offer queues m for s, or drops it and counts why.
+func (s *subscriber) offer(m transport.Received) {
+	h := s.h
+	n := messageCost(m)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	// A message larger than the whole buffer still goes to a subscriber that is caught up.
+	if s.count >= subscriberMessages || (s.bytes > 0 && s.bytes+n > h.lim.subscriberBuffer) {
+		s.drop(dropSlowSubscriber)
+		return
+	}
+	for {
+		cur := h.bytes.Load()
+		if cur+n > h.lim.subscriberBudget {
+			s.drop(dropSubscriberBudget)
+			return
+		}
+		if h.bytes.CompareAndSwap(cur, cur+n) {
+			break
+		}
+	}
+	s.queue = append(s.queue, m)
+	s.count++
+	s.bytes += n
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// drop counts a message not delivered to s. Called with s.mu held.
+func (s *subscriber) drop(reason string) {
+	h := s.h
+	switch reason {
+	case dropSubscriberBudget:
+		if h.droppedBudget.Add(1) == 1 {
+			h.log.Warn("local subscribers together hold api.subscriber_budget; dropping messages for slow ones",
+				"budget", h.lim.subscriberBudget, "filters", s.filters)
+		}
+	default:
+		h.droppedSlow.Add(1)
+	}
+	if s.dropped.Add(1) == 1 {
+		h.log.Warn("local subscriber too slow; dropping messages for it", "filters", s.filters, "reason", reason,
+			"buffer", h.lim.subscriberBuffer)
+	}
+}
+
+// take returns what is queued for s; the caller writes each message out and then calls done for it.
+func (s *subscriber) take() []transport.Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queue
+	s.queue = nil
+	return q
+}
+
+// done releases a message taken with take, once written out (or abandoned).
+func (s *subscriber) done(m transport.Received) {
+	s.release(messageCost(m), 1)
+}
+
+func (s *subscriber) release(n int64, msgs int) {
+	s.mu.Lock()
+	s.bytes -= n
+	s.count -= msgs
+	s.mu.Unlock()
+	s.h.bytes.Add(-n)
+}
+
+// pending reports whether messages are queued (the stream flushes when it has caught up).
+func (s *subscriber) pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue) > 0
+}
+
+func messageCost(m transport.Received) int64 {
+	return int64(len(m.Topic)+len(m.Payload)) + messageOverhead
 }
 
 func (h *hub) count() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return len(h.subs)
+}
+
+// dropped returns the inbound messages dropped on their way to local subscribers, by reason.
+func (h *hub) dropped() map[string]uint64 {
+	return map[string]uint64{
+		dropSlowSubscriber:   h.droppedSlow.Load(),
+		dropSubscriberBudget: h.droppedBudget.Load(),
+	}
 }
 
 func (s *subscriber) matches(topic string) bool {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 )
@@ -26,10 +27,17 @@ type Status struct {
 	Connects    uint64      `json:"connects"`
 	Inflight    int         `json:"inflight"`
 	// ReceiveMaximum is the broker's in-flight QoS 1 limit from its CONNACK.
-	ReceiveMaximum uint16  `json:"receive_maximum"`
-	Subscribers    int     `json:"subscribers"`
-	UptimeSeconds  float64 `json:"uptime_seconds"`
-	Version        string  `json:"version"`
+	ReceiveMaximum uint16 `json:"receive_maximum"`
+	Subscribers    int    `json:"subscribers"`
+	// InboundDropped counts broker messages dropped inside the agent on their way to local
+	// subscribers, by reason: "slow_subscriber" (its own buffer, api.subscriber_buffer or 1024
+	// messages, was full), "subscriber_budget" (all subscribers together held
+	// api.subscriber_budget), "incoming_buffer" (the transport's buffer in front of the hub was full).
+	InboundDropped map[string]uint64 `json:"inbound_dropped"`
+	// LocalAPI is the local API's memory budget and connection limit.
+	LocalAPI      LocalAPIStatus `json:"local_api"`
+	UptimeSeconds float64        `json:"uptime_seconds"`
+	Version       string         `json:"version"`
 	// AWS IoT only.
 	AWS *AWSStatus `json:"aws,omitempty"`
 	// Diagnosis is advice on why the broker refuses the connection; empty when connected.
@@ -45,6 +53,18 @@ type AWSStatus struct {
 	Region            string     `json:"region"`
 	LastError         string     `json:"last_error,omitempty"`
 	Authenticated     bool       `json:"authenticated"` // Cognito identity signed in with [cognito] login_provider
+}
+
+// LocalAPIStatus describes the bounds of the local API ([api] in the config) and what they refused.
+type LocalAPIStatus struct {
+	Connections        int    `json:"connections"`
+	MaxConnections     int    `json:"max_connections"`
+	ConnectionsRefused uint64 `json:"connections_refused"` // answered 503 at api.max_connections
+	BodyBudget         int64  `json:"body_budget"`
+	BodyBudgetInUse    int64  `json:"body_budget_in_use"`
+	BodyBudgetRefused  uint64 `json:"body_budget_refused"` // requests answered 503 for want of api.body_budget
+	SubscriberBudget   int64  `json:"subscriber_budget"`
+	SubscriberBytes    int64  `json:"subscriber_bytes"` // held for local subscribers now
 }
 
 // QueueStatus describes the durable queue.
@@ -97,8 +117,14 @@ func (a *Agent) Status() Status {
 		Inflight:       ts.Inflight,
 		ReceiveMaximum: ts.ReceiveMaximum,
 		Subscribers:    a.hub.count(),
-		UptimeSeconds:  math.Round(now.Sub(a.started).Seconds()*1000) / 1000,
-		Version:        Version,
+		InboundDropped: a.hub.dropped(),
+		LocalAPI: LocalAPIStatus{
+			MaxConnections:   a.limits.maxConnections,
+			SubscriberBudget: a.limits.subscriberBudget,
+			SubscriberBytes:  a.hub.bytes.Load(),
+		},
+		UptimeSeconds: math.Round(now.Sub(a.started).Seconds()*1000) / 1000,
+		Version:       Version,
 		Queue: QueueStatus{
 			Depth:          qs.Depth,
 			Bytes:          qs.Bytes,
@@ -110,6 +136,16 @@ func (a *Agent) Status() Status {
 			DeadLettered:   qs.DeadLettered,
 			CorruptRecords: qs.Corrupt,
 		},
+	}
+	st.InboundDropped["incoming_buffer"] = ts.DroppedIncoming
+	if c := a.conns; c != nil {
+		st.LocalAPI.Connections = int(c.active.Load())
+		st.LocalAPI.ConnectionsRefused = c.refused.Load()
+	}
+	if b := a.body; b != nil {
+		st.LocalAPI.BodyBudget = b.size
+		st.LocalAPI.BodyBudgetInUse = b.inUse()
+		st.LocalAPI.BodyBudgetRefused = b.refused.Load()
 	}
 	if r := a.recovery; r != nil {
 		st.Queue.Recovered = &RecoveryStatus{MovedTo: r.MovedTo, Reason: r.Reason, At: r.At.UTC(),
@@ -183,7 +219,24 @@ func (a *Agent) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	metric("delivered_total", "counter", "Messages acknowledged by the broker (QoS 1) or written (QoS 0).", st.Delivered)
 	metric("rejected_total", "counter", "Messages refused by the broker.", st.Rejected)
 	metric("received_total", "counter", "Messages received from broker subscriptions.", st.Received)
-	metric("subscriber_dropped_total", "counter", "Messages not delivered to a local subscriber that was too slow.", a.hub.dropped.Load())
+	reasons := make([]string, 0, len(st.InboundDropped))
+	for r := range st.InboundDropped {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	b.WriteString("# HELP edge_agent_inbound_dropped_total Broker messages dropped inside the agent before reaching local subscribers, by reason.\n# TYPE edge_agent_inbound_dropped_total counter\n")
+	for _, r := range reasons {
+		fmt.Fprintf(&b, "edge_agent_inbound_dropped_total{reason=%q} %d\n", r, st.InboundDropped[r])
+	}
+	api := st.LocalAPI
+	metric("api_connections", "gauge", "Open local API connections.", api.Connections)
+	metric("api_max_connections", "gauge", "api.max_connections.", api.MaxConnections)
+	metric("api_connections_refused_total", "counter", "Local API connections refused (503) at api.max_connections.", api.ConnectionsRefused)
+	metric("api_body_budget_bytes", "gauge", "api.body_budget: request-body bytes the local API may hold at once.", api.BodyBudget)
+	metric("api_body_budget_in_use_bytes", "gauge", "Request-body bytes held now.", api.BodyBudgetInUse)
+	metric("api_body_budget_refused_total", "counter", "Local API requests refused (503) for want of api.body_budget.", api.BodyBudgetRefused)
+	metric("subscriber_budget_bytes", "gauge", "api.subscriber_budget: bytes all local subscribers may hold.", api.SubscriberBudget)
+	metric("subscriber_buffered_bytes", "gauge", "Bytes held now for local subscribers.", api.SubscriberBytes)
 	metric("inflight", "gauge", "Unacknowledged QoS 1 publishes.", st.Inflight)
 	metric("subscribers", "gauge", "Open local subscriber streams.", st.Subscribers)
 	metric("api_errors_total", "counter", "Local API requests answered with an error.", a.stats.apiErrors.Load())

@@ -76,6 +76,7 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 		for {
 			var page struct {
 				DeadLetters []json.RawMessage `json:"dead_letters"`
+				NextAfter   *uint64           `json:"next_after"` // absent on the last page
 			}
 			if err := api.call(ctx, http.MethodGet, fmt.Sprintf("/v1/deadletters?after=%d&limit=1000", after), &page); err != nil {
 				return c.errorf("%v", err)
@@ -93,9 +94,12 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 				}
 				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Topic, d.QoS, d.At, d.Reason, preview(d))
 			}
-			if len(page.DeadLetters) < 1000 {
+			// Pages are bounded by bytes too: a short page is not the last one, a missing
+			// next_after is.
+			if page.NextAfter == nil || len(page.DeadLetters) == 0 {
 				break
 			}
+			after = *page.NextAfter
 		}
 		if !*asJSON {
 			tw.Flush()
