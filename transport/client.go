@@ -345,6 +345,9 @@ func (c *Client) connection(ctx context.Context) (time.Duration, error) {
 	}
 	<-p.done
 	wg.Wait()
+	// The waiter may have returned before the sender queued its last publish (written, then the
+	// connection died at once): settle or forget it too, so Inflight and the poison check see it.
+	c.abandon(p)
 	up := time.Since(connectedAt)
 	if why == nil {
 		why = firstErr(sess.disconnectReason(), pinger.Err(), ws.Err(), errors.New("connection closed"))

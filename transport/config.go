@@ -102,7 +102,8 @@ type Config struct {
 	// PoisonAfter turns on poison-message detection (0 = off). When a connection ends because the
 	// broker hung up (a DISCONNECT packet, a WebSocket close frame or the end of the stream — not a
 	// keepalive timeout, a reset, a write failure or our own shutdown) while QoS 1 messages were in
-	// flight and nothing was acknowledged on that connection, the oldest of them is noted. When the same
+	// flight and nothing was acknowledged on that connection, the oldest of them is noted (if it was the
+	// first message written on that connection: a QoS 0 message before it may be the culprit). When the same
 	// message is noted PoisonAfter connections in a row, it is passed to Source.Reject with an error
 	// wrapping ErrPoison, so the messages behind it can be delivered. A connection that ends any other
 	// way, or that got any PUBACK, starts the count again.

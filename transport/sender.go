@@ -36,6 +36,8 @@ type pipeline struct {
 	// Written by the waiter only; read by connection() after the waiter returned (poison.go).
 	answered bool       // a PUBACK (any reason code) arrived on this connection
 	lost     pendingPub // the oldest QoS 1 publish whose outcome never arrived (seq 0: none)
+	// Written by the sender only; read by connection() after senderDone.
+	firstSeq uint64 // the first message written on this connection, any QoS (0: none)
 }
 
 type pendingPub struct {
@@ -117,6 +119,9 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 			return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(p.conn.Err(), errConnectionGone))
 		}
 		c.published.Add(1)
+		if p.firstSeq == 0 {
+			p.firstSeq = m.Seq
+		}
 		c.ack(m.Seq)
 		return nil
 	}
@@ -141,6 +146,9 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(err, errConnectionGone))
 	}
 	c.published.Add(1)
+	if p.firstSeq == 0 {
+		p.firstSeq = m.Seq
+	}
 	p.outstanding.Add(1)
 	p.pending <- pendingPub{seq: m.Seq, topic: m.Topic, resp: resp} // never blocks: capacity equals the window
 	if err != nil {
