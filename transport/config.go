@@ -35,7 +35,9 @@ type Source interface {
 	// message was written to the connection. It may be called again for the same seq after a reconnect.
 	Ack(seq uint64)
 	// Reject is called when the message can never be delivered: the broker refused it (PUBACK reason
-	// code >= 0x80, error wraps ErrRefused), it expired (ErrExpired) or it is malformed (ErrInvalidMessage).
+	// code >= 0x80, error wraps ErrRefused), it expired (ErrExpired), it is malformed (ErrInvalidMessage),
+	// or the broker hung up each time it was sent (ErrPoison, see Config.PoisonAfter). It is never called
+	// while the seq is in flight; a Source should ignore a Reject (or Ack) of a seq it no longer holds.
 	Reject(seq uint64, reason error)
 }
 
