@@ -25,7 +25,7 @@ func startHostile(t testing.TB, opts hostilebroker.Options) *hostilebroker.Broke
 	return b
 }
 
-// logTo returns a logger writing text to buf (and to the test log when verbose).
+// logTo returns a debug-level text logger writing to buf, for assertions on log lines.
 func logTo(t testing.TB, buf *syncBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
