@@ -37,8 +37,21 @@ type Status struct {
 	Rejected       uint64    // Source.Reject calls
 
 	// Added beyond the package contract:
-	Window          int    // QoS 1 window in use: min(MaxInflight, ReceiveMaximum)
-	DroppedIncoming uint64 // broker messages dropped because OnMessage fell IncomingBuffer behind
+	Window int // QoS 1 window in use: min(MaxInflight, ReceiveMaximum)
+
+	// Inbound drops, by reason. DroppedIncoming is their total: broker messages that never reached
+	// OnMessage (a QoS 1 one was acknowledged to the broker all the same, so it is lost).
+	DroppedIncoming         uint64
+	DroppedIncomingFull     uint64 // IncomingBuffer messages were already waiting for OnMessage
+	DroppedIncomingBytes    uint64 // it would have taken the waiting bytes over IncomingBytes
+	DroppedIncomingTooLarge uint64 // a PUBLISH over MaxPacketSize (discarded unread) or one larger than IncomingBytes
+	IncomingBytes           int64  // bytes (topic + payload) now waiting for or being handed to OnMessage
+
+	// InboundTooLarge counts inbound packets over MaxPacketSize: discarded PUBLISHes and other packets
+	// that ended their connection (ErrPacketTooLarge). The last one is described in LastError.
+	InboundTooLarge uint64
+	// Poisoned counts messages passed to Source.Reject with ErrPoison (also counted in Rejected).
+	Poisoned uint64
 }
 
 // Client keeps one MQTT 5 over WebSocket connection alive and pumps a Source through it.
@@ -63,8 +76,14 @@ type Client struct {
 	dyn       map[string]*subRef // dynamic subscriptions by filter
 	always    map[string]byte    // Config.Subscriptions by filter (max QoS)
 
-	connects, published, acked, rejected, dropped atomic.Uint64
-	inflight, peakInflight                        atomic.Int64
+	connects, published, acked, rejected                atomic.Uint64
+	dropped, droppedFull, droppedBytes, droppedTooLarge atomic.Uint64
+	inboundTooLarge, poisoned                           atomic.Uint64
+	inflight, peakInflight                              atomic.Int64
+	inBytes, peakInBytes                                atomic.Int64 // bytes in incoming + the one being dispatched
+
+	poison      poisonWatch // touched only by Run's goroutine, between connections
+	tooLargeLog logLimit    // rate limit for the oversized-PUBLISH warning
 
 	subOp    chan struct{} // capacity 1: serialises subscription traffic with restore-on-connect
 	incoming chan Received // broker messages waiting for the dispatcher
@@ -83,16 +102,18 @@ func New(cfg Config, src Source) (*Client, error) {
 	cfg.Subscriptions = append([]Subscription(nil), cfg.Subscriptions...)
 	cfg.Password = append([]byte(nil), cfg.Password...)
 	c := &Client{
-		cfg:      cfg,
-		src:      src,
-		log:      cfg.Logger,
-		state:    StateStopped,
-		since:    time.Now(),
-		dyn:      make(map[string]*subRef),
-		always:   make(map[string]byte),
-		subOp:    make(chan struct{}, 1),
-		incoming: make(chan Received, cfg.IncomingBuffer),
-		limiter:  newRateLimiter(cfg.MaxPublishRate, cfg.MaxByteRate),
+		cfg:         cfg,
+		src:         src,
+		log:         cfg.Logger,
+		state:       StateStopped,
+		since:       time.Now(),
+		dyn:         make(map[string]*subRef),
+		always:      make(map[string]byte),
+		subOp:       make(chan struct{}, 1),
+		incoming:    make(chan Received, cfg.IncomingBuffer),
+		limiter:     newRateLimiter(cfg.MaxPublishRate, cfg.MaxByteRate),
+		poison:      poisonWatch{after: cfg.PoisonAfter},
+		tooLargeLog: logLimit{every: 10 * time.Second},
 	}
 	if cfg.Endpoint == nil {
 		c.url = redactURLString(cfg.URL)
@@ -117,6 +138,12 @@ func (c *Client) Status() Status {
 	s.Acked = c.acked.Load()
 	s.Rejected = c.rejected.Load()
 	s.DroppedIncoming = c.dropped.Load()
+	s.DroppedIncomingFull = c.droppedFull.Load()
+	s.DroppedIncomingBytes = c.droppedBytes.Load()
+	s.DroppedIncomingTooLarge = c.droppedTooLarge.Load()
+	s.IncomingBytes = c.inBytes.Load()
+	s.InboundTooLarge = c.inboundTooLarge.Load()
+	s.Poisoned = c.poisoned.Load()
 	return s
 }
 
@@ -197,12 +224,14 @@ func (c *Client) connection(ctx context.Context) (time.Duration, error) {
 		c.url = redactURLString(rawURL)
 		c.mu.Unlock()
 	}
-	ws, err := dialWebSocket(ctx, rawURL, header, c.cfg.TLS, c.cfg.ConnectTimeout, c.writeTimeout())
+	ws, err := dialWebSocket(ctx, rawURL, header, c.cfg.TLS, c.cfg.ConnectTimeout, c.writeTimeout(), int(c.cfg.MaxPacketSize))
 	if err != nil {
 		return 0, err
 	}
 	sess := newConnSession()
 	pinger := newKeepalivePinger() // dead link found within 1.5×Keepalive; see pinger.go
+	ws.onTooLarge = c.inboundOversized
+	ws.onProgress = pinger.PacketReceived // a big PUBLISH still arriving shows the link is alive
 	pcfg := paho.ClientConfig{
 		ClientID:      c.cfg.ClientID,
 		Conn:          ws,
@@ -214,10 +243,14 @@ func (c *Client) connection(ctx context.Context) (time.Duration, error) {
 		pcfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){c.onPublish}
 	}
 	cli := paho.NewClient(pcfg)
+	maxIn := c.cfg.MaxPacketSize
 	cp := &paho.Connect{
 		ClientID:   c.cfg.ClientID,
 		CleanStart: true, // our Source is the durable session; see doc.go
 		KeepAlive:  uint16(c.cfg.Keepalive / time.Second),
+		// Announced so a conforming broker never sends more [MQTT-3.1.2-24], [MQTT-3.1.2-25]; enforced
+		// in any case by the connection's inboundGuard.
+		Properties: &paho.ConnectProperties{MaximumPacketSize: &maxIn},
 	}
 	if c.cfg.Username != "" {
 		cp.Username, cp.UsernameFlag = c.cfg.Username, true
@@ -312,9 +345,16 @@ func (c *Client) connection(ctx context.Context) (time.Duration, error) {
 	}
 	<-p.done
 	wg.Wait()
+	// The waiter may have returned before the sender queued its last publish (written, then the
+	// connection died at once): settle or forget it too, so Inflight and the poison check see it.
+	c.abandon(p)
 	up := time.Since(connectedAt)
 	if why == nil {
 		why = firstErr(sess.disconnectReason(), pinger.Err(), ws.Err(), errors.New("connection closed"))
+	}
+	if ctx.Err() == nil { // a shutdown tells nothing about the messages in flight
+		hungUp := sess.disconnectReason() != nil || (pinger.Err() == nil && ws.hungUp())
+		c.checkPoison(p, hungUp, why)
 	}
 	return up, why
 }
@@ -401,33 +441,83 @@ func (c *Client) noteError(err error) {
 	c.mu.Unlock()
 }
 
-// onPublish runs on paho's router goroutine: it must never block, so a full channel drops the message.
-// paho acknowledges a QoS 1 message when this returns, so a dropped message is lost (counted and logged).
+// onPublish runs on paho's router goroutine: it must never block, so a message that does not fit the
+// incoming channel (IncomingBuffer messages, IncomingBytes bytes) is dropped. paho acknowledges a QoS 1
+// message when this returns, so a dropped message is lost (counted by reason and logged).
 func (c *Client) onPublish(pr paho.PublishReceived) (bool, error) {
 	m := Received{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS, Retain: pr.Packet.Retain}
-	select {
-	case c.incoming <- m:
+	size := receivedSize(m)
+	switch {
+	case size > c.cfg.IncomingBytes:
+		c.dropIncoming(m, &c.droppedTooLarge, "message larger than IncomingBytes")
+	case c.inBytes.Add(size) > c.cfg.IncomingBytes: // only this goroutine adds, so no spurious drops
+		c.inBytes.Add(-size)
+		c.dropIncoming(m, &c.droppedBytes, "IncomingBytes of messages already waiting: OnMessage is too slow")
 	default:
-		if n := c.dropped.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th… drop, not every one
-			c.log.Warn("mqtt incoming message dropped: OnMessage is too slow", "topic", m.Topic, "dropped_total", n,
-				"buffer", cap(c.incoming))
+		select {
+		case c.incoming <- m:
+			n := c.inBytes.Load()
+			for peak := c.peakInBytes.Load(); n > peak && !c.peakInBytes.CompareAndSwap(peak, n); peak = c.peakInBytes.Load() {
+			}
+		default:
+			c.inBytes.Add(-size)
+			c.dropIncoming(m, &c.droppedFull, "IncomingBuffer messages already waiting: OnMessage is too slow")
 		}
 	}
 	return true, nil
 }
 
+func receivedSize(m Received) int64 { return int64(len(m.Topic) + len(m.Payload)) }
+
+func (c *Client) dropIncoming(m Received, reason *atomic.Uint64, why string) {
+	reason.Add(1)
+	if n := c.dropped.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th… drop, not every one
+		c.log.Warn("mqtt incoming message dropped: "+why, "topic", m.Topic, "bytes", len(m.Payload),
+			"dropped_total", n, "buffer", cap(c.incoming), "buffer_bytes", c.cfg.IncomingBytes)
+	}
+}
+
 // dispatch delivers broker messages to OnMessage until ctx is done. Messages still buffered at shutdown
-// are discarded.
+// stay in the channel (and in its byte count) for a later Run.
 func (c *Client) dispatch(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-c.incoming:
+			if ctx.Err() == nil {
+				c.cfg.OnMessage(m)
+			}
+			c.inBytes.Add(-receivedSize(m)) // released once OnMessage let go of it
 			if ctx.Err() != nil {
 				return
 			}
-			c.cfg.OnMessage(m)
 		}
+	}
+}
+
+// inboundOversized is called on paho's reader goroutine (through the connection's inboundGuard) for
+// every inbound packet over MaxPacketSize: it counts it, keeps it in LastError and logs it, rate-limited.
+func (c *Client) inboundOversized(ev tooLargePacket) {
+	n := c.inboundTooLarge.Add(1)
+	var err error
+	if ev.Type == typePublish {
+		c.droppedTooLarge.Add(1)
+		c.dropped.Add(1)
+		topic := fmt.Sprintf("%q", ev.Topic)
+		if !ev.TopicKnown {
+			topic = "(unknown: the connection ended before the topic arrived)"
+		} else if len(ev.Topic) == maxTopicInLog {
+			topic += "…"
+		}
+		err = fmt.Errorf("broker sent a %d-byte PUBLISH on topic %s, over broker.max_packet_size %d: discarded",
+			ev.Size, topic, ev.Limit)
+	} else {
+		err = fmt.Errorf("broker sent a %d-byte %s packet, over broker.max_packet_size %d: connection closed",
+			ev.Size, packetName(ev.Type), ev.Limit)
+	}
+	c.noteError(err)
+	if ok, suppressed := c.tooLargeLog.allow(); ok {
+		c.log.Warn(err.Error(), "qos", ev.QoS, "inbound_too_large_total", n, "suppressed", suppressed)
 	}
 }

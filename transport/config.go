@@ -35,7 +35,9 @@ type Source interface {
 	// message was written to the connection. It may be called again for the same seq after a reconnect.
 	Ack(seq uint64)
 	// Reject is called when the message can never be delivered: the broker refused it (PUBACK reason
-	// code >= 0x80, error wraps ErrRefused), it expired (ErrExpired) or it is malformed (ErrInvalidMessage).
+	// code >= 0x80, error wraps ErrRefused), it expired (ErrExpired), it is malformed (ErrInvalidMessage),
+	// or the broker hung up each time it was sent (ErrPoison, see Config.PoisonAfter). It is never called
+	// while the seq is in flight; a Source should ignore a Reject (or Ack) of a seq it no longer holds.
 	Reject(seq uint64, reason error)
 }
 
@@ -74,15 +76,40 @@ type Config struct {
 	// connection is min(MaxInflight, the broker's Receive Maximum).
 	MaxInflight int
 	// OnMessage receives broker PUBLISHes. It is called from the transport's own dispatcher goroutine,
-	// one message at a time, never from the MQTT reader. If it falls IncomingBuffer messages behind, newer
-	// messages are dropped and counted in Status.DroppedIncoming (the MQTT connection is never stalled).
+	// one message at a time, never from the MQTT reader. If it falls IncomingBuffer messages or
+	// IncomingBytes bytes behind, newer messages are dropped and counted in Status.DroppedIncoming (the
+	// MQTT connection is never stalled).
 	OnMessage func(Received)
 	Logger    *slog.Logger // default: discard
 
 	// Added beyond the package contract:
 	ConnectTimeout time.Duration // dial + WebSocket handshake + CONNACK bound (default 30s)
 	DrainTimeout   time.Duration // on shutdown, how long to wait for in-flight PUBACKs (default 2s)
-	IncomingBuffer int           // capacity of the OnMessage channel (default 1024)
+	IncomingBuffer int           // capacity of the OnMessage channel in messages (default 1024)
+	// IncomingBytes bounds the bytes (topic + payload) of broker messages waiting for, or being handed
+	// to, OnMessage (default 2 MiB). A message that does not fit is dropped and counted
+	// (Status.DroppedIncomingBytes; one larger than IncomingBytes on its own: DroppedIncomingTooLarge).
+	IncomingBytes int64
+
+	// MaxPacketSize is the largest MQTT packet accepted from the broker, fixed header included
+	// (default 136 KiB = 139264: the AWS IoT payload limit plus room for topic and properties;
+	// 256..268435460). It is announced in CONNECT as Maximum Packet Size, so a conforming broker never
+	// sends more [MQTT-3.1.2-25]; it is also enforced on every inbound packet before anything is
+	// allocated for it. An oversized PUBLISH is read through without being kept, answered (QoS 1: PUBACK
+	// 0x97), counted (Status.InboundTooLarge, DroppedIncomingTooLarge) and logged: the connection stays
+	// up, so a retained oversized message cannot disconnect the client on every subscribe. Any other
+	// oversized packet ends the connection (ErrPacketTooLarge, DISCONNECT 0x95); Run reconnects.
+	MaxPacketSize uint32
+
+	// PoisonAfter turns on poison-message detection (0 = off). When a connection ends because the
+	// broker hung up (a DISCONNECT packet, a WebSocket close frame or the end of the stream — not a
+	// keepalive timeout, a reset, a write failure or our own shutdown) while QoS 1 messages were in
+	// flight and nothing was acknowledged on that connection, the oldest of them is noted (if it was the
+	// first message written on that connection: a QoS 0 message before it may be the culprit). When the same
+	// message is noted PoisonAfter connections in a row, it is passed to Source.Reject with an error
+	// wrapping ErrPoison, so the messages behind it can be delivered. A connection that ends any other
+	// way, or that got any PUBACK, starts the count again.
+	PoisonAfter int
 
 	// OnConnectError, when set, is called from Run's goroutine with the reason of every failed
 	// connection attempt and every lost connection, before the backoff wait (a *HandshakeError when the
@@ -109,6 +136,10 @@ const (
 	defaultConnectTimeout = 30 * time.Second
 	defaultDrainTimeout   = 2 * time.Second
 	defaultIncomingBuffer = 1024
+	defaultIncomingBytes  = 2 << 20
+	defaultMaxPacketSize  = 136 << 10 // 139264
+	minMaxPacketSize      = 256
+	maxMaxPacketSize      = 1 + 4 + 268435455 // fixed header + the largest remaining length [MQTT-1.5.5]
 )
 
 // ErrConfig is wrapped by every error New returns for a bad Config.
@@ -135,6 +166,12 @@ func (cfg *Config) applyDefaults() {
 	}
 	if cfg.IncomingBuffer == 0 {
 		cfg.IncomingBuffer = defaultIncomingBuffer
+	}
+	if cfg.IncomingBytes == 0 {
+		cfg.IncomingBytes = defaultIncomingBytes
+	}
+	if cfg.MaxPacketSize == 0 {
+		cfg.MaxPacketSize = defaultMaxPacketSize
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -166,6 +203,12 @@ func (cfg *Config) validate() error {
 		return bad("MaxInflight %d is out of range; use 1..65535", cfg.MaxInflight)
 	case cfg.StableAfter < 0 || cfg.ConnectTimeout < 0 || cfg.DrainTimeout < 0 || cfg.IncomingBuffer < 0:
 		return bad("StableAfter, ConnectTimeout, DrainTimeout and IncomingBuffer must not be negative")
+	case cfg.IncomingBytes < 0:
+		return bad("IncomingBytes %d is negative", cfg.IncomingBytes)
+	case cfg.MaxPacketSize < minMaxPacketSize || cfg.MaxPacketSize > maxMaxPacketSize:
+		return bad("MaxPacketSize %d is out of range; use %d..%d bytes", cfg.MaxPacketSize, minMaxPacketSize, maxMaxPacketSize)
+	case cfg.PoisonAfter < 0:
+		return bad("PoisonAfter %d is negative; 0 turns poison detection off", cfg.PoisonAfter)
 	}
 	for _, s := range cfg.Subscriptions {
 		if err := validateSubscription(s); err != nil {

@@ -18,7 +18,9 @@ import (
 
 // dialWebSocket opens a WebSocket to a ws:// or wss:// URL with subprotocol "mqtt" and wraps it in a
 // net.Conn. The handshake is bounded by timeout and ctx. Errors name the URL without its query string.
-func dialWebSocket(ctx context.Context, rawURL string, header http.Header, tlsCfg *tls.Config, timeout, writeTimeout time.Duration) (*wsConn, error) {
+//
+// maxPacket bounds every inbound MQTT packet (see inboundGuard); 0 = no bound (tests only).
+func dialWebSocket(ctx context.Context, rawURL string, header http.Header, tlsCfg *tls.Config, timeout, writeTimeout time.Duration, maxPacket int) (*wsConn, error) {
 	u, err := parseBrokerURL(rawURL)
 	if err != nil {
 		return nil, err
@@ -52,13 +54,24 @@ func dialWebSocket(ctx context.Context, rawURL string, header http.Header, tlsCf
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
 	}
-	return newWSConn(ws, writeTimeout), nil
+	return newWSConn(ws, writeTimeout, maxPacket), nil
 }
 
 // wsConn adapts a WebSocket to the byte stream net.Conn that paho expects.
 //
 // Reads: MQTT packets may span or share WebSocket messages; Read returns bytes across message
-// boundaries. Only binary messages are accepted [MQTT-6.0.0-1].
+// boundaries. Only binary messages are accepted [MQTT-6.0.0-1]. Every byte passes an inboundGuard
+// (inbound.go), so paho never sees the header of a packet over maxPacket: an oversized PUBLISH is
+// drained unread and answered here (PUBACK 0x97 for QoS 1, PUBREC 0x80 for QoS 2, written under the
+// write lock like any packet) so the broker's flow-control window is released and the link stays up;
+// any other oversized or malformed packet fails the read, and wsConn sends DISCONNECT (0x95 packet too
+// large, 0x81 malformed packet) best effort and closes.
+//
+// No gorilla read limit (SetReadLimit) is set: a limit per WebSocket message could break legitimate
+// traffic (a broker may pack many small MQTT packets into one message, and WebSocket framing is not
+// MQTT framing), and it would turn a retained oversized message into a disconnect on every subscribe.
+// It is not needed for memory either: gorilla streams a message's frames through its fixed read buffer
+// (NextReader) and never holds a whole message; the MQTT-level bound is the guard's.
 //
 // Writes: wsConn implements sync.Locker. paho writes every packet through packets.ControlPacket.WriteTo,
 // which takes the lock, writes the fixed header and the body in several Write calls and unlocks. While
@@ -75,11 +88,18 @@ type wsConn struct {
 	wbuf []byte     // the packet being assembled (guarded by wmu)
 	werr error      // sticky write error (guarded by wmu)
 
-	rmu sync.Mutex // guards r
-	r   io.Reader  // current message being read
+	rmu     sync.Mutex    // guards r, guard and refused
+	r       io.Reader     // current message being read
+	guard   *inboundGuard // nil = no bound
+	refused bool          // DISCONNECT for an oversized/malformed packet already sent
+
+	// Set before the first Read (paho starts reading in Connect), never changed after.
+	onTooLarge func(tooLargePacket) // an inbound packet over maxPacket (discarded PUBLISH or refused)
+	onProgress func()               // bytes of an oversized PUBLISH keep arriving (keepalive)
 
 	errMu    sync.Mutex
 	firstErr error // first read or write failure, for diagnostics
+	readErr  error // first read failure (tells a broker hang-up from our own close)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -87,8 +107,52 @@ type wsConn struct {
 
 var errNonBinary = errors.New("websocket: broker sent a non-binary message (MQTT needs binary frames)")
 
-func newWSConn(ws *websocket.Conn, writeTimeout time.Duration) *wsConn {
-	return &wsConn{ws: ws, writeTimeout: writeTimeout}
+func newWSConn(ws *websocket.Conn, writeTimeout time.Duration, maxPacket int) *wsConn {
+	c := &wsConn{ws: ws, writeTimeout: writeTimeout}
+	if maxPacket > 0 {
+		g := newInboundGuard(readerFunc(c.readRaw), maxPacket)
+		g.tooLarge = func(ev tooLargePacket) {
+			if c.onTooLarge != nil {
+				c.onTooLarge(ev)
+			}
+		}
+		g.progress = func() {
+			if c.onProgress != nil {
+				c.onProgress()
+			}
+		}
+		g.drained = c.answerDiscarded
+		c.guard = g
+	}
+	return c
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// answerDiscarded answers an oversized PUBLISH that was drained unread, so that the broker releases
+// its slot in our Receive Maximum and does not resend it [MQTT-4.3.2], [MQTT-4.3.3]. QoS 0 needs no
+// answer.
+func (c *wsConn) answerDiscarded(ev tooLargePacket) error {
+	var pkt []byte
+	switch ev.QoS {
+	case 1: // PUBACK, reason 0x97 quota exceeded (no properties: remaining length 3 [MQTT-3.4.2.1])
+		pkt = []byte{typePuback << 4, 3, byte(ev.PacketID >> 8), byte(ev.PacketID), 0x97}
+	case 2: // PUBREC 0x80 unspecified error: a reason >= 0x80 ends the QoS 2 exchange
+		pkt = []byte{typePubrec << 4, 3, byte(ev.PacketID >> 8), byte(ev.PacketID), 0x80}
+	default:
+		return nil
+	}
+	return c.writePacket(pkt)
+}
+
+// writePacket writes one whole MQTT packet under the write lock.
+func (c *wsConn) writePacket(pkt []byte) error {
+	c.Lock()
+	defer c.Unlock()
+	_, err := c.Write(pkt)
+	return err
 }
 
 func (c *wsConn) Lock()   { c.wmu.Lock() }
@@ -153,18 +217,45 @@ func packetLen(b []byte) (int, bool) {
 	return 0, false
 }
 
+// Read implements net.Conn for paho's reader: whole packets within the bound, never an oversized header.
 func (c *wsConn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	if c.guard == nil {
+		return c.readRaw(p)
+	}
+	n, err := c.guard.Read(p)
+	if err != nil {
+		c.noteErr(err)
+		if !c.refused {
+			code := byte(0)
+			switch {
+			case errors.Is(err, ErrPacketTooLarge):
+				code = 0x95 // packet too large
+			case errors.Is(err, errMalformed):
+				code = 0x81 // malformed packet
+			}
+			if code != 0 {
+				c.refused = true
+				_ = c.writePacket([]byte{0xE0, 1, code}) // DISCONNECT with a reason code, best effort
+				_ = c.Close()
+			}
+		}
+	}
+	return n, err
+}
+
+// readRaw returns the bytes of the WebSocket stream across message boundaries. Caller holds rmu.
+func (c *wsConn) readRaw(p []byte) (int, error) {
 	for {
 		if c.r == nil {
 			typ, r, err := c.ws.NextReader()
 			if err != nil {
-				c.noteErr(fmt.Errorf("websocket read: %w", err))
+				c.noteReadErr(fmt.Errorf("websocket read: %w", err))
 				return 0, err
 			}
 			if typ != websocket.BinaryMessage {
-				c.noteErr(errNonBinary)
+				c.noteReadErr(errNonBinary)
 				return 0, errNonBinary
 			}
 			c.r = r
@@ -178,10 +269,34 @@ func (c *wsConn) Read(p []byte) (int, error) {
 			continue
 		}
 		if err != nil {
-			c.noteErr(fmt.Errorf("websocket read: %w", err))
+			c.noteReadErr(fmt.Errorf("websocket read: %w", err))
 		}
 		return n, err
 	}
+}
+
+func (c *wsConn) noteReadErr(err error) {
+	c.errMu.Lock()
+	if c.readErr == nil {
+		c.readErr = err
+	}
+	c.errMu.Unlock()
+	c.noteErr(err)
+}
+
+// hungUp reports whether the first read failure shows the broker ending the connection: a WebSocket
+// close frame or the end of the TCP stream (gorilla reports both as *websocket.CloseError; EOF is code
+// 1006). A reset, a timeout, or our own close (net.ErrClosed after a failed write, the keepalive pinger
+// or shutdown) is not a hang-up.
+func (c *wsConn) hungUp() bool {
+	c.errMu.Lock()
+	err := c.readErr
+	c.errMu.Unlock()
+	if err == nil {
+		return false
+	}
+	var ce *websocket.CloseError
+	return errors.As(err, &ce) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func (c *wsConn) noteErr(err error) {

@@ -34,7 +34,7 @@ func wsPair(t *testing.T) (*wsConn, *websocket.Conn) {
 		srvConn <- c
 	}))
 	t.Cleanup(srv.Close)
-	c, err := dialWebSocket(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/mqtt", nil, nil, 5*time.Second, 5*time.Second)
+	c, err := dialWebSocket(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/mqtt", nil, nil, 5*time.Second, 5*time.Second, defaultMaxPacketSize)
 	if err != nil {
 		t.Fatal(err)
 	}

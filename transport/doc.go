@@ -11,6 +11,16 @@
 // bytes were written to the connection (QoS 0); Source.Reject on a PUBACK reason code >= 0x80, an expired
 // message, or a message that can never be published. A refused message never blocks the ones behind it.
 //
+// # Poison messages
+//
+// A message that makes the broker hang up each time it is sent would be resent after every reconnect
+// and block everything behind it. With Config.PoisonAfter = N > 0, a connection the broker ended (a
+// DISCONNECT, a WebSocket close frame, the end of the stream — not a keepalive timeout, a reset, a write
+// failure or our own shutdown) with QoS 1 publishes in flight, no PUBACK at all, and the oldest of them
+// the first message written on it, notes that message; noted N connections in a row, it goes to
+// Source.Reject with an error wrapping ErrPoison ("the broker closed the connection each time this
+// message was sent (N times in a row): <last close reason>"), counted in Status.Poisoned. See poison.go.
+//
 // # Connections
 //
 // Run dials, connects and reconnects forever with full-jitter backoff (reset after StableAfter of
@@ -25,8 +35,22 @@
 // All of them are subscribed again right after every CONNACK, before publishing resumes. Incoming
 // PUBLISHes go through a bounded channel (Config.IncomingBuffer) to one dispatcher goroutine that calls
 // Config.OnMessage, so a slow consumer never stalls paho's reader (and with it PUBACKs and keepalive).
-// When the channel is full the message is dropped and counted in Status.DroppedIncoming: paho has
-// already acknowledged it to the broker, so it is lost — size the buffer, keep OnMessage fast.
+// The channel is bounded in messages (Config.IncomingBuffer) and in bytes (Config.IncomingBytes, topic +
+// payload, counted until OnMessage returns). A message that does not fit is dropped and counted by reason
+// (Status.DroppedIncomingFull, DroppedIncomingBytes, DroppedIncomingTooLarge; DroppedIncoming is the
+// total): paho has already acknowledged it to the broker, so it is lost — size the buffers, keep
+// OnMessage fast.
+//
+// # Inbound bound
+//
+// CONNECT announces Config.MaxPacketSize (default 136 KiB) as Maximum Packet Size, and every inbound
+// byte passes a guard (inboundGuard, inbound.go) that reads each fixed header before paho does: paho
+// would allocate a packet's whole remaining length at once (up to 256 MiB from a 5-byte header). An
+// oversized PUBLISH is drained through a small buffer without being kept, answered (QoS 1: PUBACK 0x97;
+// QoS 2: PUBREC 0x80), counted (Status.InboundTooLarge) and logged, rate-limited ("broker sent a N-byte
+// PUBLISH on topic T, over broker.max_packet_size M: discarded"); the connection stays up, so a retained
+// oversized message cannot disconnect the client on every subscribe. Any other oversized packet, or a
+// malformed remaining length, ends the connection (ErrPacketTooLarge; DISCONNECT 0x95 or 0x81).
 //
 // # Concurrency
 //

@@ -25,6 +25,16 @@ var (
 	ErrClosedAfterConnect = errors.New("connection closed by the broker right after CONNECT")
 	// ErrTooManySubscriptions: Subscribe would exceed Config.MaxSubscriptions distinct filters.
 	ErrTooManySubscriptions = errors.New("too many subscriptions")
+	// ErrPacketTooLarge: the broker sent a packet other than PUBLISH larger than Config.MaxPacketSize
+	// (which CONNECT announced, so the broker broke [MQTT-3.1.2-25]). The read fails before anything is
+	// allocated for it, DISCONNECT 0x95 is sent and the connection is retried. (An oversized PUBLISH is
+	// discarded instead and the connection stays up; see Status.InboundTooLarge.)
+	ErrPacketTooLarge = errors.New("inbound MQTT packet too large")
+	// ErrPoison: the broker closed the connection each time this message was sent, Config.PoisonAfter
+	// connections in a row with nothing acknowledged; passed to Source.Reject so the queue moves on.
+	// The wrapping error reads "the broker closed the connection each time this message was sent (N times
+	// in a row): <last close reason>" and also wraps that reason.
+	ErrPoison = errors.New("the broker closed the connection each time this message was sent")
 	// ErrRunning: Run was called while another Run of the same Client is active.
 	ErrRunning = errors.New("transport client is already running")
 )

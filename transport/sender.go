@@ -32,11 +32,18 @@ type pipeline struct {
 	drained     chan struct{}   // closed by the waiter once the sender is done and nothing is outstanding
 	done        <-chan struct{} // paho client's Done: the connection is gone
 	maxPacket   uint32          // broker's Maximum Packet Size from CONNACK; 0 = no limit
+
+	// Written by the waiter only; read by connection() after the waiter returned (poison.go).
+	answered bool       // a PUBACK (any reason code) arrived on this connection
+	lost     pendingPub // the oldest QoS 1 publish whose outcome never arrived (seq 0: none)
+	// Written by the sender only; read by connection() after senderDone.
+	firstSeq uint64 // the first message written on this connection, any QoS (0: none)
 }
 
 type pendingPub struct {
-	seq  uint64
-	resp chan packets.ControlPacket
+	seq   uint64
+	topic string
+	resp  chan packets.ControlPacket
 }
 
 var errConnectionGone = errors.New("connection closed")
@@ -112,6 +119,9 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 			return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(p.conn.Err(), errConnectionGone))
 		}
 		c.published.Add(1)
+		if p.firstSeq == 0 {
+			p.firstSeq = m.Seq
+		}
 		c.ack(m.Seq)
 		return nil
 	}
@@ -136,8 +146,11 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(err, errConnectionGone))
 	}
 	c.published.Add(1)
+	if p.firstSeq == 0 {
+		p.firstSeq = m.Seq
+	}
 	p.outstanding.Add(1)
-	p.pending <- pendingPub{seq: m.Seq, resp: resp} // never blocks: capacity equals the window
+	p.pending <- pendingPub{seq: m.Seq, topic: m.Topic, resp: resp} // never blocks: capacity equals the window
 	if err != nil {
 		// paho.ErrNetworkErrorAfterStored: in the session but the write failed; the connection is dying.
 		return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(p.conn.Err(), err))
@@ -188,8 +201,10 @@ func (c *Client) settle(p *pipeline, pp pendingPub, cp packets.ControlPacket) {
 	<-p.window // release the slot last, so the counters never exceed the window
 	pa, ok := cp.Content.(*packets.Puback)
 	if !ok || cp.Type != packets.PUBACK {
+		p.noteLost(pp)
 		return // not acknowledged: the next connection sends it again
 	}
+	p.answered = true
 	if pa.ReasonCode >= 0x80 {
 		reason := pa.Reason()
 		if pa.Properties != nil && pa.Properties.ReasonString != "" {
@@ -210,6 +225,7 @@ func (c *Client) abandon(p *pipeline, head ...pendingPub) {
 		default:
 			p.outstanding.Add(-1)
 			c.addInflight(-1)
+			p.noteLost(pp)
 		}
 	}
 	for _, pp := range head {
@@ -222,6 +238,13 @@ func (c *Client) abandon(p *pipeline, head ...pendingPub) {
 		default:
 			return
 		}
+	}
+}
+
+// noteLost remembers the oldest QoS 1 publish of the connection that got no outcome (waiter only).
+func (p *pipeline) noteLost(pp pendingPub) {
+	if p.lost.seq == 0 {
+		p.lost = pendingPub{seq: pp.seq, topic: pp.topic}
 	}
 }
 
