@@ -176,7 +176,11 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 		MaxPublishRate:   a.cfg.Broker.MaxPublishRate,
 		MaxByteRate:      int64(a.cfg.Broker.MaxByteRate),
 		MaxSubscriptions: a.cfg.Broker.MaxSubscriptions,
-		Backoff:          transport.FullJitter(a.cfg.Broker.ReconnectMin.Duration, a.cfg.Broker.ReconnectMax.Duration),
+		// Issue 7: the inbound side is bounded, a message the broker hangs up on cannot block the queue.
+		MaxPacketSize: uint32(a.cfg.Broker.MaxPacketSize),
+		IncomingBytes: int64(a.cfg.Broker.IncomingBuffer),
+		PoisonAfter:   a.cfg.Broker.PoisonAfter,
+		Backoff:       transport.FullJitter(a.cfg.Broker.ReconnectMin.Duration, a.cfg.Broker.ReconnectMax.Duration),
 	}
 	if a.aws != nil {
 		tcfg.Endpoint = a.aws.Endpoint

@@ -31,13 +31,16 @@ func (s *source) Ack(seq uint64) {
 
 // Reject takes a message that can never be delivered out of the way so that it cannot block the
 // queue: one that expired on its way out is dropped and counted; one the broker refused (PUBACK
-// reason code >= 0x80) or that cannot be published at all goes to the dead-letter store with the
-// reason, where it can be listed, requeued or deleted through the API and the CLI.
+// reason code >= 0x80), that made the broker hang up each time it was sent (transport.ErrPoison) or
+// that cannot be published at all goes to the dead-letter store with the reason, where it can be listed, requeued or deleted through the API and the CLI.
 func (s *source) Reject(seq uint64, reason error) {
 	if errors.Is(reason, transport.ErrExpired) {
 		s.stats.expiredOnSend.Add(1)
 		s.q.Ack(seq)
 		return
+	}
+	if errors.Is(reason, transport.ErrPoison) {
+		s.stats.poisoned.Add(1)
 	}
 	s.stats.rejected.Add(1)
 	s.q.DeadLetter(seq, reason.Error())
@@ -50,5 +53,6 @@ type counters struct {
 	delivered     atomic.Uint64 // acknowledged by the broker (QoS 1) or written (QoS 0)
 	rejected      atomic.Uint64 // refused by the broker: moved to the dead-letter store
 	expiredOnSend atomic.Uint64 // expired between the queue and the wire
+	poisoned      atomic.Uint64 // dead-lettered: the broker hung up each time it was sent (transport.ErrPoison)
 	apiErrors     atomic.Uint64 // API requests answered 4xx/5xx
 }

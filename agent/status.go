@@ -32,8 +32,18 @@ type Status struct {
 	// InboundDropped counts broker messages dropped inside the agent on their way to local
 	// subscribers, by reason: "slow_subscriber" (its own buffer, api.subscriber_buffer or 1024
 	// messages, was full), "subscriber_budget" (all subscribers together held
-	// api.subscriber_budget), "incoming_buffer" (the transport's buffer in front of the hub was full).
+	// api.subscriber_budget), "incoming_buffer" (the transport's buffer in front of the hub held
+	// 1024 messages), "incoming_bytes" (it held broker.incoming_buffer bytes), "too_large" (a
+	// PUBLISH over broker.max_packet_size, discarded unread).
 	InboundDropped map[string]uint64 `json:"inbound_dropped"`
+	// InboundTooLarge counts inbound packets over broker.max_packet_size (PUBLISHes discarded unread,
+	// other packets refused by closing the connection).
+	InboundTooLarge uint64 `json:"inbound_too_large"`
+	// MaxPacketSize is broker.max_packet_size, announced to the broker in CONNECT.
+	MaxPacketSize uint32 `json:"max_packet_size"`
+	// Poisoned counts messages moved to the dead-letter store because the broker closed the
+	// connection each time they were sent (broker.poison_after times in a row).
+	Poisoned uint64 `json:"poisoned"`
 	// LocalAPI is the local API's memory budget and connection limit.
 	LocalAPI      LocalAPIStatus `json:"local_api"`
 	UptimeSeconds float64        `json:"uptime_seconds"`
@@ -137,7 +147,12 @@ func (a *Agent) Status() Status {
 			CorruptRecords: qs.Corrupt,
 		},
 	}
-	st.InboundDropped["incoming_buffer"] = ts.DroppedIncoming
+	st.InboundDropped["incoming_buffer"] = ts.DroppedIncomingFull
+	st.InboundDropped["incoming_bytes"] = ts.DroppedIncomingBytes
+	st.InboundDropped["too_large"] = ts.DroppedIncomingTooLarge
+	st.InboundTooLarge = ts.InboundTooLarge
+	st.MaxPacketSize = uint32(a.cfg.Broker.MaxPacketSize)
+	st.Poisoned = a.stats.poisoned.Load()
 	if c := a.conns; c != nil {
 		st.LocalAPI.Connections = int(c.active.Load())
 		st.LocalAPI.ConnectionsRefused = c.refused.Load()
@@ -219,6 +234,8 @@ func (a *Agent) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	metric("delivered_total", "counter", "Messages acknowledged by the broker (QoS 1) or written (QoS 0).", st.Delivered)
 	metric("rejected_total", "counter", "Messages refused by the broker.", st.Rejected)
 	metric("received_total", "counter", "Messages received from broker subscriptions.", st.Received)
+	metric("poisoned_total", "counter", "Messages dead-lettered because the broker closed the connection each time they were sent.", st.Poisoned)
+	metric("inbound_too_large_total", "counter", "Inbound packets over broker.max_packet_size (discarded or refused).", st.InboundTooLarge)
 	reasons := make([]string, 0, len(st.InboundDropped))
 	for r := range st.InboundDropped {
 		reasons = append(reasons, r)
