@@ -23,21 +23,28 @@ import (
 // memory cgroup (v1) created inside the test process's own cgroup, LimitNOFILE=8192. It measures
 //
 //   - VmHWM (the kernel's peak resident set of the process) and, polled every memPoll, the peaks of
-//     VmRSS and RssAnon from /proc/PID/status;
+//     VmRSS, RssAnon and RssFile from /proc/PID/status;
 //   - memory.max_usage_in_bytes of the cgroup (anonymous memory plus page cache charged to it: bbolt's
 //     writes land in the page cache, which is reclaimable and does not by itself lead to an OOM kill);
 //   - whether the OOM killer fired (memory.oom_control's oom_kill counter, or the agent dying by SIGKILL).
 //
-// Where a memory cgroup cannot be made the harness measures VmHWM only and says so in the test log — but
-// only when it is not root, or when EDGE_AGENT_E2E_MEMCG=off asks for it explicitly: as root (this
-// machine, CI) a missing cgroup fails the test loudly, since a limit that is not enforced proves nothing.
+// The verdict (assertSurvived): no OOM kill inside the 64 MiB cgroup, GET /v1/status still answered,
+// peak RssAnon under 64 MiB. VmHWM is logged but not asserted: it also counts clean file pages — the
+// binary's text, charged to another cgroup, and bbolt's mmap of the queue, which reaches tens of MiB
+// after a large batch and which the kernel reclaims at the limit — so a correct agent can show a VmHWM
+// over 64 MiB without ever being near an OOM kill.
+//
+// Where a memory cgroup cannot be made the harness measures the /proc figures only and says so in the
+// test log — but only when it is not root, or when EDGE_AGENT_E2E_MEMCG=off asks for it explicitly: as
+// root (this machine, CI) a missing cgroup fails the test loudly, since a limit that is not enforced
+// proves nothing.
 const (
 	unitMemoryMax  = 64 << 20 // MemoryMax=64M
 	unitGoMemLimit = "48MiB"  // Environment=GOMEMLIMIT=48MiB
 	unitNoFile     = 8192     // LimitNOFILE=8192
 	memPoll        = 20 * time.Millisecond
 	cgroupV1Memory = "/sys/fs/cgroup/memory"
-	memcgEnv       = "EDGE_AGENT_E2E_MEMCG" // "off": measure VmHWM only, even as root
+	memcgEnv       = "EDGE_AGENT_E2E_MEMCG" // "off": /proc figures only, even as root
 )
 
 var memcgSeq atomic.Int64
@@ -80,6 +87,7 @@ func newMemCgroup(limit int64) (*memCgroup, error) {
 	if err != nil {
 		return nil, err
 	}
+	sweepStaleCgroups(parent)
 	dir := filepath.Join(parent, fmt.Sprintf("edge-agent-e2e-%d-%d", os.Getpid(), memcgSeq.Add(1)))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create memory cgroup: %w", err)
@@ -97,6 +105,25 @@ func newMemCgroup(limit int64) (*memCgroup, error) {
 		return nil, fmt.Errorf("memory cgroup %s: limit_in_bytes reads %d after writing %d", dir, got, limit)
 	}
 	return cg, nil
+}
+
+// sweepStaleCgroups removes the empty cgroups an earlier test process left under parent (a test killed
+// by -timeout runs no cleanups). Its agents died with it (Pdeathsig), so the cgroups are empty; a cgroup
+// that still holds a process is left alone.
+func sweepStaleCgroups(parent string) {
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "edge-agent-e2e-")
+		pidStr, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if !ok || !e.IsDir() || err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // that test process is still running
+		}
+		os.Remove(filepath.Join(parent, e.Name())) // fails (EBUSY) if not empty: fine
+	}
 }
 
 func (cg *memCgroup) write(file, value string) error {
@@ -250,7 +277,7 @@ func (w *memWatch) Stop() {
 // memAgent is the agent binary run under the unit's memory conditions.
 type memAgent struct {
 	*agentProc
-	cg    *memCgroup // nil: VmHWM only (see the harness comment)
+	cg    *memCgroup // nil: /proc figures only (see the harness comment)
 	watch *memWatch
 	pid   int
 }
@@ -292,13 +319,13 @@ func startMemAgent(t *testing.T, brokerURL string, o memOptions) *memAgent {
 	case err == nil:
 		m.cg = cg
 	case os.Getenv(memcgEnv) == "off":
-		t.Logf("MEMORY CGROUP NOT USED (%s=off): measuring VmHWM only; the 64 MiB limit is NOT enforced", memcgEnv)
+		t.Logf("MEMORY CGROUP NOT USED (%s=off): measuring /proc figures only (peak RssAnon asserted, VmHWM logged); the 64 MiB limit is NOT enforced", memcgEnv)
 	case os.Geteuid() == 0:
 		t.Fatalf("memory harness: cannot create a memory cgroup under the test's own as root: %v\n"+
-			"The attack tests need a cgroup v1 memory hierarchy at %s (set %s=off to measure VmHWM only, "+
+			"The attack tests need a cgroup v1 memory hierarchy at %s (set %s=off to measure /proc figures only, "+
 			"which does not enforce the unit's 64 MiB)", err, cgroupV1Memory, memcgEnv)
 	default:
-		t.Logf("MEMORY CGROUP UNAVAILABLE (not root): %v — measuring VmHWM only; the 64 MiB limit is NOT enforced", err)
+		t.Logf("MEMORY CGROUP UNAVAILABLE (not root): %v — measuring /proc figures only (peak RssAnon asserted, VmHWM logged); the 64 MiB limit is NOT enforced", err)
 	}
 
 	// $1 cgroup.procs (or /dev/null), $2 the binary, $3 the config.
@@ -310,6 +337,7 @@ func startMemAgent(t *testing.T, brokerURL string, o memOptions) *memAgent {
 	cmd := exec.Command("/bin/sh", "-c", script, "sh", procs, p.bin, p.cfg)
 	cmd.Env = append(withoutEnv(os.Environ(), "GOMEMLIMIT", "GOGC", "GODEBUG"), "GOMEMLIMIT="+unitGoMemLimit)
 	cmd.Stdout, cmd.Stderr = p.log, p.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no agent outlives a killed test
 	if err := cmd.Start(); err != nil {
 		if m.cg != nil {
 			m.cg.remove()
@@ -442,9 +470,9 @@ func (m *memAgent) failIfDown(t *testing.T, what string) {
 }
 
 // assertSurvived logs the figures for what (the attack) and fails the test if the agent was OOM-killed
-// or died, does not answer GET /v1/status, or its memory reached the unit's MemoryMax: its peak
-// anonymous memory, and — where no cgroup enforces the limit — its VmHWM. Inside the cgroup VmHWM is
-// logged but not asserted: it counts file pages the limit does not need (see below).
+// or died (inside the cgroup, that is the 64 MiB verdict, spikes included), does not answer
+// GET /v1/status, or its peak anonymous memory (RssAnon, polled) reached the unit's MemoryMax. VmHWM is
+// logged, not asserted: it counts file pages the limit does not need (see below).
 func (m *memAgent) assertSurvived(t *testing.T, what string) memFigures {
 	t.Helper()
 	f := m.figures()
@@ -471,16 +499,14 @@ func (m *memAgent) assertSurvived(t *testing.T, what string) memFigures {
 	if err != nil {
 		t.Fatalf("%s: the agent no longer answers GET /v1/status: %v", what, err)
 	}
-	switch {
-	case f.Anon >= unitMemoryMax:
+	if f.Anon >= unitMemoryMax {
 		t.Fatalf("%s: peak RssAnon %s ≥ the unit's MemoryMax %s", what, mib(f.Anon), mib(unitMemoryMax))
-	case f.HWM >= unitMemoryMax && m.cg == nil:
-		t.Fatalf("%s: VmHWM %s ≥ the unit's MemoryMax %s (peak RssAnon %s, peak RssFile %s)", what, mib(f.HWM), mib(unitMemoryMax), mib(f.Anon), mib(f.File))
-	case f.HWM >= unitMemoryMax:
-		// VmHWM counts file pages too: the binary's text (charged to the cgroup that first read it,
-		// not to this one) and bbolt's mmap, which the kernel reclaims at the cgroup's limit. Inside an
-		// enforced 64 MiB cgroup, surviving without an OOM kill is the verdict.
-		t.Logf("%s: VmHWM %s is over %s only through file pages (peak RssFile %s, peak RssAnon %s); the cgroup's limit held without an OOM kill",
+	}
+	if f.HWM >= unitMemoryMax {
+		// VmHWM counts file pages too: the binary's text (~8 MiB, charged to the cgroup that first read
+		// it, not to this one) and bbolt's mmap of the queue file, clean pages the kernel reclaims at the
+		// limit. They are not what the limit is about, so VmHWM is reported, not asserted.
+		t.Logf("%s: VmHWM %s is over %s through file pages (peak RssFile %s, peak RssAnon %s)",
 			what, mib(f.HWM), mib(unitMemoryMax), mib(f.File), mib(f.Anon))
 	}
 	return f
