@@ -125,11 +125,11 @@ func hostileHugeRetained(t *testing.T) {
 	}
 }
 
-// (iii) The broker hangs up each time it gets the message on topic "poison": a, poison, b are published
-// in that order; a and b are delivered, poison goes to the dead-letter store with the reason.
+// (iii) The broker hangs up (DISCONNECT 0x81, as Mosquitto does) each time it gets the message on topic
+// "poison": a, poison, b are published in that order; a and b are delivered, poison goes to the dead-letter store with the reason.
 func hostileHangUp(t *testing.T) {
 	const reason = "closed the connection each time this message was sent"
-	b, m := startHostile(t, hostilebroker.Options{HangUpOn: func(topic string, _ []byte) bool { return topic == "poison" }},
+	b, m := startHostile(t, hostilebroker.Options{HangUpOn: func(topic string, _ []byte) bool { return topic == "poison" }, HangUpWith: hostilebroker.HangUpDisconnect},
 		"poison_after = 3\n")
 	m.waitState(15*time.Second, "connected", connected)
 	c := m.client(15 * time.Second)
