@@ -60,29 +60,31 @@ func maxPacketAnnounced(t *testing.T, b *hostilebroker.Broker) []uint32 {
 	return sizes
 }
 
-// (i) A PUBLISH header announcing 268,435,455 bytes after the SUBSCRIBE: the agent refuses it before
-// allocating, survives under 64 MiB, and says so (max_packet_size) in its status or log.
+// (i) A PUBLISH header announcing 268,435,455 bytes after the SUBACK, then silence: the agent allocates
+// nothing for it, survives under 64 MiB, and its log names max_packet_size for the oversized packet.
+// (Whether it disconnects at once or drains the announced bytes until the link is found dead is the
+// transport's choice; the agent's keepalive here is 5 s.)
 func hostileHugeHeader(t *testing.T) {
 	b, m := startHostile(t, hostilebroker.Options{HugeHeaderAfterSubscribe: true},
 		"\n[[subscribe]]\ntopic = \"hostile/#\"\nqos = 1\n")
+	logLine := func() string {
+		for _, line := range strings.Split(m.agentLog(), "\n") {
+			if strings.Contains(line, "max_packet_size") {
+				return line
+			}
+		}
+		return ""
+	}
 	deadline := time.Now().Add(20 * time.Second)
-	for b.Connects() < 2 && time.Now().Before(deadline) && m.alive() {
+	for logLine() == "" && time.Now().Before(deadline) && m.alive() {
 		time.Sleep(50 * time.Millisecond)
 	}
 	m.failIfDown(t, "a PUBLISH header announcing 268,435,455 bytes")
-	status, log := m.rawStatus(), m.agentLog()
-	t.Logf("huge header: %d connects, Maximum Packet Size in CONNECT %v; status %s", b.Connects(), maxPacketAnnounced(t, b), status)
-	for _, line := range strings.Split(log, "\n") {
-		if strings.Contains(line, "max_packet_size") {
-			t.Logf("log line for the oversized inbound packet: %s", line)
-			break
-		}
-	}
-	if b.Connects() < 2 {
-		t.Errorf("the agent did not drop the connection and reconnect after the oversized packet (%d connects)", b.Connects())
-	}
-	if !strings.Contains(status, "max_packet_size") && !strings.Contains(log, "max_packet_size") {
-		t.Errorf("neither the status nor the log mentions max_packet_size after an oversized inbound packet")
+	line := logLine()
+	t.Logf("huge header: %d connects, Maximum Packet Size in CONNECT %v; status %s", b.Connects(), maxPacketAnnounced(t, b), m.rawStatus())
+	t.Logf("log line for the oversized inbound packet: %s", line)
+	if line == "" {
+		t.Errorf("the agent's log does not mention max_packet_size within 20s of an oversized inbound packet")
 	}
 	m.assertSurvived(t, "a PUBLISH header announcing 268,435,455 bytes")
 }
