@@ -20,9 +20,12 @@ import (
 // flood of local clients cannot make systemd's watchdog restart a working agent.
 
 const (
-	// maxRefusing bounds the refused connections being answered at once; past it a refused
-	// connection is closed without an answer (and still counted).
-	maxRefusing = 16
+	// maxRefusing bounds the refused connections being answered at once (a goroutine and a 4 KiB
+	// buffer each). When all are busy a refused connection waits up to refuseWait for one, then is
+	// closed without an answer (and still counted): a burst of ordinary clients gets its 503s, a
+	// flood of stalled ones cannot hold up the accept loop.
+	maxRefusing = 128
+	refuseWait  = 20 * time.Millisecond
 	// refuseLinger bounds how long a refused connection is read (its request, so that the client
 	// reads the answer instead of a reset) and drained before it is closed.
 	refuseLinger = time.Second
@@ -109,8 +112,14 @@ func (l *connLimiter) refuse(c net.Conn) {
 	select {
 	case l.slots <- struct{}{}:
 	default:
-		c.Close()
-		return
+		t := time.NewTimer(refuseWait)
+		select {
+		case l.slots <- struct{}{}:
+			t.Stop()
+		case <-t.C:
+			c.Close()
+			return
+		}
 	}
 	l.mu.Lock()
 	l.open[c] = struct{}{}

@@ -1,4 +1,3 @@
-//go:build hostilebroker
 
 // The tag keeps this file out of the build until internal/hostilebroker is merged; the lead removes it.
 
