@@ -1,4 +1,3 @@
-
 // The tag keeps this file out of the build until internal/hostilebroker is merged; the lead removes it.
 
 package e2e
