@@ -1,4 +1,4 @@
-// The tag keeps this file out of the build until internal/hostilebroker is merged; the lead removes it.
+// Attacks from a hostile broker (internal/hostilebroker) on the real binary, in the 64 MiB memory cgroup.
 
 package e2e
 
