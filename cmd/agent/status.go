@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -164,6 +165,9 @@ func writeStatus(w io.Writer, st map[string]any, now time.Time) {
 		if r, ok := get("rejected"); ok && num(r) > 0 {
 			s += ", " + str(r) + " refused by the broker"
 		}
+		if p, ok := get("poisoned"); ok && num(p) > 0 {
+			s += " (" + str(p) + " because the broker hung up each time they were sent)"
+		}
 		row("Delivered", s)
 	}
 	if v, ok := get("connects"); ok {
@@ -182,6 +186,26 @@ func writeStatus(w io.Writer, st map[string]any, now time.Time) {
 			s += ", " + str(n) + " local subscriber streams"
 		}
 		row("Subscriptions", s)
+	}
+	if v, ok := get("inbound_dropped"); ok {
+		if m, ok := v.(map[string]any); ok {
+			var parts []string
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				if num(m[k]) > 0 {
+					parts = append(parts, str(m[k])+" "+strings.ReplaceAll(k, "_", " "))
+				}
+			}
+			if len(parts) > 0 {
+				row("Inbound dropped", strings.Join(parts, ", ")+" (broker messages not passed to local subscribers)")
+			}
+		}
+	}
+	if v, ok := get("inbound_too_large"); ok && num(v) > 0 {
+		s := str(v) + " packets over broker.max_packet_size"
+		if m, ok := get("max_packet_size"); ok {
+			s += " (" + humanBytes(num(m)) + ")"
+		}
+		row("Inbound too large", s)
 	}
 	if v, ok := get("uptime_seconds"); ok {
 		row("Uptime", (time.Duration(num(v)) * time.Second).String())
