@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 const defaultSocket = "/run/edge-agent/agent.sock"
@@ -72,6 +75,36 @@ func (a *apiClient) do(ctx context.Context, method, pathQuery, contentType strin
 		return nil, a.connError(err)
 	}
 	return resp, nil
+}
+
+// busyRetryFor bounds how long doWithRetry keeps retrying answers of "503 Service Unavailable" with
+// Retry-After (the agent's memory budget or connection limit is momentarily exhausted).
+const busyRetryFor = 30 * time.Second
+
+// doWithRetry is do for a body that can be sent again: a 503 with Retry-After (the agent is busy,
+// nothing was stored) is retried after the time it asks for (at most 5 s at a time) for up to
+// busyRetryFor; any other answer is returned as it is.
+func (a *apiClient) doWithRetry(ctx context.Context, method, pathQuery, contentType string, body []byte) (*http.Response, error) {
+	deadline := time.Now().Add(busyRetryFor)
+	for {
+		resp, err := a.do(ctx, method, pathQuery, contentType, bytes.NewReader(body), int64(len(body)))
+		if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+			return resp, err
+		}
+		secs, perr := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if perr != nil || secs < 0 || time.Now().After(deadline) {
+			return resp, nil
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		t := time.NewTimer(min(time.Duration(max(secs, 1))*time.Second, 5*time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 func (a *apiClient) connError(err error) error {

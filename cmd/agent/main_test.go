@@ -43,6 +43,7 @@ type fakeAPI struct {
 	status      string        // body of GET /v1/status
 	stream      []string      // lines of GET /v1/subscribe
 	endStream   bool          // close the stream after the lines instead of holding it open
+	busy        int           // answer this many publishes to topic "busy" with 503 + Retry-After
 	got         chan struct{} // signalled after each recorded request
 }
 
@@ -112,6 +113,10 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			jsonError(w, 400, fmt.Sprintf("topic %q: wildcards are not allowed in a publish topic", t))
 		case t == "big":
 			jsonError(w, 413, "payload over the limit of 262144 bytes")
+		case t == "busy" && f.busy > 0:
+			f.busy--
+			w.Header().Set("Retry-After", "1")
+			jsonError(w, 503, "the local API's memory budget (api.body_budget) is in use; retry")
 		default:
 			w.WriteHeader(202)
 			fmt.Fprintf(w, `{"id":%d}`, idx+1)
@@ -216,6 +221,26 @@ func TestPubServerErrors(t *testing.T) {
 	r.want(t, 1)
 	if !strings.Contains(r.stderr, "no such file") {
 		t.Fatalf("stderr %q", r.stderr)
+	}
+}
+
+// A publish the agent answers "503, Retry-After" (its memory budget is momentarily in use, nothing
+// was stored) is sent again after the time it asks for; the exit code reports the final answer.
+func TestPubRetriesWhenBusy(t *testing.T) {
+	f := startFake(t)
+	f.mu.Lock()
+	f.busy = 2
+	f.mu.Unlock()
+	r := runCLI(t, nil, "pub", "--socket", f.socket, "-t", "busy", "-m", "reading")
+	r.want(t, 0)
+	reqs := f.requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3 (two 503s, then 202)", len(reqs))
+	}
+	for _, q := range reqs {
+		if string(q.Body) != "reading" {
+			t.Fatalf("resent body %q, want the whole message each time", q.Body)
+		}
 	}
 }
 

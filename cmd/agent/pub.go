@@ -102,7 +102,15 @@ func publishOne(ctx context.Context, api *apiClient, o pubOptions, body io.Reade
 	if o.retain {
 		q.Set("retain", "1")
 	}
-	resp, err := api.do(ctx, http.MethodPost, "/v1/publish?"+q.Encode(), "application/octet-stream", body, length)
+	var resp *http.Response
+	var err error
+	if b, ok := body.(*bytes.Reader); ok && b.Size() == length { // -m and -f: can be sent again when the agent is busy
+		data := make([]byte, length)
+		_, _ = b.ReadAt(data, 0)
+		resp, err = api.doWithRetry(ctx, http.MethodPost, "/v1/publish?"+q.Encode(), "application/octet-stream", data)
+	} else {
+		resp, err = api.do(ctx, http.MethodPost, "/v1/publish?"+q.Encode(), "application/octet-stream", body, length)
+	}
 	if err != nil {
 		return err
 	}
@@ -289,7 +297,7 @@ func readLines(r io.Reader, maxLine int, out chan<- lineItem, done <-chan struct
 
 // postBatch sends NDJSON lines and returns how many the agent accepted.
 func postBatch(ctx context.Context, api *apiClient, body []byte) (int, error) {
-	resp, err := api.do(ctx, http.MethodPost, "/v1/publish", "application/x-ndjson", bytes.NewReader(body), int64(len(body)))
+	resp, err := api.doWithRetry(ctx, http.MethodPost, "/v1/publish", "application/x-ndjson", body)
 	if err != nil {
 		return 0, err
 	}
