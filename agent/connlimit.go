@@ -9,7 +9,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -191,18 +190,6 @@ func unwrapConn(c net.Conn) net.Conn {
 
 // fromSelf reports whether the peer of c is this process (the agent's own health check).
 func fromSelf(c net.Conn) bool {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return false
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	self := false
-	raw.Control(func(fd uintptr) {
-		cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-		self = err == nil && int(cred.Pid) == os.Getpid()
-	})
-	return self
+	cred, ok := peerCred(c)
+	return ok && int(cred.Pid) == os.Getpid()
 }

@@ -106,21 +106,30 @@ type peer struct {
 
 type peerKey struct{}
 
-// connContext attaches the caller's credentials to each connection's context.
-func connContext(ctx context.Context, c net.Conn) context.Context {
+// peerCred returns the SO_PEERCRED credentials of a Unix socket connection's other end.
+func peerCred(c net.Conn) (*syscall.Ucred, bool) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return ctx
+		return nil, false
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return ctx
+		return nil, false
 	}
 	var cred *syscall.Ucred
 	var credErr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
 	}); err != nil || credErr != nil {
+		return nil, false
+	}
+	return cred, true
+}
+
+// connContext attaches the caller's credentials to each connection's context.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	cred, ok := peerCred(c)
+	if !ok {
 		return ctx
 	}
 	return context.WithValue(ctx, peerKey{}, peer{pid: cred.Pid, uid: cred.Uid, gid: cred.Gid, known: true})
