@@ -1,12 +1,70 @@
 package queue
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"strconv"
+	"syscall"
 	"testing"
 )
 
-// Benchmarks report msgs/s and how many messages shared one fsync.
+// Benchmarks report msgs/s, how many messages shared one fsync, and what the
+// flash sees: B-written/msg is write_bytes of /proc/self/io (bytes this
+// process caused to be written to the block device: the dirtied pages of the
+// queue file) per message, and file-B/msg is the file's allocated size
+// (st_blocks) per message stored. Run them on a real disk (not tmpfs):
+// write_bytes stays 0 on tmpfs.
+
+// writtenBytes returns write_bytes of /proc/self/io, or -1 when the kernel
+// does not provide it (no task I/O accounting).
+func writtenBytes(t testing.TB) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := bytes.CutPrefix(sc.Bytes(), []byte("write_bytes: ")); ok {
+			n, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				t.Fatalf("parse /proc/self/io write_bytes %q: %v", v, err)
+			}
+			return n
+		}
+	}
+	return -1
+}
+
+// fileUse returns the apparent size and the allocated bytes (st_blocks*512)
+// of path.
+func fileUse(t testing.TB, path string) (size, alloc int64) {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatalf("stat %s: %v", path, err)
+	}
+	return st.Size, st.Blocks * 512
+}
+
+// wear measures write_bytes between start and stop.
+type wear struct {
+	tb    testing.TB
+	start int64
+}
+
+func startWear(tb testing.TB) *wear { return &wear{tb, writtenBytes(tb)} }
+
+func (w *wear) perMsg(msgs int) float64 {
+	end := writtenBytes(w.tb)
+	if w.start < 0 || end < 0 || msgs == 0 {
+		return 0
+	}
+	return float64(end-w.start) / float64(msgs)
+}
 
 func reportQueue(b *testing.B, q *Queue, msgs int) {
 	st := q.Stats()
@@ -16,10 +74,24 @@ func reportQueue(b *testing.B, q *Queue, msgs int) {
 	}
 }
 
+func reportFile(b *testing.B, q *Queue, msgs int) {
+	if msgs == 0 {
+		return
+	}
+	_, alloc := fileUse(b, q.path)
+	b.ReportMetric(float64(alloc)/float64(msgs), "file-B/msg")
+}
+
+// benchMsg is the sensor message: a short topic and 200 B payload.
+func benchMsg() Message {
+	return Message{Topic: "sensors/t1", Payload: bytes.Repeat([]byte("x"), 200), QoS: 1}
+}
+
 func BenchmarkAppendSequential(b *testing.B) {
 	q := openT(b, tempPath(b), Options{})
-	m := Message{Topic: "bench/seq", Payload: make([]byte, 256), QoS: 1}
+	m := benchMsg()
 	ctx := context.Background()
+	w := startWear(b)
 	b.ResetTimer()
 	for range b.N {
 		if _, err := q.Append(ctx, m); err != nil {
@@ -27,14 +99,47 @@ func BenchmarkAppendSequential(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	b.ReportMetric(w.perMsg(b.N), "B-written/msg")
+	reportQueue(b, q, b.N)
+	reportFile(b, q, b.N)
+}
+
+// BenchmarkOneMessageLifecycle is the "sensor with curl": each op
+// appends one message (its own commit), reads it with Next and acks it, the
+// way the agent does with one message at a time. The written bytes include
+// the removal (the queue is flushed before the figure is taken).
+func BenchmarkOneMessageLifecycle(b *testing.B) {
+	q := openT(b, tempPath(b), Options{})
+	m := benchMsg()
+	ctx := context.Background()
+	var after uint64
+	w := startWear(b)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := q.Append(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+		msgs, err := q.Next(ctx, after, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		q.Ack(msgs[0].Seq)
+		after = msgs[0].Seq
+	}
+	if err := q.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(w.perMsg(b.N), "B-written/msg")
 	reportQueue(b, q, b.N)
 }
 
 func BenchmarkAppendParallel(b *testing.B) {
 	q := openT(b, tempPath(b), Options{})
-	m := Message{Topic: "bench/par", Payload: make([]byte, 256), QoS: 1}
+	m := benchMsg()
 	ctx := context.Background()
 	b.SetParallelism(16) // 16 producers per CPU, like many local clients
+	w := startWear(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -45,40 +150,76 @@ func BenchmarkAppendParallel(b *testing.B) {
 		}
 	})
 	b.StopTimer()
+	b.ReportMetric(w.perMsg(b.N), "B-written/msg")
 	reportQueue(b, q, b.N)
 }
 
-func BenchmarkAppendBatch100(b *testing.B) {
-	q := openT(b, tempPath(b), Options{})
-	batch := make([]Message, 100)
-	for i := range batch {
-		batch[i] = Message{Topic: "bench/batch", Payload: make([]byte, 256), QoS: 1}
+func BenchmarkAppendBatch(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			q := openT(b, tempPath(b), Options{})
+			batch := make([]Message, n)
+			for i := range batch {
+				batch[i] = benchMsg()
+			}
+			ctx := context.Background()
+			w := startWear(b)
+			b.ResetTimer()
+			for range b.N {
+				if _, err := q.Append(ctx, batch...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(w.perMsg(b.N*n), "B-written/msg")
+			reportQueue(b, q, b.N*n)
+			reportFile(b, q, b.N*n)
+		})
 	}
-	ctx := context.Background()
-	b.ResetTimer()
-	for range b.N {
-		if _, err := q.Append(ctx, batch...); err != nil {
+}
+
+// fillQueue appends n messages in batches of 1000.
+func fillQueue(b *testing.B, q *Queue, n int) {
+	batch := make([]Message, 1000)
+	for i := range batch {
+		batch[i] = benchMsg()
+	}
+	for done := 0; done < n; done += len(batch) {
+		if _, err := q.Append(context.Background(), batch[:min(len(batch), n-done)]...); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.StopTimer()
-	reportQueue(b, q, b.N*len(batch))
 }
 
-// BenchmarkNextAck: one op is one message read by Next (in windows of 64, as
-// a transport with 64 in flight would) and acked.
+// BenchmarkNext: one op is one message read by Next, in windows of 64 as a
+// transport with 64 in flight would; nothing is acked.
+func BenchmarkNext(b *testing.B) {
+	q := openT(b, tempPath(b), Options{})
+	fillQueue(b, q, b.N)
+	ctx := context.Background()
+	w := startWear(b)
+	b.ResetTimer()
+	var after uint64
+	for read := 0; read < b.N; {
+		msgs, err := q.Next(ctx, after, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		after = msgs[len(msgs)-1].Seq
+		read += len(msgs)
+	}
+	b.StopTimer()
+	b.ReportMetric(w.perMsg(b.N), "B-written/msg")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkNextAck: one op is one message read by Next (windows of 64) and
+// acked; the written bytes are those of the removals, flushed at the end.
 func BenchmarkNextAck(b *testing.B) {
 	q := openT(b, tempPath(b), Options{})
 	ctx := context.Background()
-	batch := make([]Message, 1000)
-	for i := range batch {
-		batch[i] = Message{Topic: "bench/drain", Payload: make([]byte, 256), QoS: 1}
-	}
-	for n := 0; n < b.N; n += len(batch) {
-		if _, err := q.Append(ctx, batch[:min(len(batch), b.N-n)]...); err != nil {
-			b.Fatal(err)
-		}
-	}
+	fillQueue(b, q, b.N)
+	w := startWear(b)
 	b.ResetTimer()
 	var after uint64
 	for read := 0; read < b.N; {
@@ -96,6 +237,7 @@ func BenchmarkNextAck(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
+	b.ReportMetric(w.perMsg(b.N), "B-written/msg")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	if st := q.Stats(); st.Depth != 0 {
 		b.Fatalf("Depth %d after draining everything", st.Depth)

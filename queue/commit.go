@@ -138,11 +138,38 @@ func (q *Queue) submit(ctx context.Context, r *request) error {
 }
 
 // run is the committer goroutine, owned by Open/Close.
+//
+// Calls (Append, Flush, Requeue, …) are committed at once. Removals alone
+// (acks, dead letters, expiries, discards) are not worth an fsync of their
+// own: they wait for the next commit that happens anyway, for at most
+// Options.RemovalDelay (a timer, armed by the first of them) and at most
+// Options.MaxPendingRemovals of them. A one-message-at-a-time producer thus
+// pays one commit per message, its earlier messages' removals riding along.
 func (q *Queue) run() {
 	defer q.wg.Done()
+	var timer *time.Timer
+	var fire <-chan time.Time
+	stopTimer := func() {
+		if timer != nil {
+			timer.Stop()
+			timer, fire = nil, nil
+		}
+	}
+	defer stopTimer()
 	for {
 		select {
 		case <-q.wake:
+			if !q.commitDue() {
+				if timer == nil {
+					timer = time.NewTimer(q.opts.RemovalDelay)
+					fire = timer.C
+				}
+				continue
+			}
+			stopTimer()
+			_ = q.commit()
+		case <-fire:
+			timer, fire = nil, nil
 			_ = q.commit()
 		case <-q.done:
 			// Close set q.closed before closing done, so nothing new can
@@ -151,6 +178,14 @@ func (q *Queue) run() {
 			return
 		}
 	}
+}
+
+// commitDue reports whether what is pending must be committed now: a call
+// waits, removals are not to be delayed, or too many removals are pending.
+func (q *Queue) commitDue() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pending) > 0 || q.opts.RemovalDelay < 0 || len(q.rmQueue) >= q.opts.MaxPendingRemovals
 }
 
 // rmItem is a removal taken by a commit.

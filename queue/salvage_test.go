@@ -172,7 +172,8 @@ func TestSalvage(t *testing.T) {
 		})
 		db.Close()
 		if len(fl) == 0 {
-			t.Fatal("no freelist page")
+			// Files are written with NoFreelistSync: there is no freelist page to damage.
+			t.Skip("no freelist page (the queue opens bbolt with NoFreelistSync)")
 		}
 		for _, id := range fl {
 			for i := id * ps; i < (id+1)*ps; i++ {
