@@ -167,10 +167,14 @@ func (q *Queue) run() {
 				continue
 			}
 			stopTimer()
-			_ = q.commit()
+			if q.commit() == nil {
+				q.maybeCompact()
+			}
 		case <-fire:
 			timer, fire = nil, nil
-			_ = q.commit()
+			if q.commit() == nil {
+				q.maybeCompact()
+			}
 		case <-q.done:
 			// Close set q.closed before closing done, so nothing new can
 			// arrive: this last commit takes everything that is left.

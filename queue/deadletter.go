@@ -71,7 +71,7 @@ func (q *Queue) DeadLetters(after uint64, max int) ([]DeadLetter, error) {
 		return nil, fmt.Errorf("queue: DeadLetters: max must be at least 1, got %d", max)
 	}
 	var out []DeadLetter
-	err := q.db.View(func(tx *bolt.Tx) error {
+	err := q.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(deadBucket).Cursor()
 		for k, v := c.Seek(be64(after + 1)); k != nil && len(out) < max; k, v = c.Next() {
 			dl, err := decodeDeadLetter(v)

@@ -77,6 +77,12 @@ type Options struct {
 	// MaxPendingRemovals commits the pending removals at once when this many
 	// are waiting. 0 = DefaultMaxPendingRemovals.
 	MaxPendingRemovals int
+	// CompactMinSize: a file using at least this much disk (st_blocks; the
+	// file is sparse, its apparent size is larger) is compacted
+	// — rewritten into a fresh file that replaces it — once the records and
+	// dead letters it holds are at most 1/16 of its size (see compact.go).
+	// 0 = DefaultCompactMinSize; negative = never compact.
+	CompactMinSize int64
 }
 
 // DefaultRemovalDelay is Options.RemovalDelay when it is zero.
@@ -113,6 +119,8 @@ type Stats struct {
 	DeadLetterBytes    int64  // encoded size of those dead-letter records
 	DeadLettered       uint64 // records moved to the dead-letter store, ever (persisted)
 	DeadLettersDropped uint64 // dead letters evicted by MaxDeadLetters, ever (persisted)
+
+	Compactions uint64 // times the file was rewritten into a smaller one since Open
 }
 
 var (
@@ -184,6 +192,10 @@ type Queue struct {
 	// the file and the memory state as one.
 	commitMu sync.Mutex
 
+	// dbMu guards the db field, which compaction (run by the committer,
+	// holding commitMu) replaces: readers take it shared through view.
+	dbMu sync.RWMutex
+
 	// mu guards the fields below. It is never held while starting a bbolt
 	// transaction (it may be taken briefly inside one), so it cannot take part
 	// in a deadlock with bbolt's own locks.
@@ -212,9 +224,14 @@ type Queue struct {
 	deadB        int64
 	deadLettered uint64
 	deadDropped  uint64
+	compactions  uint64
+	// compactRetryAt: no compaction is tried before commits reaches it (after a failure).
+	compactRetryAt uint64
 
 	testHookBeforeCommit func()       // tests only; set before any Append
 	testHookWrite        func() error // tests only; fails the write transaction when it returns an error
+	testCompactAlways    bool         // tests only (set before any Append): compact after every commit
+	testHookCompact      func(step string)
 }
 
 // Open opens (or creates, mode 0600) the queue file at path. The directory
@@ -250,6 +267,9 @@ func open(path string, opts Options, deep bool) (*Queue, error) {
 	if opts.MaxPendingRemovals == 0 {
 		opts.MaxPendingRemovals = DefaultMaxPendingRemovals
 	}
+	if opts.CompactMinSize == 0 {
+		opts.CompactMinSize = DefaultCompactMinSize
+	}
 	if opts.RemovalDelay == 0 {
 		opts.RemovalDelay = DefaultRemovalDelay
 	}
@@ -268,22 +288,17 @@ func open(path string, opts Options, deep bool) (*Queue, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("queue: %s is not a directory, cannot hold the queue file", dir)
 	}
-	bopts := &bolt.Options{
-		Timeout: opts.LockTimeout,
-		// Hash-map freelist: fast for a file that is appended at one end and
-		// deleted at the other. The freelist is not written: one page less
-		// per commit (12 -> 8 KiB for a one-message commit); bbolt rebuilds
-		// it on Open by walking the file's pages, which Open's own scan of
-		// every record reads anyway (etcd runs bbolt this way). NoSync stays
-		// false: every commit is fsync'd.
-		FreelistType:   bolt.FreelistMapType,
-		NoFreelistSync: true,
-		// Map ahead of the file: every time bbolt grows the mapping inside a commit it first copies
-		// all of that transaction's dirty nodes to the heap (node.dereference), so a fresh file that
-		// takes an 8 MB batch remaps ten times and allocates ~150 MB. Mapping address space costs no
-		// memory until pages are touched (see initialMmapSize).
-		InitialMmapSize: initialMmapSize,
+	q := &Queue{
+		path:     path,
+		opts:     opts,
+		log:      log,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		removing: make(map[uint64]removal),
+		waiters:  make(map[uint64][]chan error),
+		notify:   make(chan struct{}),
 	}
+	bopts := q.boltOptions()
 	db, err := boltOpen(path, bopts)
 	if err == nil {
 		// bbolt writes a new file's first four pages in one write; on kernels that cache ext4
@@ -305,17 +320,8 @@ func open(path string, opts Options, deep bool) (*Queue, error) {
 		}
 		return nil, fmt.Errorf("queue: open %s: %w", path, err)
 	}
-	q := &Queue{
-		db:       db,
-		path:     path,
-		opts:     opts,
-		log:      log,
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		removing: make(map[uint64]removal),
-		waiters:  make(map[uint64][]chan error),
-		notify:   make(chan struct{}),
-	}
+	q.db = db
+	removeStaleCompaction(path, q) // we hold the lock: no compaction of another process is running
 	if err := guard("the initial scan", func() error { return q.load(deep) }); err != nil {
 		_ = guard("close", db.Close)
 		if errors.Is(err, ErrCorrupt) && !strings.Contains(err.Error(), path) {
@@ -328,6 +334,28 @@ func open(path string, opts Options, deep bool) (*Queue, error) {
 	q.wg.Add(1)
 	go q.run()
 	return q, nil
+}
+
+// boltOptions are the options of every bbolt open of the queue file (Open
+// and compaction).
+func (q *Queue) boltOptions() *bolt.Options {
+	return &bolt.Options{
+		Timeout: q.opts.LockTimeout,
+		// Hash-map freelist: fast for a file that is appended at one end and
+		// deleted at the other. The freelist is synced (one 4 KiB page per
+		// commit): NoFreelistSync would save that page (8 instead of 12 KiB
+		// per one-message commit) but makes bbolt rebuild the freelist on Open
+		// with a page walk that panics on a goroutine of its own when it meets
+		// a damaged page — a crash instead of ErrCorrupt, and a leaked
+		// goroutine (measured with the salvage tests). NoSync stays false:
+		// every commit is fsync'd.
+		FreelistType: bolt.FreelistMapType,
+		// Map ahead of the file: every time bbolt grows the mapping inside a commit it first copies
+		// all of that transaction's dirty nodes to the heap (node.dereference), so a fresh file that
+		// takes an 8 MB batch remaps ten times and allocates ~150 MB. Mapping address space costs no
+		// memory until pages are touched (see initialMmapSize).
+		InitialMmapSize: initialMmapSize,
+	}
 }
 
 // initialMmapSize is bbolt's first mapping of the queue file: 256 MiB of address space on 64-bit
@@ -443,7 +471,7 @@ func (q *Queue) load(deep bool) error {
 	}
 	if q.deadN > q.opts.MaxDeadLetters {
 		// MaxDeadLetters was lowered since the file was written.
-		err := q.db.Update(func(tx *bolt.Tx) error {
+		err := q.db.Update(func(tx *bolt.Tx) error { // before the committer starts
 			w := &writer{q: q, tx: tx, meta: tx.Bucket(metaBucket), dead: tx.Bucket(deadBucket),
 				res: &commitResult{deadN: q.deadN, deadB: q.deadB, deadDropped: q.deadDropped}}
 			if err := w.trimDeadLetters(); err != nil {
@@ -560,6 +588,7 @@ func (q *Queue) Stats() Stats {
 		DeadLetterBytes:    q.deadB,
 		DeadLettered:       q.deadLettered,
 		DeadLettersDropped: q.deadDropped,
+		Compactions:        q.compactions,
 	}
 	if q.depth > 0 {
 		s.Oldest = q.oldest

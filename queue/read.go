@@ -69,7 +69,7 @@ func (q *Queue) read(after uint64, max int) ([]Message, error) {
 func (q *Queue) scan(after uint64, max int, now time.Time) ([]Message, error) {
 	var msgs []Message
 	var corrupt, expired []uint64
-	err := q.db.View(func(tx *bolt.Tx) error {
+	err := q.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(dataBucket).Cursor()
 		for k, v := c.Seek(be64(after + 1)); k != nil && len(msgs) < max; k, v = c.Next() {
 			seq := seqOf(k)
@@ -248,7 +248,7 @@ func (q *Queue) registerWaiter(seq uint64) (chan error, error) {
 
 	stored := false
 	var dead []byte
-	err := q.db.View(func(tx *bolt.Tx) error {
+	err := q.view(func(tx *bolt.Tx) error {
 		if maybeData {
 			stored = tx.Bucket(dataBucket).Get(be64(seq)) != nil
 		}

@@ -172,8 +172,7 @@ func TestSalvage(t *testing.T) {
 		})
 		db.Close()
 		if len(fl) == 0 {
-			// Files are written with NoFreelistSync: there is no freelist page to damage.
-			t.Skip("no freelist page (the queue opens bbolt with NoFreelistSync)")
+			t.Fatal("no freelist page")
 		}
 		for _, id := range fl {
 			for i := id * ps; i < (id+1)*ps; i++ {
