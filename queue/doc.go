@@ -13,9 +13,14 @@
 //     DeadLetter (refused for good), expiry, overflow (DropOldest), or a
 //     corrupt-record discard. Ack, DeadLetter, expiry and discards are
 //     recorded in memory at once (Next never returns the message again,
-//     WaitAcked returns) and the record is removed by a background commit
-//     shortly after. A crash before that commit brings the message back
-//     after the next Open: delivery is at least once.
+//     WaitAcked returns) and the record is removed by the next commit that
+//     happens anyway (an Append's), or by a commit of its own once
+//     Options.RemovalDelay (default 2 s) has passed since the first pending
+//     removal or Options.MaxPendingRemovals (default 4096) are pending, and
+//     by Flush and Close. A crash before that commit brings the message back
+//     after the next Open: delivery is at least once, and the duplicates a
+//     crash can cause are the messages removed in the last RemovalDelay —
+//     at most MaxPendingRemovals, plus those removed while that commit ran.
 //   - MaxBytes bounds the sum of encoded record sizes (the bbolt values, not
 //     counting keys and page overhead). With DropOldest the oldest records are
 //     deleted in the same transaction that stores the new ones, counted in
@@ -28,8 +33,10 @@
 //     rejection.
 //     A message (or one Append call) bigger than MaxBytes fails with
 //     ErrTooLarge, which wraps ErrFull, in both modes.
-//   - The file carries a format version. A file written by a newer, unknown
-//     format is refused with ErrUnsupportedFormat and left untouched.
+//   - The file carries a format version (1; the record layout is in
+//     record.go). A file written by a newer, unknown format is refused with
+//     ErrUnsupportedFormat and left untouched. Removal timing, compaction and
+//     the synced freelist do not change the layout.
 //
 // # Dead letters
 //
@@ -111,20 +118,62 @@
 // when it wakes — the records of all waiting Append calls, Requeue and
 // DeleteDeadLetters calls, and all removals recorded since the last commit —
 // goes into one db.Update and therefore one fsync; then all those callers are
-// woken. There is no timer: a lone Append commits at once, and concurrent
-// Appends share the commit that follows the one in progress. Each Append call
+// woken. A lone Append commits at once, and concurrent Appends share the
+// commit that follows the one in progress. Removals alone wait (see the
+// contract: RemovalDelay, MaxPendingRemovals), so that a producer sending one
+// message at a time pays one commit per message, not two. Each Append call
 // is checked against the bound on its own inside the shared transaction, so a
 // call rejected for space does not fail the others. An error of the commit
 // itself (I/O, disk full) fails every call in that commit.
+//
+// # Flash wear
+//
+// What one commit writes (4 KiB pages; bbolt writes every page a transaction
+// changed, then fdatasync, then its meta page, then fdatasync): the changed
+// leaf pages of the records, the branch pages above them, the root page that
+// holds the buckets' headers (the data bucket's sequence changes with every
+// Append), the freelist page and the meta page. While the queue is nearly
+// empty its buckets are small enough to live inside the root page, so a
+// one-message commit — which also carries the removal of the message before
+// it — writes 3 pages: 12 KiB per message. With a backlog (the data bucket
+// has pages of its own) it is 4–5 pages. The persisted counters (meta bucket)
+// are written only when they change, inline in the root page. That is the
+// floor for a commit that must be fsync'd before Append returns: the freelist
+// page could go (bbolt's NoFreelistSync), but bbolt then rebuilds the
+// freelist on Open with a page walk that panics on a goroutine of its own on
+// damaged pages; the queue keeps the synced freelist. Batches share pages:
+// ~300 B written per 200 B message in batches of 1000, removals included.
+// Open also drops the file's first pages from the page cache (see
+// dropHeadCache): on kernels whose ext4 caches files in large folios, bbolt's
+// first 16 KiB write makes every later meta-page write a 16 KiB write.
+//
+// # Compaction
+//
+// bbolt never shrinks its file; pages freed by removals are reused, but a
+// file that grew during an outage would keep its size. After a commit, when
+// the file uses at least Options.CompactMinSize of disk (st_blocks; default
+// 32 MiB; negative = never) and the queue's records and dead letters are at
+// most 1/16 of that, the committer rewrites everything the file holds — the
+// records with their seqs, the dead letters, the format version, the
+// persisted counters and the bucket sequences — into <file>.compact (each of
+// its transactions fsync'd), renames it over the file, fsyncs the directory
+// and goes on with the new file; Stats.Compactions counts it. Nothing races
+// it: Appends and removals wait for the committer, readers for the switch. A
+// crash at any point loses nothing: before the rename the old file is
+// complete (Open deletes the partial copy), after it the new one is. A
+// failed compaction (disk full) is logged, leaves the file as it was and is
+// tried again 1000 commits later. Copying writes at most 1/16 of the file,
+// once per drained backlog. The file's apparent size may stay at bbolt's
+// first growth step (16 MiB, sparse); the disk it uses is what it holds.
 //
 // # Accounting
 //
 // Stats is served from memory (no transaction). Depth, Bytes and Oldest
 // describe the records stored in the file: a removed record (acked,
-// dead-lettered, expired) counts until the background commit removes it
-// (removal-time accounting); Stats.Inflight is the number of such records.
-// Acked, Expired, DeadLetters and DeadLettered change with that commit too
-// (Flush waits for it). The counters are rebuilt by scanning the file on
+// dead-lettered, expired) counts until the commit that removes it, up to
+// RemovalDelay later (removal-time accounting); Stats.Inflight is the number
+// of such records. Acked, Expired, DeadLetters and DeadLettered change with
+// that commit too (Flush waits for it). The counters are rebuilt by scanning the file on
 // Open; Dropped, Expired, DeadLettered and DeadLettersDropped are persisted.
 //
 // # Concurrency
