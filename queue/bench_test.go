@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"syscall"
 	"testing"
 )
 
@@ -43,11 +42,11 @@ func writtenBytes(t testing.TB) int64 {
 // of path.
 func fileUse(t testing.TB, path string) (size, alloc int64) {
 	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
+	fi, err := os.Stat(path)
+	if err != nil {
 		t.Fatalf("stat %s: %v", path, err)
 	}
-	return st.Size, st.Blocks * 512
+	return fi.Size(), allocated(fi)
 }
 
 // wear measures write_bytes between start and stop.

@@ -43,7 +43,7 @@ const compactRatio = 16
 const compactRetryCommits = 1000
 
 // compactTxMax bounds one transaction of the copy (memory of dirty pages).
-const compactTxMax = 4 << 20
+const compactTxMax = 1 << 20
 
 func compactPath(path string) string { return path + ".compact" }
 

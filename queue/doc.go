@@ -158,7 +158,9 @@
 // persisted counters and the bucket sequences — into <file>.compact (each of
 // its transactions fsync'd), renames it over the file, fsyncs the directory
 // and goes on with the new file; Stats.Compactions counts it. Nothing races
-// it: Appends and removals wait for the committer, readers for the switch. A
+// it: Appends and removals wait for the committer (the copy is at most 1/16
+// of the file: a second or two on an SD card for the largest), readers for
+// the switch. A
 // crash at any point loses nothing: before the rename the old file is
 // complete (Open deletes the partial copy), after it the new one is. A
 // failed compaction (disk full) is logged, leaves the file as it was and is
