@@ -22,7 +22,7 @@
 #
 # Environment: BIG_N (big backlog; default 100000, 20000 emulated), SMALL_N (small backlog, 10000),
 # WEAR_N (one-message requests for the wear figure, 2000), ND_N (NDJSON messages, 20000),
-# ONLINE_N (pub -l vs bridge, 20000), DELAY (proxy delay each way, 10ms), BIG_PROXY=1 (also drain
+# ONLINE_N (pub -l vs bridge, 20000), SETTLE (write_bytes unchanged this long = settled, 3s), DELAY (proxy delay each way, 10ms), BIG_PROXY=1 (also drain
 # BIG_N through the proxy: at Receive Maximum 20 and 20 ms RTT that is ~1,000 msg/s),
 # BENCH_DIR (where the temp dir goes; default $TMPDIR or /tmp: it must be a real disk, write_bytes
 # and fsync mean nothing on tmpfs), VERSION (stamped into the binaries).
@@ -48,7 +48,7 @@ ONLINE_N=${ONLINE_N:-20000}  # pub -l vs the bridge (figure 5)
 LAT_N=1000                   # sequential wait=delivered publishes
 DELAY=${DELAY:-10ms}         # proxy delay, each way
 BIG_PROXY=${BIG_PROXY:-0}
-SETTLE=2s                    # write_bytes unchanged this long = the agent's writes are done
+SETTLE=${SETTLE:-3s}                    # write_bytes unchanged this long = the agent's writes are done
 SHRINK_WAIT=15               # seconds to wait for the queue file to shrink after a drain
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 
