@@ -22,8 +22,9 @@
 #
 # Environment: BIG_N (big backlog; default 100000, 20000 emulated), SMALL_N (small backlog, 10000),
 # WEAR_N (one-message requests for the wear figure, 2000), ND_N (NDJSON messages, 20000),
-# ONLINE_N (pub -l vs bridge, 20000), SETTLE (write_bytes unchanged this long = settled, 3s), DELAY (proxy delay each way, 10ms), BIG_PROXY=1 (also drain
-# BIG_N through the proxy: at Receive Maximum 20 and 20 ms RTT that is ~1,000 msg/s),
+# ONLINE_N (pub -l vs bridge, 20000), SETTLE (write_bytes unchanged this long = the agent's
+# writes, delayed commits included, are done; 3s), DELAY (proxy delay each way, 10ms), BIG_PROXY=1
+# (also drain BIG_N through the proxy: at Receive Maximum 20 and 20 ms RTT that is ~1,000 msg/s),
 # BENCH_DIR (where the temp dir goes; default $TMPDIR or /tmp: it must be a real disk, write_bytes
 # and fsync mean nothing on tmpfs), VERSION (stamped into the binaries).
 set -euo pipefail
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--arch) ARCH=${2:?--arch needs a value: armv6, armv7, arm64 or amd64}; shift 2 ;;
 	--arch=*) ARCH=${1#--arch=}; shift ;;
-	-h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench: unknown argument $1 (use --arch ARCH)" >&2; exit 2 ;;
 	esac
 done
