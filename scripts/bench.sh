@@ -342,7 +342,7 @@ swb1=$(sed -n 's/^write_bytes: //p' "$work/sqlite.io1")
 wear_sql=$(div $((swb1 - swb0)) "$WEAR_N")
 row "bytes written per $PAYLOAD B message, one message per request, removal included" "$(kib "$wear_req")" \
 	"SQLite WAL, synchronous=FULL, insert + delete" "$(kib "$wear_sql")" "$(ratio "$wear_req" "$wear_sql")"
-notes+=("wear, one per request: $WEAR_N sequential POST /v1/publish?qos=1 (202 each, $(group "$req_rate") req/s), all checked at mosquitto_sub, then /proc/<agent>/io write_bytes until unchanged for $SETTLE; target ≤ 12 KiB. Anchor: the sqlite3 CLI, one autocommit INSERT and one DELETE per message, write_bytes of the sqlite3 process (its exit checkpoint not counted)")
+notes+=("wear, one per request: $WEAR_N sequential POST /v1/publish?qos=1 (202 each, $(group "$req_rate") req/s), all checked at mosquitto_sub, then /proc/<agent>/io write_bytes until unchanged for $SETTLE; target ≤ 12 KiB. Anchor: the sqlite3 CLI, one autocommit INSERT and one DELETE per message, write_bytes of the sqlite3 process (its exit checkpoint not counted). write_bytes counts each 4 KiB page dirtied: a 4,120 B WAL frame dirties two, so each commit costs ~8 KiB (insert and delete in ONE transaction would give ~8 KiB per message)")
 
 # ---- 2. wear, NDJSON batches ---------------------------------------------------------------
 ND_TOPIC=bench/wear/nd
@@ -532,7 +532,7 @@ fi
 # ---- 6. keep: ingest, latency, binary size -------------------------------------------------
 row "durable ingest, NDJSON batches of 1,000, broker down ($(group "$big_n") × $PAYLOAD B)" "$(group "$big_fill_rate") msg/s" \
 	"target" "50,000 msg/s" "$(ratio "$big_fill_rate" 50000)"
-row "durable ingest, NDJSON batches of 1,000, broker up ($(group "$ND_N"))" "$(group "$nd_rate") msg/s" "target" "50,000 msg/s" \
+row "durable ingest, NDJSON batches of 1,000, broker up, sending meanwhile ($(group "$ND_N"))" "$(group "$nd_rate") msg/s" "target" "50,000 msg/s" \
 	"$(ratio "$nd_rate" 50000)"
 if ! $emulated; then
 	row "one request to PUBACK, p50 (wait=delivered, $LAT_N sequential)" "$lat_p50_ms ms" "target" "2 ms" "$(ratio "$lat_p50_ms" 2)"
