@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math"
 	"net"
@@ -22,7 +23,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchclient ports|lines|latency|wait [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchclient ports|lines|latency|posts|wait|settle|proxy [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -33,10 +34,16 @@ func main() {
 		err = runLines(args)
 	case "latency":
 		err = runLatency(args)
+	case "posts":
+		err = runPosts(args)
 	case "wait":
 		err = runWait(args)
+	case "settle":
+		err = runSettle(args)
+	case "proxy":
+		err = runProxy(args)
 	default:
-		err = fmt.Errorf("unknown job %q: use ports, lines, latency or wait", cmd)
+		err = fmt.Errorf("unknown job %q: use ports, lines, latency, posts, wait, settle or proxy", cmd)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "benchclient %s: %v\n", os.Args[1], err)
@@ -200,7 +207,7 @@ type checker struct {
 	f       *os.File
 	prefix  []byte
 	partial []byte
-	seen    map[string]struct{}
+	seen    map[uint64]struct{} // FNV-1a 64 of each payload: 1M payloads in ~40 MB, not ~250 MB
 	dups    int
 }
 
@@ -217,10 +224,12 @@ func (c *checker) poll() error {
 			line := data[:i]
 			data = data[i+1:]
 			if p, ok := bytes.CutPrefix(line, c.prefix); ok {
-				if _, dup := c.seen[string(p)]; dup {
+				h := fnv.New64a()
+				h.Write(p)
+				if _, dup := c.seen[h.Sum64()]; dup {
 					c.dups++
 				} else {
-					c.seen[string(p)] = struct{}{}
+					c.seen[h.Sum64()] = struct{}{}
 				}
 			}
 		}
@@ -236,8 +245,9 @@ func (c *checker) poll() error {
 
 func runWait(args []string) error {
 	fs := flag.NewFlagSet("wait", flag.ContinueOnError)
-	socket := fs.String("socket", "", "agent socket")
+	socket := fs.String("socket", "", "agent socket; empty = do not ask the agent (its depth counts as 0)")
 	file := fs.String("checker", "", "output file of mosquitto_sub -F '%t %p'")
+	pid := fs.Int("pid", 0, "if set, sample RssAnon of this process at every poll and print its peak")
 	topic := fs.String("topic", "", "topic whose messages to count")
 	n := fs.Int("n", 0, "distinct payloads expected")
 	after := fs.Int64("after", 0, "report the agent's connect time only if it is after this time (Unix ns)")
@@ -246,17 +256,21 @@ func runWait(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *topic == "" || *n < 1 || *file == "" || *socket == "" {
-		return errors.New("-socket, -checker, -topic and -n are required")
+	if *topic == "" || *n < 1 || *file == "" {
+		return errors.New("-checker, -topic and -n are required")
 	}
 	f, err := os.Open(*file)
 	if err != nil {
 		return fmt.Errorf("checker output: %w", err)
 	}
 	defer f.Close()
-	ck := &checker{f: f, prefix: []byte(*topic + " "), seen: make(map[string]struct{}, *n)}
-	hc := client(*socket)
-	defer hc.CloseIdleConnections()
+	ck := &checker{f: f, prefix: []byte(*topic + " "), seen: make(map[uint64]struct{}, *n)}
+	var hc *http.Client
+	if *socket != "" {
+		hc = client(*socket)
+		defer hc.CloseIdleConnections()
+	}
+	var rssPeak int64 // KiB
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	tick := time.NewTicker(*every)
@@ -274,7 +288,15 @@ func runWait(args []string) error {
 				all = now
 			}
 		}
-		st, err := getStatus(ctx, hc)
+		if *pid > 0 {
+			if kib, err := rssAnon(*pid); err == nil {
+				rssPeak = max(rssPeak, kib)
+			}
+		}
+		st, err := status{State: "connected"}, error(nil)
+		if hc != nil {
+			st, err = getStatus(ctx, hc)
+		}
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
@@ -306,7 +328,7 @@ func runWait(args []string) error {
 		}
 		return t.UnixNano()
 	}
-	fmt.Printf("connected_ns=%d depth0_ns=%d all_ns=%d received=%d dups=%d\n",
-		ns(connected), ns(depth0), ns(all), len(ck.seen), ck.dups)
+	fmt.Printf("connected_ns=%d depth0_ns=%d all_ns=%d received=%d dups=%d rss_anon_peak_kib=%d\n",
+		ns(connected), ns(depth0), ns(all), len(ck.seen), ck.dups, rssPeak)
 	return nil
 }

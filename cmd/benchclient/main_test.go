@@ -66,7 +66,7 @@ func TestCheckerCountsDistinctAcrossPartialWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	ck := &checker{f: r, prefix: []byte("bench/a "), seen: map[string]struct{}{}}
+	ck := &checker{f: r, prefix: []byte("bench/a "), seen: map[uint64]struct{}{}}
 	for _, piece := range []string{"bench/a p1\nbench/a p", "2\nbench/b p3\n", "bench/a p1\nbench/ab p4\nbench/a p5"} {
 		if _, err := w.WriteString(piece); err != nil {
 			t.Fatal(err)
@@ -82,5 +82,18 @@ func TestCheckerCountsDistinctAcrossPartialWrites(t *testing.T) {
 	ck.poll()
 	if len(ck.seen) != 3 {
 		t.Fatalf("seen %d after the line ended, want 3", len(ck.seen))
+	}
+}
+
+// The /proc readers find their fields in this very process.
+func TestProcFields(t *testing.T) {
+	if kib, err := rssAnon(os.Getpid()); err != nil || kib <= 0 {
+		t.Errorf("rssAnon(self) = %d, %v; want > 0 KiB", kib, err)
+	}
+	if b, err := writeBytes(os.Getpid()); err != nil || b < 0 {
+		t.Errorf("writeBytes(self) = %d, %v; want >= 0", b, err)
+	}
+	if _, err := procField(os.Getpid(), "status", "NoSuchField"); err == nil {
+		t.Error("procField with a missing field: want an error")
 	}
 }

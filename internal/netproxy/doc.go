@@ -12,9 +12,11 @@
 //     is sent, until Restore; then the held bytes flow on. Models a network
 //     partition that heals (TCP would retransmit): only keepalives and timeouts
 //     can detect it.
-//   - SetDelay: each chunk waits d before it is written (a slow, high-latency link).
+//   - SetDelay: each chunk is written d after it was read, pipelined: a link with one-way
+//     latency d and no bandwidth limit of its own (up to 64 chunks of 32 KiB in flight per
+//     direction). Both sockets have TCP_NODELAY, so the proxy adds no delay of its own.
 //
 // Concurrency: all methods are safe for concurrent use. Every goroutine the proxy
-// starts (one accept loop, one dialer and two copiers per connection) is owned by
+// starts (one accept loop, one dialer and two copiers per connection, each copier a reader and a writer) is owned by
 // the Proxy; Close stops and waits for all of them.
 package netproxy

@@ -106,8 +106,8 @@ func (p *Proxy) Cut() {
 }
 
 // Blackhole stops forwarding bytes in both directions without closing anything,
-// until Restore. Data sent meanwhile is held (in kernel buffers and at most one
-// chunk per direction in the proxy) and delivered after Restore.
+// until Restore. Data sent meanwhile is held (in kernel buffers, the chunks already in the
+// delay line and one more chunk per direction in the proxy) and delivered after Restore.
 func (p *Proxy) Blackhole() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -207,7 +207,7 @@ func (p *Proxy) acceptLoop() {
 	}
 }
 
-// serve dials the target and starts the two copiers.
+// serve dials the target and starts the two copiers (each a reader and a writer, see forward).
 func (p *Proxy) serve(client *net.TCPConn) {
 	defer p.wg.Done()
 	d := net.Dialer{Timeout: dialTimeout}
@@ -248,43 +248,93 @@ func (p *Proxy) serve(client *net.TCPConn) {
 	_ = l.server.Close()
 }
 
-// forward copies src → dst chunk by chunk, honouring Blackhole and the delay. On
-// EOF it half-closes dst (the FIN travels on); on any error it closes both ends
-// so the other direction stops too.
+// chunk is a piece of the byte stream in the delay line, or its end (data nil, end set).
+type chunk struct {
+	data []byte
+	due  time.Time // written no earlier than this: read time + the delay then in force
+	end  error     // io.EOF, the read error, or nil for data
+}
+
+// delayLine is how many chunks one direction holds at most between reading and writing; a full
+// line stops the reader, so the sender sees TCP back-pressure like on a real link.
+const delayLine = 64
+
+// forward copies src → dst: a reader stamps each chunk with its due time (now + the delay) and
+// a writer writes it when due, so chunks are pipelined and each waits exactly the delay, however
+// many are in flight (a link with latency d, not a link that carries one chunk per d). Blackhole
+// holds both. On EOF it half-closes dst (the FIN travels on, after the data); on any error it
+// closes both ends so the other direction stops too.
+//
+// Both ends have TCP_NODELAY (Go's default, set again here so it is not an accident): Nagle in a
+// proxy would hold small packets such as PUBACKs for up to 40 ms and add latency of its own.
 func (p *Proxy) forward(l *link, dst, src *net.TCPConn, counter *atomic.Uint64) {
-	buf := make([]byte, chunkSize)
+	_ = src.SetNoDelay(true)
+	_ = dst.SetNoDelay(true)
+	line := make(chan chunk, delayLine)
+	stop := make(chan struct{}) // closed when the writer ends
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(stop)
+		p.writeLine(l, dst, line, counter)
+	}()
+	defer wg.Wait()
+	defer close(line) // a writer waiting for more chunks ends
+	send := func(c chunk) bool {
+		select {
+		case line <- c:
+			return true
+		case <-stop:
+			return false
+		}
+	}
 	for {
+		buf := make([]byte, chunkSize)
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			if !p.hold() {
 				p.abort(l)
 				return
 			}
-			if err := p.wait(p.currentDelay()); err != nil {
-				p.abort(l)
+			if !send(chunk{data: buf[:n], due: time.Now().Add(p.currentDelay())}) {
 				return
 			}
-			if !p.hold() { // Blackhole may have started during the delay
-				p.abort(l)
-				return
-			}
-			if _, err := dst.Write(buf[:n]); err != nil {
-				p.abort(l)
-				return
-			}
-			counter.Add(uint64(n))
 		}
 		if rerr != nil {
-			if errors.Is(rerr, io.EOF) && p.hold() {
+			send(chunk{end: rerr})
+			return
+		}
+	}
+}
+
+// writeLine writes the chunks of one direction when they are due, until the end marker or an error.
+func (p *Proxy) writeLine(l *link, dst *net.TCPConn, line <-chan chunk, counter *atomic.Uint64) {
+	for c := range line {
+		if c.end != nil {
+			if errors.Is(c.end, io.EOF) && p.hold() {
 				_ = dst.CloseWrite()
 				return
 			}
-			if errors.Is(rerr, syscall.ECONNRESET) {
+			if errors.Is(c.end, syscall.ECONNRESET) {
 				_ = dst.SetLinger(0) // pass a reset on as a reset
 			}
 			p.abort(l)
 			return
 		}
+		if err := p.waitUntil(c.due); err != nil {
+			p.abort(l)
+			return
+		}
+		if !p.hold() { // Blackhole may have started during the delay
+			p.abort(l)
+			return
+		}
+		if _, err := dst.Write(c.data); err != nil {
+			p.abort(l)
+			return
+		}
+		counter.Add(uint64(len(c.data)))
 	}
 }
 
@@ -311,9 +361,10 @@ func (p *Proxy) currentDelay() time.Duration {
 	return p.delay
 }
 
-func (p *Proxy) wait(d time.Duration) error {
+func (p *Proxy) waitUntil(due time.Time) error {
+	d := time.Until(due)
 	if d <= 0 {
-		return nil
+		return p.ctx.Err()
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
