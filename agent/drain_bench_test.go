@@ -40,6 +40,7 @@ import (
 //	DRAIN_MEASURE  through the proxy only the first this many messages of the backlog are timed
 //	               (default 10000: a 1M drain at 1,000 msg/s would take 17 minutes); loopback times all
 //	DRAIN_BARE     0: skip the bare publisher (to profile the agent alone)
+//	DRAIN_NOACK    1: acknowledgements do not reach the queue (no commits): the read path and the transport
 //	DRAIN_MEMSOURCE 1: messages made in memory instead of the queue (the transport alone)
 //	DRAIN_PROFILE  a directory: CPU profile of each agent drain and a heap profile at its end go there
 //	DRAIN_CASES    substring filter on "loopback/rm20" etc. (default all)
