@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -387,4 +388,64 @@ func copyFile(b *testing.B, from, to string) {
 	if err := dst.Close(); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// ackSource passes every acknowledged seq on to acks.
+type ackSource struct {
+	*source
+	acks chan uint64
+}
+
+func (s *ackSource) Ack(seq uint64) {
+	s.source.Ack(seq)
+	s.acks <- seq
+}
+
+// BenchmarkAppendToPuback: one message at a time, from queue.Append (fsync'd) to the broker's PUBACK
+// reaching Source.Ack, through the real transport to a real Mosquitto (loopback, Receive Maximum 20).
+// One op is one message; reports the median and the 99th percentile.
+func BenchmarkAppendToPuback(b *testing.B) {
+	br := mosquitto.Start(b, mosquitto.WithConfig("max_inflight_messages 20"))
+	q, err := queue.Open(filepath.Join(b.TempDir(), "queue.db"), queue.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	src := &ackSource{source: (*source)(&Agent{q: q}), acks: make(chan uint64, 16)}
+	c, err := transport.New(transport.Config{URL: br.WSURL(), ClientID: "latency",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-runDone; err != nil {
+			b.Error(err)
+		}
+	}()
+	for c.Status().State != transport.StateConnected {
+		time.Sleep(5 * time.Millisecond)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		seqs, err := q.Append(ctx, queue.Message{Topic: "bench/latency", Payload: benchPayload, QoS: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for seq := range src.acks {
+			if seq == seqs[0] {
+				break
+			}
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
 }
