@@ -212,6 +212,7 @@ type Queue struct {
 	bytes        int64
 	oldestSeq    uint64 // first key in the file; 0 if empty
 	readSeq      uint64 // highest seq Next has returned (may run ahead of lastSeq until publish)
+	skipTo       uint64 // read.go: every seq <= skipTo is removed or being removed (Next seeks past it)
 	oldest       time.Time
 	lastSeq      uint64 // last assigned seq
 	dropped      uint64

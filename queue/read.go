@@ -66,19 +66,43 @@ func (q *Queue) read(after uint64, max int) ([]Message, error) {
 // scan returns up to max messages with Seq > after that are not being
 // removed, using one cursor Seek in one read transaction. With a non-zero
 // now, expired records are skipped and their removal recorded.
+//
+// Records being removed (acked, dead-lettered, expired, corrupt) stay in the
+// file until a commit deletes them, and the committer may defer that. So that
+// a reader starting from the head (a new connection asks for after = 0) does
+// not walk over them again and again, scan remembers in q.skipTo the end of
+// the run of removed records it skipped from there: every seq <= skipTo is
+// removed or being removed (a removal is final; Requeue gives new seqs), and
+// the next scan seeks past it. Each removed record is skipped at most once
+// that way, whatever the number of records waiting for their commit.
 func (q *Queue) scan(after uint64, max int, now time.Time) ([]Message, error) {
-	var msgs []Message
+	msgs := make([]Message, 0, min(max, 256))
 	var corrupt, expired []uint64
+	var skipped uint64 // last seq of the run of removed records at the start of this scan
+	var extend bool    // the scan started right after q.skipTo, so the run extends it
 	err := q.view(func(tx *bolt.Tx) error {
+		q.mu.Lock()
+		from := after
+		if q.skipTo >= from {
+			from, extend = q.skipTo, true
+		}
+		q.mu.Unlock()
+		run := true // every record seen so far was skipped
 		c := tx.Bucket(dataBucket).Cursor()
-		for k, v := c.Seek(be64(after + 1)); k != nil && len(msgs) < max; k, v = c.Next() {
+		for k, v := c.Seek(be64(from + 1)); k != nil && len(msgs) < max; k, v = c.Next() {
 			seq := seqOf(k)
 			if q.isRemoving(seq) {
+				if run {
+					skipped = seq
+				}
 				continue
 			}
 			if !now.IsZero() {
 				if created, expires, ok := recordTimes(v); ok && q.isExpired(created, expires, now) {
 					expired = append(expired, seq)
+					if run {
+						skipped = seq
+					}
 					continue
 				}
 			}
@@ -86,20 +110,27 @@ func (q *Queue) scan(after uint64, max int, now time.Time) ([]Message, error) {
 			if err != nil {
 				q.log.Error("queue: discarding undecodable record", "path", q.path, "seq", seq, "err", err)
 				corrupt = append(corrupt, seq)
+				if run {
+					skipped = seq
+				}
 				continue
 			}
+			run = false
 			m.Seq = seq
 			msgs = append(msgs, m)
 		}
 		return nil
 	})
+	q.mu.Lock()
+	if extend && skipped > q.skipTo {
+		q.skipTo = skipped
+	}
 	if len(msgs) > 0 {
-		q.mu.Lock()
 		if last := msgs[len(msgs)-1].Seq; last > q.readSeq {
 			q.readSeq = last
 		}
-		q.mu.Unlock()
 	}
+	q.mu.Unlock()
 	if len(corrupt) > 0 || len(expired) > 0 {
 		q.discard(corrupt, expired)
 	}

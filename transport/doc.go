@@ -55,8 +55,9 @@
 // # Concurrency
 //
 // All Client methods are safe for concurrent use; Run may be active once at a time. Run owns every
-// goroutine it starts (dispatcher; per connection: sender, waiter and paho's own) and waits for all of
-// them before returning. OnMessage is called from one goroutine at a time. Status is a cheap, consistent
-// snapshot. Source methods are called from the sender and waiter goroutines concurrently (Next from the
-// sender; Ack/Reject from the sender for QoS 0, expired and invalid messages, and from the waiter for QoS 1).
+// goroutine it starts (dispatcher; per connection: sender, its reader, waiter and paho's own) and waits for
+// all of them before returning. OnMessage is called from one goroutine at a time. Status is a cheap,
+// consistent snapshot. Source methods are called from the reader, sender and waiter goroutines concurrently
+// (Next from the sender's reader, one call at a time, reading one batch ahead; Ack/Reject from the sender
+// for QoS 0, expired and invalid messages, and from the waiter for QoS 1).
 package transport

@@ -12,8 +12,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 )
 
-// The publish pipeline of one connection. One sender goroutine reads the Source in Seq order and writes
-// each message with paho's PublishMethod_AsyncSend, so the wire order is the Seq order. Before a QoS 1
+// The publish pipeline of one connection. One sender goroutine takes the Source's messages in Seq order
+// (read one batch ahead by its reader goroutine, see send) and writes each message with paho's PublishMethod_AsyncSend, so the wire order is the Seq order. Before a QoS 1
 // message it takes a slot in window (capacity W = min(MaxInflight, Receive Maximum)); the waiter
 // goroutine gives the slot back when the PUBACK arrives, so at most W QoS 1 publishes are ever
 // unacknowledged. The waiter reads outcomes in FIFO order (brokers send PUBACKs in PUBLISH order
@@ -50,19 +50,42 @@ var errConnectionGone = errors.New("connection closed")
 
 // send is the sender goroutine. It returns nil when ctx is done, otherwise the error that should end the
 // connection.
+//
+// Reading the Source is not on its path: a reader goroutine (read) calls Next for the batch after the one
+// being sent, so that the Source's work (a read transaction and the decoding of a batch; disk reads when
+// the backlog is not in the page cache) overlaps the wait for window slots instead of adding to each
+// round trip. Memory stays bounded: the reader asks for the next batch only while the batches handed to
+// the sender and not yet sent hold at most readAheadBytes, so at most one batch more than that is ever
+// held (the same bound as without read-ahead, plus readAheadBytes).
 func (c *Client) send(ctx context.Context, p *pipeline) error {
 	defer close(p.senderDone)
 	batch := min(max(cap(p.window), 32), 256)
+	ra := &readAhead{batches: make(chan readResult), sent: make(chan struct{}, 1)}
+	readCtx, stopRead := context.WithCancel(ctx)
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		c.read(readCtx, batch, ra)
+	}()
+	defer func() {
+		stopRead()
+		<-readDone
+	}()
 	var after uint64 // a new connection always starts over: everything unacked is sent again
 	for {
-		msgs, err := c.src.Next(ctx, after, batch)
-		if err != nil {
+		var r readResult
+		select {
+		case r = <-ra.batches:
+		case <-ctx.Done():
+			return nil
+		}
+		if r.err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("reading the outgoing queue: %w", err)
+			return fmt.Errorf("reading the outgoing queue: %w", r.err)
 		}
-		for _, m := range msgs {
+		for _, m := range r.msgs {
 			if m.Seq <= after {
 				continue // a Source must return Seq > after; never send out of order
 			}
@@ -74,6 +97,67 @@ func (c *Client) send(ctx context.Context, p *pipeline) error {
 				return err
 			}
 		}
+		ra.done(r.bytes)
+	}
+}
+
+// readAheadBytes bounds the bytes (topic + payload) of batches handed to the sender and not yet sent
+// for which the reader still reads ahead.
+const readAheadBytes = 1 << 20
+
+// readAhead connects the reader and the sender of one connection.
+type readAhead struct {
+	batches chan readResult // unbuffered: the reader holds at most one batch it read ahead
+	pending atomic.Int64    // bytes of batches handed to the sender and not yet sent
+	sent    chan struct{}   // capacity 1: pending went down
+}
+
+// done is called by the sender when a batch of n bytes is sent.
+func (ra *readAhead) done(n int64) {
+	ra.pending.Add(-n)
+	select {
+	case ra.sent <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// readResult is one Next call's answer.
+type readResult struct {
+	msgs  []Message
+	bytes int64 // topic + payload bytes of msgs
+	err   error
+}
+
+// read is the reader goroutine of one connection, owned by send: it calls Source.Next in Seq order and
+// hands each batch to the sender. It returns after handing over an error, or when ctx is done.
+func (c *Client) read(ctx context.Context, batch int, ra *readAhead) {
+	var after uint64
+	for {
+		for ra.pending.Load() > readAheadBytes {
+			select {
+			case <-ra.sent:
+			case <-ctx.Done():
+				return
+			}
+		}
+		msgs, err := c.src.Next(ctx, after, batch)
+		r := readResult{msgs: msgs, err: err}
+		for _, m := range msgs {
+			r.bytes += int64(len(m.Topic) + len(m.Payload))
+		}
+		if err == nil && len(msgs) == 0 {
+			continue // a Source should block instead; ask again
+		}
+		ra.pending.Add(r.bytes)
+		select {
+		case ra.batches <- r:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+		after = max(after, msgs[len(msgs)-1].Seq)
 	}
 }
 
