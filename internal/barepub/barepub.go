@@ -17,7 +17,7 @@ import (
 type Options struct {
 	URL      string // ws://host:port/path of the broker
 	ClientID string
-	Window   int    // QoS 1 publishes outstanding at most (workers, each waiting for its PUBACK); >= 1
+	Window   int    // QoS 1 publishes outstanding at most (workers, each waiting for its PUBACK); 0 = the broker's Receive Maximum
 	Topic    string // every message goes to this topic
 	Payloads [][]byte
 }
@@ -26,6 +26,9 @@ type Options struct {
 type Result struct {
 	Sent     int
 	Elapsed  time.Duration // from the first PUBLISH to the last PUBACK
+	Start    time.Time     // when the first PUBLISH was handed to paho (CONNACK is just before it)
+	Done     time.Time     // when the last PUBACK arrived
+	Window   int           // the window used
 	RecvMax  uint16        // the broker's Receive Maximum (0: not announced, 65535 by default)
 	PerSec   float64
 	Failures int // publishes that got an error (reason code >= 0x80 or a lost connection)
@@ -34,8 +37,8 @@ type Result struct {
 // Run connects, publishes every payload once at QoS 1 with Window workers, waits for every PUBACK,
 // disconnects and reports the rate. The connection's set-up is not part of Elapsed.
 func Run(ctx context.Context, o Options) (Result, error) {
-	if o.Window < 1 {
-		return Result{}, fmt.Errorf("barepub: Window %d: use 1 or more", o.Window)
+	if o.Window < 0 {
+		return Result{}, fmt.Errorf("barepub: Window %d: use 0 (the broker's Receive Maximum) or more", o.Window)
 	}
 	u, err := url.Parse(o.URL)
 	if err != nil {
@@ -60,6 +63,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if ca.Properties != nil && ca.Properties.ReceiveMaximum != nil {
 		recvMax = *ca.Properties.ReceiveMaximum
 	}
+	if o.Window == 0 || o.Window > int(recvMax) {
+		o.Window = int(recvMax)
+	}
+	o.Window = max(1, min(o.Window, len(o.Payloads)))
 
 	next := make(chan []byte, o.Window)
 	var failures atomic.Int64
@@ -72,7 +79,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		go func() {
 			defer wg.Done()
 			for p := range next {
-				if _, err := cli.Publish(ctx, &paho.Publish{Topic: o.Topic, QoS: 1, Payload: p}); err != nil {
+				pr, err := cli.Publish(ctx, &paho.Publish{Topic: o.Topic, QoS: 1, Payload: p})
+				if err == nil && pr != nil && pr.ReasonCode >= 0x80 {
+					err = fmt.Errorf("PUBACK reason code %#x", pr.ReasonCode)
+				}
+				if err != nil {
 					failures.Add(1)
 					errOnce.Do(func() { firstErr = err })
 				}
@@ -89,9 +100,10 @@ feed:
 	}
 	close(next)
 	wg.Wait()
-	el := time.Since(start)
-	res := Result{Sent: len(o.Payloads), Elapsed: el, RecvMax: recvMax, Failures: int(failures.Load()),
-		PerSec: float64(len(o.Payloads)) / el.Seconds()}
+	done := time.Now()
+	el := done.Sub(start)
+	res := Result{Sent: len(o.Payloads), Elapsed: el, Start: start, Done: done, Window: o.Window, RecvMax: recvMax,
+		Failures: int(failures.Load()), PerSec: float64(len(o.Payloads)) / el.Seconds()}
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
