@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -288,6 +289,12 @@ func (c *wsConn) noteReadErr(err error) {
 // close frame or the end of the TCP stream (gorilla reports both as *websocket.CloseError; EOF is code
 // 1006). A reset, a timeout, or our own close (net.ErrClosed after a failed write, the keepalive pinger
 // or shutdown) is not a hang-up.
+//
+// A reset can also look like the end of the stream: Linux reports a connection reset once, to whichever
+// call comes first, so when a write takes the ECONNRESET the reader then sees EOF. An EOF (or close code
+// 1006) read while a write failed with ECONNRESET is therefore a reset, not a hang-up. (A broker that
+// closes without a close frame and resets our next write is then found later or not at all: a missed
+// poison message is retried, a good one wrongly dead-lettered would be lost to the stream.)
 func (c *wsConn) hungUp() bool {
 	c.errMu.Lock()
 	err := c.readErr
@@ -296,7 +303,16 @@ func (c *wsConn) hungUp() bool {
 		return false
 	}
 	var ce *websocket.CloseError
-	return errors.As(err, &ce) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
+		return true // a close frame: the broker's own word
+	}
+	if !errors.As(err, &ce) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return false
+	}
+	c.wmu.Lock()
+	werr := c.werr
+	c.wmu.Unlock()
+	return !errors.Is(werr, syscall.ECONNRESET)
 }
 
 func (c *wsConn) noteErr(err error) {
