@@ -202,20 +202,14 @@ func (c *wsConn) send() error {
 }
 
 // packetLen returns the total length of the MQTT packet at the start of b (fixed header byte, Variable
-// Byte Integer remaining length, body) once the header is complete.
+// Byte Integer remaining length, body) once the header is complete. The header is read by the same
+// parser as inbound packets (parseFixedHeader, inbound.go).
 func packetLen(b []byte) (int, bool) {
-	if len(b) < 2 {
+	hdr, rem, ok, err := parseFixedHeader(b)
+	if !ok || err != nil {
 		return 0, false
 	}
-	rem, mult := 0, 1
-	for i := 1; i < len(b) && i <= 4; i++ {
-		rem += int(b[i]&0x7f) * mult
-		if b[i]&0x80 == 0 {
-			return 1 + i + rem, true
-		}
-		mult *= 128
-	}
-	return 0, false
+	return hdr + rem, true
 }
 
 // Read implements net.Conn for paho's reader: whole packets within the bound, never an oversized header.
