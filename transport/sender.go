@@ -202,10 +202,7 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		if p.conn.writeFailed() {
 			return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(p.conn.Err(), errConnectionGone))
 		}
-		c.published.Add(1)
-		if p.firstSeq == 0 {
-			p.firstSeq = m.Seq
-		}
+		c.wrote(p, m.Seq)
 		c.ack(m.Seq)
 		return nil
 	}
@@ -229,10 +226,7 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		}
 		return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(err, errConnectionGone))
 	}
-	c.published.Add(1)
-	if p.firstSeq == 0 {
-		p.firstSeq = m.Seq
-	}
+	c.wrote(p, m.Seq)
 	p.outstanding.Add(1)
 	p.pending <- pendingPub{seq: m.Seq, topic: m.Topic, resp: resp} // never blocks: capacity equals the window
 	if err != nil {
@@ -322,6 +316,14 @@ func (c *Client) abandon(p *pipeline, head ...pendingPub) {
 		default:
 			return
 		}
+	}
+}
+
+// wrote counts a message written to the connection and remembers the first one (sender only).
+func (c *Client) wrote(p *pipeline, seq uint64) {
+	c.published.Add(1)
+	if p.firstSeq == 0 {
+		p.firstSeq = seq
 	}
 }
 
