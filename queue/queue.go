@@ -299,13 +299,19 @@ func open(path string, opts Options, deep bool) (*Queue, error) {
 		waiters:  make(map[uint64][]chan error),
 		notify:   make(chan struct{}),
 	}
+	// bbolt writes a new file's first four pages in one write; on kernels that cache ext4 files in
+	// large folios they share one, and every later write of a meta page would write all of it (see
+	// dropHeadCache). An existing file's first pages (a previous process may have left them so in
+	// the cache) are dropped before bbolt maps it; a file this open creates is closed once created,
+	// dropped, and opened again.
 	bopts := q.boltOptions()
+	existing := false
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		existing = true
+		dropHeadCache(path, headCacheBytes)
+	}
 	db, err := boltOpen(path, bopts)
-	if err == nil {
-		// bbolt writes a new file's first four pages in one write; on kernels that cache ext4
-		// files in large folios they share one (also in the cache a previous process left),
-		// and every later write of a meta page would write all of it. Close, drop them from
-		// the page cache, open again (reads two meta pages and the freelist).
+	if err == nil && !existing {
 		ps := int64(db.Info().PageSize)
 		if err = db.Close(); err == nil {
 			dropHeadCache(path, 4*ps)
@@ -358,6 +364,10 @@ func (q *Queue) boltOptions() *bolt.Options {
 		InitialMmapSize: initialMmapSize,
 	}
 }
+
+// headCacheBytes is what Open drops from the page cache at the head of an existing file: bbolt's first
+// four pages, for page sizes up to 16 KiB (the file's own page size is known only once it is open).
+const headCacheBytes = 4 * 16 << 10
 
 // initialMmapSize is bbolt's first mapping of the queue file: 256 MiB of address space on 64-bit
 // systems, 64 MiB on 32-bit ones (a Pi's 3 GiB user address space also holds the Go heap). Files past
