@@ -15,8 +15,8 @@ import (
 //
 // What a request is charged is what it really holds at its peak, which is inside queue.Append's one
 // commit: the decoded message (payload and topic), the queue's encoding of it (a second copy), and the
-// dirty bbolt pages of the commit (a third copy; bbolt's half-full leaf splits and the copies it
-// makes when it remaps a growing file add more, on the queue's side). Measured with
+// dirty bbolt pages of the commit (a third copy; the queue fills its data pages completely and maps
+// its file ahead, so bbolt no longer adds half-full leaf splits or copies on remapping). Measured with
 // TestMaxBatchPeakHeap and TestConcurrentRequestsPeakHeap (runtime/metrics, heap profiles):
 //   - a raw publish holds about 3 × its payload: it reserves chargeFactor × Content-Length (or
 //     × api.max_payload when the length is not known) before reading the body;
