@@ -1,6 +1,7 @@
 # edge-agent — see README.md. `make test` is the test command (.ci/run uses it).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export VERSION
+include scripts/build.env
 
 .PHONY: test build cross demo bench lint clean
 
@@ -8,7 +9,7 @@ test:
 	scripts/test.sh
 
 build:
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/edge-agent ./cmd/agent
+	CGO_ENABLED=0 go build -tags "$(GO_TAGS)" -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/edge-agent ./cmd/agent
 
 cross:
 	scripts/build.sh

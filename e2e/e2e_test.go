@@ -37,7 +37,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	agentBin = filepath.Join(dir, "edge-agent")
-	build := exec.Command("go", "build", "-o", agentBin, "github.com/edge-agent/edge-agent/cmd/agent")
+	tags, err := goTags("../scripts/build.env")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	build := exec.Command("go", "build", "-tags", tags, "-o", agentBin, "github.com/edge-agent/edge-agent/cmd/agent")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build edge-agent: %v\n%s", err, out)
@@ -52,6 +57,21 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// goTags reads GO_TAGS from the build settings every shipped binary is built with, so the agent under
+// test is the one we ship.
+func goTags(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("build settings: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "GO_TAGS="); ok {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("build settings: no GO_TAGS line in %s", path)
 }
 
 // agentProc is the edge-agent binary running as its own process.

@@ -30,6 +30,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/build.env
 
 ARCH=${ARCH:-}
 while [ $# -gt 0 ]; do
@@ -155,14 +156,14 @@ say "building edge-agent ($VERSION, CGO_ENABLED=0, stripped) for amd64, arm64, a
 build() { # name goarch goarm
 	local vars=(CGO_ENABLED=0 GOOS=linux GOARCH="$2")
 	[ -z "$3" ] || vars+=(GOARM="$3")
-	env "${vars[@]}" go build -trimpath -ldflags "$ldflags" -o "$work/dist/edge-agent-linux-$1" ./cmd/agent ||
+	env "${vars[@]}" go build -tags "$GO_TAGS" -trimpath -ldflags "$ldflags" -o "$work/dist/edge-agent-linux-$1" ./cmd/agent ||
 		die "building edge-agent for $1 failed"
 }
 build amd64 amd64 ""
 build arm64 arm64 ""
 build armv7 arm 7
 build armv6 arm 6
-CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin/edge-agent" ./cmd/agent || die "building the native edge-agent CLI failed"
+CGO_ENABLED=0 go build -tags "$GO_TAGS" -trimpath -ldflags "$ldflags" -o "$bin/edge-agent" ./cmd/agent || die "building the native edge-agent CLI failed"
 go build -o "$bin/benchclient" ./cmd/benchclient || die "building cmd/benchclient failed"
 go build -o "$bin/barepub" ./cmd/barepub || die "building cmd/barepub failed"
 bc="$bin/benchclient"

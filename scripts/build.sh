@@ -5,6 +5,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/build.env
 
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 PKG=${PKG:-./cmd/agent}
@@ -27,7 +28,7 @@ for t in "${targets[@]}"; do
 	echo "    $bin"
 	vars=(CGO_ENABLED=0 GOOS="$goos" GOARCH="$goarch")
 	[ "$goarm" = - ] || vars+=(GOARM="$goarm")
-	env "${vars[@]}" go build -trimpath -ldflags "-s -w -X main.version=$VERSION" -o "$bin" "$PKG"
+	env "${vars[@]}" go build -tags "$GO_TAGS" -trimpath -ldflags "-s -w -X main.version=$VERSION" -o "$bin" "$PKG"
 done
 
 echo "==> sizes"

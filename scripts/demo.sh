@@ -4,6 +4,7 @@
 # broker so messages queue on disk, brings it back and shows every message arrive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/build.env
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 fail() { printf '\n\033[31mdemo failed: %s\033[0m\n' "$*" >&2; exit 1; }
@@ -22,7 +23,7 @@ cleanup() {
 trap cleanup EXIT
 
 say "Building edge-agent and the dev broker"
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/edge-agent" ./cmd/agent
+CGO_ENABLED=0 go build -tags "$GO_TAGS" -trimpath -ldflags "-s -w" -o "$bin/edge-agent" ./cmd/agent
 go build -o "$bin/devbroker" ./cmd/devbroker
 ls -l "$bin/edge-agent" | awk '{printf "    edge-agent binary: %.1f MB (static)\n", $5/1048576}'
 

@@ -8,6 +8,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/build.env
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nFAIL: %s\n' "$*" >&2; exit 1; }
@@ -59,14 +60,14 @@ fi
 say "go vet ./..."
 go vet ./...
 
-say "go test -race -count=1 -timeout 20m ./..."
-go test -race -count=1 -timeout 20m ./...
+say "go test -race -count=1 -timeout 20m -tags $GO_TAGS ./..."
+go test -race -count=1 -timeout 20m -tags "$GO_TAGS" ./...
 
 # 32-bit ARM (Raspberry Pi Zero/1: armv6) catches what amd64 cannot, such as unaligned 64-bit atomics.
 # The tests run as ARM binaries under user-mode emulation; the queue's crash test re-executes itself
 # through the emulator too.
 say "GOARCH=arm GOARM=6 go test ./queue ./agent ./transport ./config (under qemu-arm-static)"
 QUEUE_TEST_CHILD_EXEC=qemu-arm-static AGENT_TEST_CHILD_EXEC=qemu-arm-static GOARCH=arm GOARM=6 \
-	go test -count=1 -timeout 20m -exec qemu-arm-static ./queue/ ./agent/ ./transport/ ./config/
+	go test -count=1 -timeout 20m -tags "$GO_TAGS" -exec qemu-arm-static ./queue/ ./agent/ ./transport/ ./config/
 
 say "all tests passed"
