@@ -29,16 +29,17 @@ func (s *source) Ack(seq uint64) {
 	s.stats.delivered.Add(1)
 }
 
-// Reject takes a message that can never be delivered out of the way so that it cannot block the
-// queue: one that expired on its way out is dropped and counted; one the broker refused (PUBACK
-// reason code >= 0x80), that made the broker hang up each time it was sent (transport.ErrPoison) or
-// that cannot be published at all goes to the dead-letter store with the reason, where it can be listed, requeued or deleted through the API and the CLI.
-func (s *source) Reject(seq uint64, reason error) {
-	if errors.Is(reason, transport.ErrExpired) {
-		s.stats.expiredOnSend.Add(1)
-		s.q.Ack(seq)
-		return
-	}
+// Expire: the message expired on its way out and was not sent. It leaves the queue counted as
+// expired, and a publisher waiting with wait=delivered is told so (410), not that it was delivered.
+func (s *source) Expire(seq uint64) {
+	s.q.Expire(seq)
+}
+
+// Quarantine takes a message that can never be delivered out of the way so that it cannot block the
+// queue: one the broker refused (PUBACK reason code >= 0x80), that made the broker hang up each time it
+// was sent (transport.ErrPoison) or that cannot be published at all goes to the dead-letter store with
+// the reason, where it can be listed, requeued or deleted through the API and the CLI.
+func (s *source) Quarantine(seq uint64, reason error) {
 	if errors.Is(reason, transport.ErrPoison) {
 		s.stats.poisoned.Add(1)
 	}
@@ -49,10 +50,9 @@ func (s *source) Reject(seq uint64, reason error) {
 // counters are the agent's own monotonic counters, read by /metrics and /v1/status. Typed atomics:
 // they stay 8-byte aligned on 32-bit ARM, where plain uint64 fields used with atomic.AddUint64 panic.
 type counters struct {
-	accepted      atomic.Uint64 // messages durably stored through the API
-	delivered     atomic.Uint64 // acknowledged by the broker (QoS 1) or written (QoS 0)
-	rejected      atomic.Uint64 // refused by the broker: moved to the dead-letter store
-	expiredOnSend atomic.Uint64 // expired between the queue and the wire
-	poisoned      atomic.Uint64 // dead-lettered: the broker hung up each time it was sent (transport.ErrPoison)
-	apiErrors     atomic.Uint64 // API requests answered 4xx/5xx
+	accepted  atomic.Uint64 // messages durably stored through the API
+	delivered atomic.Uint64 // acknowledged by the broker (QoS 1) or written (QoS 0)
+	rejected  atomic.Uint64 // refused by the broker: moved to the dead-letter store
+	poisoned  atomic.Uint64 // dead-lettered: the broker hung up each time it was sent (transport.ErrPoison)
+	apiErrors atomic.Uint64 // API requests answered 4xx/5xx
 }

@@ -141,7 +141,7 @@ func (a *Agent) Status() Status {
 			Dropped:        qs.Dropped,
 			MaxBytes:       int64(a.cfg.Queue.MaxBytes),
 			Overflow:       a.cfg.Queue.Overflow,
-			Expired:        qs.Expired + a.stats.expiredOnSend.Load(),
+			Expired:        qs.Expired, // read-time expiries and the sender's (source.Expire) alike
 			DeadLetters:    qs.DeadLetters,
 			DeadLettered:   qs.DeadLettered,
 			CorruptRecords: qs.Corrupt,

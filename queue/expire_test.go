@@ -123,3 +123,34 @@ func TestExpiryIgnoresUnsetClock(t *testing.T) {
 		t.Fatal("negative MaxAge accepted")
 	}
 }
+
+// Expire is the sender's verb for a message whose time ran out after Next handed it out: its waiters
+// learn ErrExpired (not delivered), it is counted as expired, removed from the file, and an Ack after
+// it is a no-op.
+func TestExpireAfterNext(t *testing.T) {
+	q := openT(t, tempPath(t), Options{})
+	seqs := mustAppend(t, q, msg("t", "a"), msg("t", "b"))
+	if _, err := q.Next(ctxT(t), 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- q.WaitAcked(ctxT(t), seqs[0]) }()
+	waitFor(t, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[0]]) == 1 })
+	q.Expire(seqs[0])
+	q.Ack(seqs[0], seqs[1])
+	if err := <-errc; !errors.Is(err, ErrExpired) {
+		t.Fatalf("WaitAcked(expired on send) = %v, want ErrExpired", err)
+	}
+	if err := q.WaitAcked(ctxT(t), seqs[1]); err != nil {
+		t.Fatalf("WaitAcked(acked) = %v", err)
+	}
+	if err := q.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if st := q.Stats(); st.Expired != 1 || st.Depth != 0 {
+		t.Fatalf("Stats %+v, want Expired 1 and Depth 0", st)
+	}
+	if err := q.WaitAcked(ctxT(t), seqs[0]); !errors.Is(err, ErrExpired) {
+		t.Fatalf("late WaitAcked(expired on send) = %v, want ErrExpired", err)
+	}
+}

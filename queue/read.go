@@ -189,6 +189,30 @@ func (q *Queue) Ack(seqs ...uint64) {
 	}
 }
 
+// Expire marks seqs expired on their way out: the sender found their Expires
+// time passed before it could put them on the wire. Like Ack it never blocks
+// and the records are removed by the committer's next transaction; they are
+// counted in Stats.Expired and their WaitAcked callers get an error wrapping
+// ErrExpired. An unknown, acked, dropped, dead-lettered or already expired seq
+// is a no-op.
+func (q *Queue) Expire(seqs ...uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	added := false
+	for _, seq := range seqs {
+		if !q.mayBeStoredLocked(seq) {
+			continue
+		}
+		added = q.markLocked(seq, removal{kind: rmExpired}) || added
+	}
+	if added {
+		q.signal()
+	}
+}
+
 // mayBeStoredLocked is a cheap test that seq may still be in the data
 // bucket and not known to be gone.
 //

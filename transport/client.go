@@ -34,7 +34,8 @@ type Status struct {
 	ReceiveMaximum uint16    // the broker's Receive Maximum on the current/last connection
 	Published      uint64    // messages written to a connection (resends count again)
 	Acked          uint64    // Source.Ack calls
-	Rejected       uint64    // Source.Reject calls
+	Rejected       uint64    // Source.Quarantine calls
+	Expired        uint64    // Source.Expire calls: expired before they could be sent
 
 	// Added beyond the package contract:
 	Window int // QoS 1 window in use: min(MaxInflight, ReceiveMaximum)
@@ -50,7 +51,7 @@ type Status struct {
 	// InboundTooLarge counts inbound packets over MaxPacketSize: discarded PUBLISHes and other packets
 	// that ended their connection (ErrPacketTooLarge). The last one is described in LastError.
 	InboundTooLarge uint64
-	// Poisoned counts messages passed to Source.Reject with ErrPoison (also counted in Rejected).
+	// Poisoned counts messages passed to Source.Quarantine with ErrPoison (also counted in Rejected).
 	Poisoned uint64
 }
 
@@ -76,7 +77,7 @@ type Client struct {
 	dyn       map[string]*subRef // dynamic subscriptions by filter
 	always    map[string]byte    // Config.Subscriptions by filter (max QoS)
 
-	connects, published, acked, rejected                atomic.Uint64
+	connects, published, acked, rejected, expired       atomic.Uint64
 	dropped, droppedFull, droppedBytes, droppedTooLarge atomic.Uint64
 	inboundTooLarge, poisoned                           atomic.Uint64
 	inflight, peakInflight                              atomic.Int64
@@ -137,6 +138,7 @@ func (c *Client) Status() Status {
 	s.Published = c.published.Load()
 	s.Acked = c.acked.Load()
 	s.Rejected = c.rejected.Load()
+	s.Expired = c.expired.Load()
 	s.DroppedIncoming = c.dropped.Load()
 	s.DroppedIncomingFull = c.droppedFull.Load()
 	s.DroppedIncomingBytes = c.droppedBytes.Load()

@@ -339,7 +339,7 @@ func TestPubackRefusalRejects(t *testing.T) {
 	}
 }
 
-// Expired messages are rejected without being sent; the others carry the remaining lifetime.
+// Expired messages are handed back with Expire without being sent; the others carry the remaining lifetime.
 func TestMessageExpiry(t *testing.T) {
 	rec := newRecorder("e/")
 	b := startBroker(t, devbroker.Options{Hooks: []mqtt.Hook{rec}})
@@ -353,14 +353,17 @@ func TestMessageExpiry(t *testing.T) {
 		}
 		return m
 	})
-	startClient(t, Config{URL: b.URL(), ClientID: "exp"}, src)
+	c := startClient(t, Config{URL: b.URL(), ClientID: "exp"}, src)
 	src.waitSettled(t, 2, 10*time.Second)
 	src.mu.Lock()
-	err := src.rejected[1]
+	expired, rejected, acked1 := src.expired[1], src.rejected[1], src.acked[1]
 	acked := src.acked[2]
 	src.mu.Unlock()
-	if !errors.Is(err, ErrExpired) || acked != 1 {
-		t.Fatalf("expired: reject %v; live: acked %d", err, acked)
+	if expired != 1 || rejected != nil || acked1 != 0 || acked != 1 {
+		t.Fatalf("expired seq 1: Expire %d, Quarantine %v, Ack %d; live seq 2: Ack %d", expired, rejected, acked1, acked)
+	}
+	if st := c.Status(); st.Expired != 1 || st.Rejected != 0 || st.Acked != 1 {
+		t.Fatalf("status: expired %d rejected %d acked %d, want 1 0 1", st.Expired, st.Rejected, st.Acked)
 	}
 	got := rec.arrivals()
 	if len(got) != 1 || got[0] != 2 {

@@ -21,24 +21,27 @@ type Message struct {
 	Payload []byte
 	QoS     byte // 0 or 1
 	Retain  bool
-	Expires time.Time // zero = never; once passed the message is rejected with ErrExpired instead of sent
+	Expires time.Time // zero = never; once passed the message is passed to Source.Expire instead of sent
 }
 
-// Source feeds the transport. Every message returned by Next ends in exactly one of Ack or Reject, or is
-// returned again by a later Next (after a reconnect the transport asks again from after=0, so a Source
-// must keep returning every message that has been neither acked nor rejected).
+// Source feeds the transport. Every message returned by Next ends in exactly one of Ack, Expire or
+// Quarantine, or is returned again by a later Next (after a reconnect the transport asks again from
+// after=0, so a Source must keep returning every message that has been none of these). Ack, Expire
+// and Quarantine are never called while the seq is in flight; a Source ignores any of them for a seq
+// it no longer holds.
 type Source interface {
 	// Next blocks until at least one message with Seq > after is available (or ctx is done) and returns up
 	// to max of them in Seq order.
 	Next(ctx context.Context, after uint64, max int) ([]Message, error)
-	// Ack is called once the broker acknowledged a QoS 1 message with PUBACK success, or once a QoS 0
-	// message was written to the connection. It may be called again for the same seq after a reconnect.
+	// Ack: delivered. The broker acknowledged a QoS 1 message with PUBACK success, or a QoS 0 message
+	// was written to the connection. It may be called again for the same seq after a reconnect.
 	Ack(seq uint64)
-	// Reject is called when the message can never be delivered: the broker refused it (PUBACK reason
-	// code >= 0x80, error wraps ErrRefused), it expired (ErrExpired), it is malformed (ErrInvalidMessage),
-	// or the broker hung up each time it was sent (ErrPoison, see Config.PoisonAfter). It is never called
-	// while the seq is in flight; a Source should ignore a Reject (or Ack) of a seq it no longer holds.
-	Reject(seq uint64, reason error)
+	// Expire: the message's Expires time passed before it could be sent; it was not sent.
+	Expire(seq uint64)
+	// Quarantine: the message can never be delivered and must be set aside so it cannot block the ones
+	// behind it. reason wraps ErrRefused (PUBACK reason code >= 0x80), ErrInvalidMessage (it cannot be
+	// published at all) or ErrPoison (the broker hung up each time it was sent, see Config.PoisonAfter).
+	Quarantine(seq uint64, reason error)
 }
 
 // Received is a PUBLISH from the broker, handed to Config.OnMessage.
@@ -106,7 +109,7 @@ type Config struct {
 	// keepalive timeout, a reset, a write failure or our own shutdown) while QoS 1 messages were in
 	// flight and nothing was acknowledged on that connection, the oldest of them is noted (if it was the
 	// first message written on that connection: a QoS 0 message before it may be the culprit). When the same
-	// message is noted PoisonAfter connections in a row, it is passed to Source.Reject with an error
+	// message is noted PoisonAfter connections in a row, it is passed to Source.Quarantine with an error
 	// wrapping ErrPoison, so the messages behind it can be delivered. A connection that ends any other
 	// way, or that got any PUBACK, starts the count again.
 	PoisonAfter int

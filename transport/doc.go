@@ -8,8 +8,8 @@
 // again (at-least-once). Messages go on the wire strictly in Seq order while up to
 // W = min(Config.MaxInflight, broker Receive Maximum) QoS 1 publishes are unacknowledged (pipelining,
 // see pipeline in sender.go). Source.Ack is called only after a successful PUBACK (QoS 1) or once the
-// bytes were written to the connection (QoS 0); Source.Reject on a PUBACK reason code >= 0x80, an expired
-// message, or a message that can never be published. A refused message never blocks the ones behind it.
+// bytes were written to the connection (QoS 0); Source.Quarantine on a PUBACK reason code >= 0x80 or a message
+// that can never be published; Source.Expire for a message whose Expires passed before it was sent. A refused message never blocks the ones behind it.
 //
 // # Poison messages
 //
@@ -18,7 +18,7 @@
 // DISCONNECT, a WebSocket close frame, the end of the stream — not a keepalive timeout, a reset, a write
 // failure or our own shutdown) with QoS 1 publishes in flight, no PUBACK at all, and the oldest of them
 // the first message written on it, notes that message; noted N connections in a row, it goes to
-// Source.Reject with an error wrapping ErrPoison ("the broker closed the connection each time this
+// Source.Quarantine with an error wrapping ErrPoison ("the broker closed the connection each time this
 // message was sent (N times in a row): <last close reason>"), counted in Status.Poisoned. See poison.go.
 //
 // # Connections
@@ -58,6 +58,6 @@
 // goroutine it starts (dispatcher; per connection: sender, its reader, waiter and paho's own) and waits for
 // all of them before returning. OnMessage is called from one goroutine at a time. Status is a cheap,
 // consistent snapshot. Source methods are called from the reader, sender and waiter goroutines concurrently
-// (Next from the sender's reader, one call at a time, reading one batch ahead; Ack/Reject from the sender
+// (Next from the sender's reader, one call at a time, reading one batch ahead; Ack/Expire/Quarantine from the sender
 // for QoS 0, expired and invalid messages, and from the waiter for QoS 1).
 package transport

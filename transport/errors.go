@@ -8,13 +8,13 @@ import (
 
 // Sentinel errors. Test with errors.Is; the wrapping error carries the details (topic, reason code, …).
 var (
-	// ErrExpired: the message's Expires time passed before it could be sent (passed to Source.Reject).
+	// ErrExpired: the message's Expires time passed before it could be sent (the message is passed to Source.Expire).
 	ErrExpired = errors.New("message expired before it could be sent")
-	// ErrRefused: the broker answered with a reason code >= 0x80 (PUBACK to Source.Reject, SUBACK from
+	// ErrRefused: the broker answered with a reason code >= 0x80 (PUBACK to Source.Quarantine, SUBACK from
 	// Subscribe, CONNACK in Status.LastError).
 	ErrRefused = errors.New("refused by the broker")
 	// ErrInvalidMessage: the message can never be published as given (bad topic, QoS > 1, or a feature
-	// the broker does not offer such as retain); passed to Source.Reject.
+	// the broker does not offer such as retain); passed to Source.Quarantine.
 	ErrInvalidMessage = errors.New("message cannot be published")
 	// ErrServerDisconnect: the broker sent DISCONNECT.
 	ErrServerDisconnect = errors.New("broker closed the session")
@@ -31,7 +31,7 @@ var (
 	// discarded instead and the connection stays up; see Status.InboundTooLarge.)
 	ErrPacketTooLarge = errors.New("inbound MQTT packet too large")
 	// ErrPoison: the broker closed the connection each time this message was sent, Config.PoisonAfter
-	// connections in a row with nothing acknowledged; passed to Source.Reject so the queue moves on.
+	// connections in a row with nothing acknowledged; passed to Source.Quarantine so the queue moves on.
 	// The wrapping error reads "the broker closed the connection each time this message was sent (N times
 	// in a row): <last close reason>" and also wraps that reason.
 	ErrPoison = errors.New("the broker closed the connection each time this message was sent")

@@ -23,13 +23,14 @@ type fakeSource struct {
 	changed  chan struct{} // closed and replaced whenever msgs or the settled set change
 	msgs     []Message
 	acked    map[uint64]int
-	rejected map[uint64]error
+	rejected map[uint64]error // Quarantine
+	expired  map[uint64]int   // Expire
 	onAck    func(seq uint64) // called under no lock before recording
 	nextSeq  uint64
 }
 
 func newFakeSource() *fakeSource {
-	return &fakeSource{changed: make(chan struct{}), acked: map[uint64]int{}, rejected: map[uint64]error{}}
+	return &fakeSource{changed: make(chan struct{}), acked: map[uint64]int{}, rejected: map[uint64]error{}, expired: map[uint64]int{}}
 }
 
 func (s *fakeSource) notifyLocked() {
@@ -65,7 +66,7 @@ func (s *fakeSource) Next(ctx context.Context, after uint64, max int) ([]Message
 		var out []Message
 		i := sort.Search(len(s.msgs), func(i int) bool { return s.msgs[i].Seq > after })
 		for _, m := range s.msgs[i:] {
-			if m.Seq <= after || s.acked[m.Seq] > 0 || s.rejected[m.Seq] != nil {
+			if m.Seq <= after || s.acked[m.Seq] > 0 || s.rejected[m.Seq] != nil || s.expired[m.Seq] > 0 {
 				continue
 			}
 			out = append(out, m)
@@ -96,28 +97,35 @@ func (s *fakeSource) Ack(seq uint64) {
 	s.mu.Unlock()
 }
 
-func (s *fakeSource) Reject(seq uint64, reason error) {
+func (s *fakeSource) Expire(seq uint64) {
+	s.mu.Lock()
+	s.expired[seq]++
+	s.notifyLocked()
+	s.mu.Unlock()
+}
+
+func (s *fakeSource) Quarantine(seq uint64, reason error) {
 	s.mu.Lock()
 	s.rejected[seq] = reason
 	s.notifyLocked()
 	s.mu.Unlock()
 }
 
-// settled reports how many messages were acked or rejected.
+// settled reports how many messages were acked, quarantined or expired.
 func (s *fakeSource) settled() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.acked) + len(s.rejected)
+	return len(s.acked) + len(s.rejected) + len(s.expired)
 }
 
-// waitSettled waits until n messages are acked or rejected.
+// waitSettled waits until n messages are acked, quarantined or expired.
 func (s *fakeSource) waitSettled(t testing.TB, n int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		s.mu.Lock()
-		done := len(s.acked)+len(s.rejected) >= n
+		done := len(s.acked)+len(s.rejected)+len(s.expired) >= n
 		ch := s.changed
 		s.mu.Unlock()
 		if done {

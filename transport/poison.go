@@ -25,7 +25,7 @@ import (
 //
 // Race with Ack: the decision is taken in Run's goroutine after every goroutine of the connection has
 // stopped (its waiter settled every PUBACK that had arrived) and before the next connection's sender
-// starts, so the seq is neither acked nor in flight when Source.Reject is called, and the next
+// starts, so the seq is neither acked nor in flight when Source.Quarantine is called, and the next
 // connection does not send it again. Not safe for concurrent use: only Run's goroutine touches it.
 type poisonWatch struct {
 	after int    // Config.PoisonAfter; 0 = off
@@ -57,7 +57,7 @@ func (w *poisonWatch) observe(hungUp, answered bool, oldest uint64) (poison bool
 }
 
 // checkPoison applies poisonWatch at the end of a connection (Run's goroutine, after the waiter
-// returned) and rejects the poison message.
+// returned) and quarantines the poison message.
 func (c *Client) checkPoison(p *pipeline, hungUp bool, why error) {
 	oldest := p.lost.seq
 	if oldest != p.firstSeq {
@@ -74,5 +74,5 @@ func (c *Client) checkPoison(p *pipeline, hungUp bool, why error) {
 	c.noteError(fmt.Errorf("seq %d topic %q: %w", seq, topic, err))
 	c.log.Warn("mqtt message rejected as poison: the broker closed the connection each time it was sent",
 		"seq", seq, "topic", topic, "times", times, "last_close", why, "poisoned_total", c.poisoned.Load())
-	c.src.Reject(seq, err)
+	c.src.Quarantine(seq, err)
 }

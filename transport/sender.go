@@ -18,8 +18,8 @@ import (
 // goroutine gives the slot back when the PUBACK arrives, so at most W QoS 1 publishes are ever
 // unacknowledged. The waiter reads outcomes in FIFO order (brokers send PUBACKs in PUBLISH order
 // [MQTT-4.6.0-2]; an out-of-order PUBACK merely waits in its buffered channel) and calls Source.Ack only
-// after a successful PUBACK, Source.Reject on a reason code >= 0x80. When the connection ends, outcomes
-// not yet received are abandoned: those messages were neither acked nor rejected, so the next connection's
+// after a successful PUBACK, Source.Quarantine on a reason code >= 0x80. When the connection ends, outcomes
+// not yet received are abandoned: those messages were neither acked nor quarantined, so the next connection's
 // sender (which starts again from after=0) sends them again.
 type pipeline struct {
 	cli         *paho.Client
@@ -170,14 +170,13 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q has QoS %d; only 0 and 1 are supported", ErrInvalidMessage, m.Seq, m.Topic, m.QoS))
 		return nil
 	}
+	if !m.Expires.IsZero() && !time.Now().Before(m.Expires) {
+		c.expire(m)
+		return nil
+	}
 	pub := &paho.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain}
 	if !m.Expires.IsZero() {
-		left := time.Until(m.Expires)
-		if left <= 0 {
-			c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q expired at %s", ErrExpired, m.Seq, m.Topic, m.Expires.UTC().Format(time.RFC3339)))
-			return nil
-		}
-		secs := uint32(min((left+time.Second-1)/time.Second, math.MaxUint32)) // round up: never 0 (= no expiry)
+		secs := uint32(1) // set for its size; the lifetime left is set once the rate limiter let it go
 		pub.Properties = &paho.PublishProperties{MessageExpiry: &secs}
 	}
 
@@ -190,6 +189,14 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 
 	if err := c.limiter.wait(ctx, len(m.Topic)+len(m.Payload)); err != nil {
 		return err
+	}
+	if !m.Expires.IsZero() { // the wait may have outlasted it: never send a message past its expiry
+		left := time.Until(m.Expires)
+		if left <= 0 {
+			c.expire(m)
+			return nil
+		}
+		*pub.Properties.MessageExpiry = uint32(min((left+time.Second-1)/time.Second, math.MaxUint32)) // round up: never 0 (= no expiry)
 	}
 	if m.QoS == 0 {
 		if _, err := p.cli.PublishWithOptions(ctx, pub, paho.PublishOptions{}); err != nil {
@@ -339,12 +346,22 @@ func (c *Client) ack(seq uint64) {
 	c.src.Ack(seq)
 }
 
+// reject quarantines a message that can never be delivered.
 func (c *Client) reject(seq uint64, err error) {
 	if n := c.rejected.Add(1); n&(n-1) == 0 { // 1st, 2nd, 4th… so a flood cannot fill the disk with logs
 		c.log.Warn("mqtt message rejected", "seq", seq, "error", err, "rejected_total", n)
 	}
 	c.noteError(err)
-	c.src.Reject(seq, err)
+	c.src.Quarantine(seq, err)
+}
+
+// expire hands back a message whose Expires time passed before it could be sent.
+func (c *Client) expire(m Message) {
+	if n := c.expired.Add(1); n&(n-1) == 0 { // 1st, 2nd, 4th…
+		c.log.Info("mqtt message expired before it could be sent", "seq", m.Seq, "topic", m.Topic,
+			"expired_at", m.Expires.UTC().Format(time.RFC3339), "expired_total", n)
+	}
+	c.src.Expire(m.Seq)
 }
 
 func (c *Client) addInflight(d int64) {
