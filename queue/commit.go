@@ -46,10 +46,18 @@ func (r *request) hasWork() bool {
 }
 
 // Append stores msgs atomically (all or none) and returns their seqs only
-// after fsync. Concurrent Appends share one commit (group commit). Over
-// MaxBytes: DropOldest deletes the oldest in the same transaction and counts
-// them; Reject returns ErrFull and stores nothing. A message or call bigger
-// than MaxBytes fails with ErrTooLarge; an unstorable message with ErrInvalid.
+// after fsync. Concurrent Appends share one commit (group commit).
+//
+// MaxBytes bounds the sum of encoded record sizes (the bbolt values, not keys
+// or page overhead). Over it, DropOldest deletes the oldest records in the
+// same transaction, counts them in Stats.Dropped (persisted) and tells their
+// WaitAcked callers ErrDropped (with a tiny bound this may include records of
+// an earlier Append in the same commit: they were the oldest); Reject returns
+// ErrFull and stores nothing. Records awaiting removal (acked, dead-lettered,
+// expired) and expired records at the head are removed at the start of every
+// commit, so they never cause a drop or a rejection. A message or call bigger
+// than MaxBytes fails with ErrTooLarge (which wraps ErrFull) in both modes; an
+// unstorable message with ErrInvalid.
 // A commit that fails because the disk is full returns an error wrapping
 // ErrDiskFull and the system's error (syscall.ENOSPC); the queue stays usable.
 //
@@ -192,38 +200,7 @@ func (q *Queue) commitDue() bool {
 	return len(q.pending) > 0 || q.opts.RemovalDelay < 0 || len(q.rmQueue) >= q.opts.MaxPendingRemovals
 }
 
-// rmItem is a removal taken by a commit.
-type rmItem struct {
-	seq uint64
-	removal
-}
-
-// commitResult is the state after a successful transaction.
-type commitResult struct {
-	depth        int
-	bytes        int64
-	dropped      uint64
-	oldestSeq    uint64
-	oldest       time.Time
-	lastSeq      uint64
-	expired      uint64
-	deadN        int
-	deadB        int64
-	deadLettered uint64
-	deadDropped  uint64
-
-	appended    uint64
-	removed     []uint64 // seqs taken from rmQueue (whether or not the record still existed)
-	lateRemoved []uint64 // seqs recorded for removal after the snapshot that DropOldest removed
-	ackedN      uint64   // acked records removed
-	dropSeqs    []uint64 // seqs deleted by DropOldest (or discarded as corrupt), for WaitAcked
-	expSeqs     []uint64 // seqs removed as expired
-	headExpired []uint64 // of those, found by the committer at the head (waiters not yet told)
-	deadFirst   rmItem   // the first record moved to the dead-letter store, for the log
-	counters    bool     // a persisted counter changed
-}
-
-// commit writes everything pending in one transaction and publishes the
+// commit writes everything pending in one transaction and applies the
 // outcome. It returns the transaction's error (already handed to callers).
 func (q *Queue) commit() error {
 	q.commitMu.Lock()
@@ -246,8 +223,7 @@ func (q *Queue) commit() error {
 			rms = append(rms, rmItem{seq, r})
 		}
 	}
-	res := commitResult{depth: q.depth, bytes: q.bytes, dropped: q.dropped, removed: rmSeqs,
-		expired: q.expired, deadN: q.deadN, deadB: q.deadB, deadLettered: q.deadLettered, deadDropped: q.deadDropped}
+	res := commitResult{fileState: q.fileState, removed: rmSeqs}
 	q.mu.Unlock()
 
 	hasWork := len(rms) > 0
@@ -255,7 +231,7 @@ func (q *Queue) commit() error {
 		hasWork = hasWork || r.hasWork()
 	}
 	if !hasWork {
-		q.publishRemovedOnly(rmSeqs)
+		q.forgetRemovals(rmSeqs)
 		for _, r := range reqs {
 			close(r.done)
 		}
@@ -288,7 +264,7 @@ func (q *Queue) commit() error {
 		return err
 	}
 
-	q.publish(&res)
+	q.apply(&res)
 	for _, r := range reqs {
 		close(r.done)
 	}
@@ -321,233 +297,14 @@ type errnoText struct {
 func (e errnoText) Error() string   { return e.err.Error() }
 func (e errnoText) Unwrap() []error { return []error{e.err, e.errno} }
 
-// writer is one write transaction of the committer.
-type writer struct {
-	q                *Queue
-	tx               *bolt.Tx
-	data, dead, meta *bolt.Bucket
-	res              *commitResult
-	now              time.Time
-}
-
-// write runs inside the write transaction. Per-call problems (Reject, an
-// unknown dead letter) are stored in the request and do not fail the
-// transaction; any error returned fails the whole commit.
-func (w *writer) write(reqs []*request, rms []rmItem) error {
-	q, res := w.q, w.res
-	if hook := q.testHookWrite; hook != nil {
-		if err := hook(); err != nil {
-			return err
-		}
-	}
-	// Earlier attempts of a failed commit may have set results; start clean.
-	for _, r := range reqs {
-		r.seqs, r.n, r.err = nil, 0, nil
-	}
-
-	for _, it := range rms {
-		k := be64(it.seq)
-		v := w.data.Get(k)
-		if v == nil {
-			continue // dropped, already removed, or never stored
-		}
-		if err := w.remove(it.seq, v, it.removal); err != nil {
-			return err
-		}
-		if err := w.data.Delete(k); err != nil {
-			return fmt.Errorf("delete seq %d: %w", it.seq, err)
-		}
-	}
-	if err := w.expireHead(); err != nil {
-		return err
-	}
-
-	for _, r := range reqs {
-		var err error
-		switch r.kind {
-		case reqAppend:
-			err = w.append(r)
-		case reqRequeue:
-			err = w.requeue(r)
-		case reqDeleteDead:
-			err = w.deleteDead(r)
-		case reqPutDead:
-			err = w.putDead(r)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if err := w.trimDeadLetters(); err != nil {
-		return err
-	}
-
-	if res.counters {
-		for _, c := range []struct {
-			key []byte
-			v   uint64
-		}{{keyDropped, res.dropped}, {keyExpired, res.expired}, {keyDeadLettered, res.deadLettered}, {keyDeadDropped, res.deadDropped}} {
-			if err := w.meta.Put(c.key, be64(c.v)); err != nil {
-				return fmt.Errorf("store counter %s: %w", c.key, err)
-			}
-		}
-	}
-	res.lastSeq = w.data.Sequence()
-	res.oldestSeq, res.oldest = 0, time.Time{}
-	if k, v := w.data.Cursor().First(); k != nil {
-		res.oldestSeq = seqOf(k)
-		res.oldest, _ = recordCreated(v)
-	}
-	return nil
-}
-
-// remove accounts for the removal of the stored record seq (value v) and,
-// for a dead letter, stores it in the dead-letter bucket. The caller deletes
-// the record from the data bucket.
-func (w *writer) remove(seq uint64, v []byte, r removal) error {
-	res := w.res
-	res.bytes -= int64(len(v))
-	res.depth--
-	switch r.kind {
-	case rmAck:
-		res.ackedN++
-	case rmCorrupt:
-		res.dropSeqs = append(res.dropSeqs, seq) // counted in Stats.Corrupt when found
-	case rmExpired:
-		res.expired++
-		res.expSeqs = append(res.expSeqs, seq)
-		res.counters = true
-	case rmDead:
-		dl := encodeDeadLetter(r.reason, r.at, v) // copies v before the caller deletes it
-		if err := w.dead.Put(be64(seq), dl); err != nil {
-			return fmt.Errorf("store dead letter seq %d: %w", seq, err)
-		}
-		if res.deadFirst.seq == 0 {
-			res.deadFirst = rmItem{seq, r}
-		}
-		res.deadN++
-		res.deadB += int64(len(dl))
-		res.deadLettered++
-		res.counters = true
-	}
-	return nil
-}
-
-// maxExpireAtHead bounds the records one commit removes from the head
-// because they expired, so a commit stays short.
-const maxExpireAtHead = 1024
-
-// expireHead removes expired records at the head of the queue (the oldest),
-// so that Stats.Oldest, Depth and Bytes do not keep counting them and they
-// do not cause drops or rejections. Records further back expire when Next
-// meets them.
-func (w *writer) expireHead() error {
-	q := w.q
-	c := w.data.Cursor()
-	for i := 0; i < maxExpireAtHead; i++ {
-		k, v := c.First()
-		if k == nil {
-			return nil
-		}
-		seq := seqOf(k)
-		if q.isRemoving(seq) {
-			return nil // its own removal comes with the next commit
-		}
-		created, expires, ok := recordTimes(v)
-		if !ok || !q.isExpired(created, expires, w.now) {
-			return nil
-		}
-		if err := w.remove(seq, v, removal{kind: rmExpired}); err != nil {
-			return err
-		}
-		if err := c.Delete(); err != nil {
-			return fmt.Errorf("delete expired seq %d: %w", seq, err)
-		}
-		w.res.headExpired = append(w.res.headExpired, seq)
-	}
-	return nil
-}
-
-// append stores the records of an Append call, or fails the call with
-// ErrFull (Reject) without failing the transaction.
-func (w *writer) append(r *request) error {
-	if len(r.recs) == 0 {
-		return nil
-	}
-	q, res := w.q, w.res
-	if max := q.opts.MaxBytes; max > 0 && res.bytes+r.size > max {
-		if q.opts.Overflow == Reject {
-			r.err = fmt.Errorf("queue: %d bytes stored + %d new > max_bytes %d (overflow = reject): %w",
-				res.bytes, r.size, max, ErrFull)
-			return nil
-		}
-		if err := w.dropOldest(r.size); err != nil {
-			return err
-		}
-	}
-	r.seqs = make([]uint64, len(r.recs))
-	for i, rec := range r.recs {
-		seq, err := w.data.NextSequence()
-		if err != nil {
-			return fmt.Errorf("next sequence: %w", err)
-		}
-		if err := w.data.Put(be64(seq), rec); err != nil {
-			return fmt.Errorf("store seq %d: %w", seq, err)
-		}
-		r.seqs[i] = seq
-	}
-	res.bytes += r.size
-	res.depth += len(r.recs)
-	res.appended += uint64(len(r.recs))
-	return nil
-}
-
-// dropOldest deletes records from the head until need more bytes fit.
-func (w *writer) dropOldest(need int64) error {
-	q, res := w.q, w.res
-	c := w.data.Cursor()
-	for res.bytes+need > q.opts.MaxBytes {
-		k, v := c.First()
-		if k == nil {
-			break // cannot happen: need <= MaxBytes was checked by Append
-		}
-		seq := seqOf(k)
-		if r, ok := q.removalOf(seq); ok {
-			// Acked (or dead-lettered, …) while this commit was being
-			// prepared: carry out that removal instead, it is not a loss.
-			if err := w.remove(seq, v, r); err != nil {
-				return err
-			}
-			if err := c.Delete(); err != nil {
-				return fmt.Errorf("remove seq %d: %w", seq, err)
-			}
-			res.lateRemoved = append(res.lateRemoved, seq)
-			continue
-		}
-		size := int64(len(v))
-		if err := c.Delete(); err != nil {
-			return fmt.Errorf("drop seq %d: %w", seq, err)
-		}
-		res.bytes -= size
-		res.depth--
-		res.dropSeqs = append(res.dropSeqs, seq)
-		res.dropped++
-		res.counters = true
-	}
-	return nil
-}
-
-// publish makes a committed result visible: counters, waiters, Next wakeups.
-func (q *Queue) publish(res *commitResult) {
+// apply makes a committed result current: the file's state, counters,
+// waiters, Next wakeups.
+func (q *Queue) apply(res *commitResult) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.commits++
 	dropsBefore, deadBefore := q.dropped, q.deadLettered
-	q.depth, q.bytes, q.dropped = res.depth, res.bytes, res.dropped
-	q.oldestSeq, q.oldest = res.oldestSeq, res.oldest
-	q.lastSeq = res.lastSeq
-	q.expired = res.expired
-	q.deadN, q.deadB, q.deadLettered, q.deadDropped = res.deadN, res.deadB, res.deadLettered, res.deadDropped
+	q.fileState = res.fileState
 	q.appended += res.appended
 	q.ackedN += res.ackedN
 	for _, seq := range res.removed {
@@ -583,9 +340,9 @@ func (q *Queue) publish(res *commitResult) {
 	}
 }
 
-// publishRemovedOnly forgets removals whose records were already gone, when
-// a commit had nothing to write.
-func (q *Queue) publishRemovedOnly(seqs []uint64) {
+// forgetRemovals forgets removals whose records were already gone, when a
+// commit had nothing to write.
+func (q *Queue) forgetRemovals(seqs []uint64) {
 	if len(seqs) == 0 {
 		return
 	}

@@ -3,36 +3,26 @@
 //
 // # Contract
 //
-//   - Append stores all of its messages or none of them, and returns their
-//     sequence numbers only after the commit that holds them was fsync'd.
-//     A nil error from Append means the messages survive a crash or power loss.
-//   - Sequence numbers come from the bucket's NextSequence: strictly increasing,
-//     never reused, and the only ordering used (never the wall clock, which a
-//     gateway without an RTC cannot trust).
-//   - A message leaves the queue through exactly one of: Ack (delivered),
-//     DeadLetter (refused for good), expiry, overflow (DropOldest), or a
-//     corrupt-record discard. Ack, DeadLetter, expiry and discards are
-//     recorded in memory at once (Next never returns the message again,
-//     WaitAcked returns) and the record is removed by the next commit that
-//     happens anyway (an Append's), or by a commit of its own once
-//     Options.RemovalDelay (default 2 s) has passed since the first pending
-//     removal or Options.MaxPendingRemovals (default 4096) are pending, and
-//     by Flush and Close. A crash before that commit brings the message back
-//     after the next Open: delivery is at least once, and the duplicates a
-//     crash can cause are the messages removed in the last RemovalDelay —
-//     at most MaxPendingRemovals, plus those removed while that commit ran.
-//   - MaxBytes bounds the sum of encoded record sizes (the bbolt values, not
-//     counting keys and page overhead). With DropOldest the oldest records are
-//     deleted in the same transaction that stores the new ones, counted in
-//     Stats.Dropped (persisted in the file) and their WaitAcked callers get
-//     ErrDropped (when the bound is tiny this may include records of an earlier
-//     Append in the same commit: they were the oldest). With Reject the Append
-//     fails with ErrFull and stores nothing. Records awaiting removal (acked,
-//     dead-lettered, expired) are removed at the start of every commit, and
-//     expired records at the head too, so they never cause a drop or a
-//     rejection.
-//     A message (or one Append call) bigger than MaxBytes fails with
-//     ErrTooLarge, which wraps ErrFull, in both modes.
+// Each operation's contract is stated once, on its method: Append (durable,
+// all or none, MaxBytes and Overflow), Next (order, expiry at read), Ack,
+// Expire and DeadLetter (how a message leaves), WaitAcked (what a producer is
+// told), DeadLetters, Requeue and DeleteDeadLetters (the dead-letter store),
+// Flush and Close. What they add up to:
+//
+//   - A nil error from Append means the messages survive a crash or power
+//     loss.
+//   - Sequence numbers come from the bucket's NextSequence: strictly
+//     increasing, never reused, and the only ordering used (never the wall
+//     clock, which a gateway without an RTC cannot trust).
+//   - A message leaves the queue through exactly one of Ack (delivered),
+//     Expire or expiry at read (its time ran out), DeadLetter (refused for
+//     good), overflow (DropOldest) or a corrupt-record discard. All but
+//     overflow are recorded in memory at once and committed later (see
+//     Options.RemovalDelay): a crash before that commit brings the message
+//     back after the next Open, so delivery is at least once and the
+//     duplicates a crash can cause are the messages removed in the last
+//     RemovalDelay — at most MaxPendingRemovals, plus those removed while
+//     that commit ran.
 //   - The file carries a format version (1; the record layout is in
 //     record.go). A file written by a newer, unknown format is refused with
 //     ErrUnsupportedFormat and left untouched. Removal timing, compaction and
@@ -41,19 +31,10 @@
 // # Dead letters
 //
 // A message the broker refuses for good (a poison message) must not block
-// the queue. DeadLetter(seq, reason) is as cheap as Ack: it never blocks,
-// Next skips seq from then on and WaitAcked reports ErrDeadLettered with the
-// reason; the committer moves the record, with the reason and the time, from
-// the queue to a separate dead-letter bucket in its next transaction (a
-// crash before that puts the message back in the queue). Dead letters keep
-// their seq; DeadLetters lists them in seq order, Requeue moves them back to
-// the tail with new seqs (durably, before it returns; all or nothing) and
-// DeleteDeadLetters removes them for good. The store is bounded by
-// Options.MaxDeadLetters records (default 10000): beyond it the dead letters
-// with the lowest seqs are evicted and counted in Stats.DeadLettersDropped.
-// Dead letters do not count toward MaxBytes, Depth or Bytes (Stats has
-// DeadLetters and DeadLetterBytes for them). The bound is a record count,
-// not bytes: the disk they may use is MaxDeadLetters times the message size.
+// the queue: DeadLetter is as cheap as Ack, and the committer moves the
+// record, with the reason and the time, to a separate dead-letter bucket.
+// The store is bounded by Options.MaxDeadLetters records (a count, not
+// bytes: the disk they may use is MaxDeadLetters times the message size).
 //
 // # Expiry
 //
@@ -72,8 +53,8 @@
 // Wall-clock guard: a Created or Expires before 2020 (taken from a clock that
 // was not set yet) is not used for expiry, and nothing expires while the
 // clock reads before 2020, so setting the clock never discards a backlog.
-// A message that expires while being sent may be both delivered and reported
-// expired.
+// A message the sender finds expired after Next handed it out is reported
+// with Expire and never sent.
 //
 // # Damaged files
 //

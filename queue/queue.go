@@ -188,7 +188,7 @@ type Queue struct {
 	finalErr  error // result of the committer's last commit; read after wg.Wait
 
 	// commitMu is held by the committer from the start of a write transaction
-	// until its result is published in memory, so that WaitAcked can look at
+	// until its result is applied in memory, so that WaitAcked can look at
 	// the file and the memory state as one.
 	commitMu sync.Mutex
 
@@ -199,33 +199,23 @@ type Queue struct {
 	// mu guards the fields below. It is never held while starting a bbolt
 	// transaction (it may be taken briefly inside one), so it cannot take part
 	// in a deadlock with bbolt's own locks.
-	mu           sync.Mutex
-	closed       bool
-	pending      []*request         // Append/Flush/Requeue/DeleteDeadLetters calls not yet taken by the committer
-	rmQueue      []uint64           // seqs in removing not yet taken by the committer
-	removing     map[uint64]removal // acked, dead-lettered, expired or corrupt; not yet removed from the file
-	waiters      map[uint64][]chan error
-	dropSet      seqSet        // recently dropped (or discarded as corrupt) seqs
-	expSet       seqSet        // recently expired seqs
-	notify       chan struct{} // closed and replaced when records are appended
-	depth        int
-	bytes        int64
-	oldestSeq    uint64 // first key in the file; 0 if empty
-	readSeq      uint64 // highest seq Next has returned (may run ahead of lastSeq until publish)
-	skipTo       uint64 // read.go: every seq <= skipTo is removed or being removed (Next seeks past it)
-	oldest       time.Time
-	lastSeq      uint64 // last assigned seq
-	dropped      uint64
-	appended     uint64
-	ackedN       uint64
-	commits      uint64
-	corrupt      uint64
-	expired      uint64
-	deadN        int // records in the dead-letter bucket
-	deadB        int64
-	deadLettered uint64
-	deadDropped  uint64
-	compactions  uint64
+	mu          sync.Mutex
+	closed      bool
+	pending     []*request         // Append/Flush/Requeue/DeleteDeadLetters calls not yet taken by the committer
+	rmQueue     []uint64           // seqs in removing not yet taken by the committer
+	removing    map[uint64]removal // acked, dead-lettered, expired or corrupt; not yet removed from the file
+	waiters     map[uint64][]chan error
+	dropSet     seqSet        // recently dropped (or discarded as corrupt) seqs
+	expSet      seqSet        // recently expired seqs
+	notify      chan struct{} // closed and replaced when records are appended
+	fileState                 // the file as of the last commit
+	readSeq     uint64        // highest seq Next has returned (may run ahead of lastSeq until the commit is applied)
+	skipTo      uint64        // read.go: every seq <= skipTo is removed or being removed (Next seeks past it)
+	appended    uint64        // since Open, like the counters below
+	ackedN      uint64
+	commits     uint64
+	corrupt     uint64
+	compactions uint64
 	// compactRetryAt: no compaction is tried before commits reaches it (after a failure).
 	compactRetryAt uint64
 
@@ -233,6 +223,23 @@ type Queue struct {
 	testHookWrite        func() error // tests only; fails the write transaction when it returns an error
 	testCompactAlways    bool         // tests only (set before any Append): compact after every commit
 	testHookCompact      func(step string)
+}
+
+// fileState is what the queue file holds as of a commit. The committer works
+// on a copy inside its transaction (commitResult) and apply makes it current;
+// load builds it from the file at Open; Stats reports it.
+type fileState struct {
+	depth        int       // records in the data bucket
+	bytes        int64     // their encoded sizes
+	oldestSeq    uint64    // first key in the file; 0 if empty
+	oldest       time.Time // Created of that record
+	lastSeq      uint64    // last assigned seq
+	deadN        int       // records in the dead-letter bucket
+	deadB        int64     // their encoded sizes
+	dropped      uint64    // persisted counters (meta bucket), ever
+	expired      uint64
+	deadLettered uint64
+	deadDropped  uint64
 }
 
 // Open opens (or creates, mode 0600) the queue file at path. The directory
@@ -484,11 +491,11 @@ func (q *Queue) load(deep bool) error {
 		// MaxDeadLetters was lowered since the file was written.
 		err := q.db.Update(func(tx *bolt.Tx) error { // before the committer starts
 			w := &writer{q: q, tx: tx, meta: tx.Bucket(metaBucket), dead: tx.Bucket(deadBucket),
-				res: &commitResult{deadN: q.deadN, deadB: q.deadB, deadDropped: q.deadDropped}}
+				res: &commitResult{fileState: q.fileState}}
 			if err := w.trimDeadLetters(); err != nil {
 				return err
 			}
-			q.deadN, q.deadB, q.deadDropped = w.res.deadN, w.res.deadB, w.res.deadDropped
+			q.fileState = w.res.fileState
 			return w.meta.Put(keyDeadDropped, be64(q.deadDropped))
 		})
 		if err != nil {

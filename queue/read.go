@@ -216,9 +216,9 @@ func (q *Queue) Expire(seqs ...uint64) {
 // mayBeStoredLocked is a cheap test that seq may still be in the data
 // bucket and not known to be gone.
 //
-// Next may return records of a commit whose counters are not published yet (the read transaction
+// Next may return records of a commit whose result is not applied yet (the read transaction
 // sees the data as soon as bbolt has committed it), and their PUBACK may come back before
-// publish runs: so the upper bound is the highest seq Next has handed out, not only lastSeq.
+// apply runs: so the upper bound is the highest seq Next has handed out, not only lastSeq.
 func (q *Queue) mayBeStoredLocked(seq uint64) bool {
 	if seq == 0 || seq > max(q.lastSeq, q.readSeq) || seq < q.oldestSeq {
 		return false

@@ -435,22 +435,3 @@ func (s *salvager) probe(name []byte, seq uint64) (ok, end bool) {
 	})
 	return err == nil, end
 }
-
-// putDead runs in the write transaction for salvaged dead letters: it
-// stores the dead-letter records under new seqs, in order.
-func (w *writer) putDead(r *request) error {
-	r.seqs = make([]uint64, len(r.recs))
-	for i, rec := range r.recs {
-		seq, err := w.data.NextSequence()
-		if err != nil {
-			return fmt.Errorf("next sequence: %w", err)
-		}
-		if err := w.dead.Put(be64(seq), rec); err != nil {
-			return fmt.Errorf("store salvaged dead letter seq %d: %w", seq, err)
-		}
-		r.seqs[i] = seq
-		w.res.deadN++
-		w.res.deadB += int64(len(rec))
-	}
-	return nil
-}
