@@ -12,21 +12,22 @@ import (
 
 	"github.com/edge-agent/edge-agent/awsiot"
 	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 // identityFromAgent asks the running agent (GET /v1/identity), which creates the identity if needed.
 func identityFromAgent(ctx context.Context, socket string) (string, error) {
-	api := newAPIClient(socket)
-	defer api.close()
+	api := localapi.NewClient(socket)
+	defer api.Close()
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
-	resp, err := api.do(ctx, http.MethodGet, "/v1/identity", "", nil, -1)
+	resp, err := api.Do(ctx, http.MethodGet, "/v1/identity", "", nil, -1)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", serverError(resp)
+		return "", localapi.ReadError(resp)
 	}
 	var body struct {
 		IdentityID string `json:"identity_id"`

@@ -14,21 +14,23 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 func setupStatus(fs *flag.FlagSet) func(context.Context, *cli) int {
 	asJSON := fs.Bool("json", false, "print the agent's status JSON as it is")
 	socket := socketFlag(fs)
 	return func(ctx context.Context, c *cli) int {
-		api := newAPIClient(socket(c.getenv))
-		defer api.close()
-		resp, err := api.do(ctx, http.MethodGet, "/v1/status", "", nil, -1)
+		api := localapi.NewClient(socket(c.getenv))
+		defer api.Close()
+		resp, err := api.Do(ctx, http.MethodGet, "/v1/status", "", nil, -1)
 		if err != nil {
 			return c.errorf("%v", err)
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return c.errorf("%v", serverError(resp))
+			return c.errorf("%v", localapi.ReadError(resp))
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 		if err != nil {
