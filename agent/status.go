@@ -83,4 +83,3 @@ func (a *Agent) Status() localapi.Status {
 	}
 	return st
 }
-
