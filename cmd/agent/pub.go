@@ -124,15 +124,6 @@ func publishOne(ctx context.Context, api *localapi.Client, o pubOptions, body io
 	return nil
 }
 
-// ndjsonLine is one message of a batch (SPEC "Local API").
-type ndjsonLine struct {
-	Topic         string  `json:"topic"`
-	Payload       *string `json:"payload,omitempty"`
-	PayloadBase64 *string `json:"payload_base64,omitempty"`
-	QoS           int     `json:"qos"`
-	Retain        bool    `json:"retain"`
-}
-
 // lineItem is what the stdin reader hands over: a line, or why it stopped.
 type lineItem struct {
 	data []byte
@@ -215,7 +206,7 @@ func (c *cli) pubLines(ctx context.Context, api *localapi.Client, o pubOptions, 
 				return fail(taken+boolInt(!errors.Is(it.err, errLineTooLong)), it.err)
 			}
 			taken++
-			m := ndjsonLine{Topic: o.topic, QoS: o.qos, Retain: o.retain}
+			m := localapi.BatchLine{Topic: &o.topic, QoS: &o.qos, Retain: &o.retain} // every field, as a reader expects
 			if utf8.Valid(it.data) {
 				s := string(it.data)
 				m.Payload = &s
@@ -308,7 +299,7 @@ func postBatch(ctx context.Context, api *localapi.Client, body []byte) (int, err
 		return 0, localapi.ReadError(resp)
 	}
 	var r struct {
-		Accepted *int `json:"accepted"`
+		Accepted *int `json:"accepted"` // localapi.Accepted, with a missing count told apart
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&r); err != nil || r.Accepted == nil {
 		return 0, fmt.Errorf("the agent answered HTTP %d without an \"accepted\" count", resp.StatusCode)

@@ -27,15 +27,6 @@ type filters []string
 func (f *filters) String() string     { return strings.Join(*f, ",") }
 func (f *filters) Set(s string) error { *f = append(*f, s); return nil }
 
-// streamMessage is one line of GET /v1/subscribe (SPEC "Local API").
-type streamMessage struct {
-	Topic         string  `json:"topic"`
-	Payload       *string `json:"payload"`
-	PayloadBase64 *string `json:"payload_base64"`
-	QoS           int     `json:"qos"`
-	Retain        bool    `json:"retain"`
-}
-
 func setupSub(fs *flag.FlagSet) func(context.Context, *cli) int {
 	var topics filters
 	fs.Var(&topics, "t", "topic `filter` to subscribe to (repeatable, required)")
@@ -86,7 +77,7 @@ func subscribe(ctx context.Context, api *localapi.Client, topics []string, count
 	for count == 0 || got < count {
 		line, err := readStreamLine(br)
 		if len(bytes.TrimSpace(line)) > 0 {
-			var m streamMessage
+			var m localapi.Message
 			if jerr := json.Unmarshal(line, &m); jerr != nil {
 				return got, fmt.Errorf("bad line from edge-agent: %v", jerr)
 			}
