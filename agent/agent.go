@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/awsiot"
 	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/localapi"
 	"github.com/edge-agent/edge-agent/queue"
 	"github.com/edge-agent/edge-agent/redact"
 	"github.com/edge-agent/edge-agent/transport"
@@ -35,7 +35,7 @@ type Agent struct {
 	tlsCfg *tls.Config
 	passwd []byte
 	limits limits
-	access *accessPolicy
+	api    *localapi.Server
 	aws    *awsiot.Provider // provider aws-iot only
 	diag   diagnosis
 	// secrets are scrubbed from every log record and from server-sent text in /v1/status.
@@ -45,8 +45,6 @@ type Agent struct {
 	q       *queue.Queue
 	tr      *transport.Client
 	hub     *hub
-	body    *budget      // api.body_budget (budget.go)
-	conns   *connLimiter // api.max_connections (connlimit.go)
 	started time.Time
 	stats   counters
 
@@ -113,11 +111,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		a.tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	a.limits = limitsFor(cfg)
-	acc, err := newAccessPolicy(cfg.Access)
+	api, err := localapi.New(a, a.apiOptions())
 	if err != nil {
 		return nil, err
 	}
-	a.access = acc
+	a.api = api
 	return a, nil
 }
 
@@ -194,15 +192,13 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	a.tr = tr
 	a.hub.tr = tr
 
-	ln, err := listenSocket(a.cfg.Socket, a.access.socketMode())
+	ln, err := a.api.Listen()
 	if err != nil {
 		q.Close()
 		return err
 	}
 
 	trCtx, stopTransport := context.WithCancel(context.WithoutCancel(ctx))
-	streamsCtx, endStreams := context.WithCancel(context.WithoutCancel(ctx))
-	srv := a.httpServer(streamsCtx)
 
 	var wg sync.WaitGroup
 	if a.aws != nil {
@@ -223,7 +219,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	srvDone := make(chan error, 1)
 	go func() {
 		defer wg.Done()
-		srvDone <- srv.Serve(a.conns.wrap(ln))
+		srvDone <- a.api.Serve(ln)
 	}()
 	a.log.Info("serving local API", "socket", a.cfg.Socket, "provider", a.cfg.Broker.Provider,
 		"endpoint", tr.Status().URL, "client_id", a.cfg.ClientID)
@@ -244,11 +240,9 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	}
 
 	// 1. Stop accepting, end subscriber streams, let in-flight publishes finish.
-	endStreams()
 	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if err := srv.Shutdown(shCtx); err != nil {
-		a.log.Warn("local API did not finish in time; closing connections", "err", err)
-		srv.Close()
+	if err := a.api.Shutdown(shCtx); err != nil {
+		a.log.Warn("local API did not finish in time; closed its connections", "err", err)
 	}
 	cancel()
 	// 2. Stop the transport: it waits briefly for outstanding PUBACKs.
@@ -257,10 +251,9 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	if err := <-trDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("agent: transport: %w", err)
 	}
-	if err := <-srvDone; err != nil && !errors.Is(err, http.ErrServerClosed) && runErr == nil {
+	if err := <-srvDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("agent: local API: %w", err)
 	}
-	os.Remove(a.cfg.Socket)
 	// 3. Close the queue: flushes acknowledgements, closes bbolt cleanly.
 	if err := q.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("agent: close queue: %w", err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
 	"github.com/edge-agent/edge-agent/internal/netproxy"
+	"github.com/edge-agent/edge-agent/localapi"
 	"github.com/edge-agent/edge-agent/queue"
 )
 
@@ -344,7 +345,7 @@ func TestSubscribeStream(t *testing.T) {
 				t.Fatalf("mosquitto_pub: %v %s", err, out)
 			}
 			rd := bufio.NewReader(resp.Body)
-			var got []streamLine
+			var got []localapi.Message
 			for len(got) < 2 {
 				line, err := rd.ReadString('\n')
 				if err != nil {
@@ -360,7 +361,7 @@ func TestSubscribeStream(t *testing.T) {
 						t.Fatalf("not an SSE data line: %q", line)
 					}
 				}
-				var sl streamLine
+				var sl localapi.Message
 				if err := json.Unmarshal([]byte(line), &sl); err != nil {
 					t.Fatalf("bad line %q: %v", line, err)
 				}
@@ -420,7 +421,7 @@ func TestSocketModeAndStaleSocket(t *testing.T) {
 		t.Fatalf("socket mode = %v, want 0660 socket", fi.Mode())
 	}
 	// A second agent on the same socket refuses to start instead of stealing it.
-	if _, err := listenSocket(ta.sock, 0o660); err == nil || !strings.Contains(err.Error(), "another edge-agent") {
+	if _, err := listenAPI(ta, ta.sock); err == nil || !strings.Contains(err.Error(), "another edge-agent") {
 		t.Fatalf("second listen on a live socket: %v", err)
 	}
 	// A stale socket file left by a crash (nobody listening) is replaced.
@@ -431,7 +432,7 @@ func TestSocketModeAndStaleSocket(t *testing.T) {
 	}
 	ln.SetUnlinkOnClose(false)
 	ln.Close()
-	ln2, err := listenSocket(stale, 0o660)
+	ln2, err := listenAPI(ta, stale)
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
@@ -510,4 +511,13 @@ func TestSubscriberStreamsBounded(t *testing.T) {
 		t.Fatalf("after a stream ended: %d", again.StatusCode)
 	}
 	streams = append(streams, again)
+}
+
+// listenAPI listens on path as a second local API in front of ta's agent would.
+func listenAPI(ta *testAgent, path string) (net.Listener, error) {
+	s, err := localapi.New(ta.a, localapi.Options{Socket: path, Limits: localapi.Limits{MaxConnections: 1, BodyBudget: 1}})
+	if err != nil {
+		return nil, err
+	}
+	return s.Listen()
 }

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -84,24 +83,4 @@ func (a *Agent) endpointForHumans() string {
 		u = u[:i]
 	}
 	return u
-}
-
-// handleIdentity answers GET /v1/identity with the Cognito identity id, creating it (GetId) if this
-// device has none yet.
-func (a *Agent) handleIdentity(w http.ResponseWriter, r *http.Request) {
-	if !allowMethod(w, r, http.MethodGet) {
-		return
-	}
-	if a.aws == nil || a.cfg.Cognito.IdentityPoolID == "" {
-		a.fail(w, http.StatusNotFound, "no Cognito identity: broker.provider is not \"aws-iot\" or [cognito] identity_pool_id is not set")
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	id, err := a.aws.IdentityID(ctx)
-	if err != nil {
-		a.fail(w, http.StatusBadGateway, "getting the Cognito identity id: "+a.secrets.String(err.Error()))
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"identity_id": id, "identity_pool_id": a.cfg.Cognito.IdentityPoolID})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/edge-agent/edge-agent/awsiot"
 	"github.com/edge-agent/edge-agent/internal/fakeaws"
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 // fakeAWS is a loopback AWS: a Cognito Identity endpoint spoken to by the real SDK client, and an AWS
@@ -288,7 +289,7 @@ func TestAWSClosedAfterConnectDiagnosis(t *testing.T) {
 	f := newFakeAWS(t)
 	f.iot.CloseAfterConnect(true)
 	ta := startAWSAgent(t, f, "", "")
-	var st Status
+	var st localapi.Status
 	waitFor(t, 20*time.Second, "the policy diagnosis", func() bool {
 		st = ta.status()
 		return strings.Contains(st.Diagnosis, "attach-policy")
@@ -334,7 +335,7 @@ func TestAWSAuthenticatedIdentity(t *testing.T) {
 	sub := mosquitto.Subscribe(t, f.broker.TCPAddr(), "au/#")
 	ta := startAWSAgent(t, f, "", "")
 
-	var st Status
+	var st localapi.Status
 	waitFor(t, 20*time.Second, "the policy diagnosis", func() bool {
 		st = ta.status()
 		return strings.Contains(st.Diagnosis, "attach-policy")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 // stalledUpload opens a raw connection to the agent and sends a request's headers and the first
@@ -36,7 +37,7 @@ func TestBodyBudgetRefusesWith503(t *testing.T) {
 	b := mosquitto.Start(t)
 	ta := startAgent(t, b.WSURL(), "[api]\nmax_payload = \"64KiB\"\nmax_batch_bytes = \"64KiB\"\nbody_budget = \"256KiB\"\n")
 	hold := stalledUpload(t, ta.sock, "/v1/publish?topic=budget/held", 64<<10)
-	waitFor(t, 10*time.Second, "the stalled upload to hold its reservation", func() bool { return ta.a.body.inUse() > 0 })
+	waitFor(t, 10*time.Second, "the stalled upload to hold its reservation", func() bool { return ta.status().LocalAPI.BodyBudgetInUse > 0 })
 
 	big := strings.Repeat("b", 64<<10)
 	r := ta.do("POST", "/v1/publish?topic=budget/x", "", []byte(big))
@@ -75,7 +76,7 @@ func TestBodyBudgetRefusesWith503(t *testing.T) {
 		t.Fatalf("metrics lack the refusals:\n%s", m.raw)
 	}
 	hold.Close()
-	waitFor(t, 10*time.Second, "the reservation to be released", func() bool { return ta.a.body.inUse() == 0 })
+	waitFor(t, 10*time.Second, "the reservation to be released", func() bool { return ta.status().LocalAPI.BodyBudgetInUse == 0 })
 	if r := ta.publish("budget/x", big); r.status != http.StatusAccepted {
 		t.Fatalf("after release: %d %s", r.status, r.raw)
 	}
@@ -180,14 +181,14 @@ func TestReadTimeoutCutsUploadsNotStreams(t *testing.T) {
 func TestConnectionLimit(t *testing.T) {
 	b := mosquitto.Start(t)
 	ta := startAgent(t, b.WSURL(), "[api]\nmax_connections = 3\nread_timeout = \"20s\"\n")
-	ta.a.conns.exemptSelf.Store(false) // the test's clients share the agent's process
+	ta.a.api.ExemptSelf(false) // the test's clients share the agent's process
 	ta.http.CloseIdleConnections()
-	waitFor(t, 10*time.Second, "idle connections to close", func() bool { return ta.a.conns.active.Load() == 0 })
+	waitFor(t, 10*time.Second, "idle connections to close", func() bool { return ta.a.api.Connections() == 0 })
 	var held []net.Conn
 	for i := 0; i < 3; i++ {
 		held = append(held, stalledUpload(t, ta.sock, "/v1/publish?topic=conn/x", 100))
 	}
-	waitFor(t, 10*time.Second, "3 connections", func() bool { return ta.a.conns.active.Load() == 3 })
+	waitFor(t, 10*time.Second, "3 connections", func() bool { return ta.a.api.Connections() == 3 })
 	for i := 0; i < 5; i++ {
 		c, err := net.Dial("unix", ta.sock)
 		if err != nil {
@@ -209,11 +210,11 @@ func TestConnectionLimit(t *testing.T) {
 			t.Fatalf("503 body is not a JSON error: %s", body)
 		}
 	}
-	if n := ta.a.conns.active.Load(); n != 3 {
+	if n := ta.a.api.Connections(); n != 3 {
 		t.Fatalf("refused connections took slots: %d active", n)
 	}
 	held[0].Close()
-	waitFor(t, 10*time.Second, "a slot to free", func() bool { return ta.a.conns.active.Load() < 3 })
+	waitFor(t, 10*time.Second, "a slot to free", func() bool { return ta.a.api.Connections() < 3 })
 	st := ta.status()
 	if st.LocalAPI.ConnectionsRefused != 5 || st.LocalAPI.MaxConnections != 3 {
 		t.Fatalf("status: %+v", st.LocalAPI)
@@ -294,15 +295,15 @@ func TestDeadLetterPagesByBytes(t *testing.T) {
 	for {
 		r := ta.do("GET", fmt.Sprintf("/v1/deadletters?after=%d&limit=1000", after), "", nil)
 		var page struct {
-			DeadLetters []deadLetterJSON `json:"dead_letters"`
-			Total       int              `json:"total"`
-			NextAfter   *uint64          `json:"next_after"`
+			DeadLetters []localapi.DeadLetter `json:"dead_letters"`
+			Total       int                   `json:"total"`
+			NextAfter   *uint64               `json:"next_after"`
 		}
 		if err := json.Unmarshal([]byte(r.raw), &page); err != nil || r.status != 200 {
 			t.Fatalf("page %d: %d %v", pages, r.status, err)
 		}
 		pages++
-		if len(r.raw) > deadLetterPageBytes+256 || len(page.DeadLetters) == 0 || page.Total != n {
+		if len(r.raw) > 1<<20+256 /* localapi pages dead letters by 1 MiB */ || len(page.DeadLetters) == 0 || page.Total != n {
 			t.Fatalf("page %d: %d bytes, %d entries, total %d", pages, len(r.raw), len(page.DeadLetters), page.Total)
 		}
 		for _, d := range page.DeadLetters {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/localapi"
 	"github.com/edge-agent/edge-agent/queue"
 )
 
@@ -50,8 +51,8 @@ func TestPoisonMessageDeadLettered(t *testing.T) {
 	}
 	r := ta.do("GET", "/v1/deadletters", "", nil)
 	var list struct {
-		DeadLetters []deadLetterJSON `json:"dead_letters"`
-		Total       int              `json:"total"`
+		DeadLetters []localapi.DeadLetter `json:"dead_letters"`
+		Total       int                   `json:"total"`
 	}
 	if err := json.Unmarshal([]byte(r.raw), &list); err != nil || r.status != 200 || list.Total != 1 || len(list.DeadLetters) != 1 {
 		t.Fatalf("list: %d %s (%v)", r.status, r.raw, err)

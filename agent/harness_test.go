@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 func TestMain(m *testing.M) {
@@ -153,13 +154,13 @@ func (ta *testAgent) publish(topic, payload string) apiResult {
 	return ta.do("POST", "/v1/publish?topic="+topic, "", []byte(payload))
 }
 
-func (ta *testAgent) status() Status {
+func (ta *testAgent) status() localapi.Status {
 	ta.t.Helper()
 	r := ta.do("GET", "/v1/status", "", nil)
 	if r.status != 200 {
 		ta.t.Fatalf("status: %d %s", r.status, r.raw)
 	}
-	var st Status
+	var st localapi.Status
 	if err := json.Unmarshal([]byte(r.raw), &st); err != nil {
 		ta.t.Fatal(err)
 	}

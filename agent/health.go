@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
+
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 // Healthy reports whether the agent works end to end: the queue's committer completes a cycle (a
@@ -21,23 +20,10 @@ func (a *Agent) Healthy(ctx context.Context) error {
 	if err := q.Flush(ctx); err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", a.cfg.Socket)
-	}, DisableKeepAlives: true}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://edge-agent/v1/status", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
+	c := localapi.NewClient(a.cfg.Socket)
+	defer c.Close()
+	if _, err := c.Status(ctx); err != nil {
 		return fmt.Errorf("local API: %w", err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("local API: GET /v1/status answered %s", resp.Status)
 	}
 	return nil
 }

@@ -7,24 +7,15 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
-)
+	"time"
 
-// deadLetter is one entry of GET /v1/deadletters.
-type deadLetter struct {
-	ID            uint64  `json:"id"`
-	Topic         string  `json:"topic"`
-	Payload       *string `json:"payload"`
-	PayloadBase64 *string `json:"payload_base64"`
-	QoS           int     `json:"qos"`
-	Reason        string  `json:"reason"`
-	At            string  `json:"at"`
-}
+	"github.com/edge-agent/edge-agent/localapi"
+)
 
 func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 	asJSON := fs.Bool("json", false, "list as JSON lines")
@@ -35,19 +26,16 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 		if *requeue != "" && *del != "" {
 			return c.usageError("give --requeue or --delete, not both")
 		}
-		api := newAPIClient(socket(c.getenv))
-		defer api.close()
+		api := localapi.NewClient(socket(c.getenv))
+		defer api.Close()
 		switch {
 		case *requeue != "":
 			q, err := idQuery(*requeue)
 			if err != nil {
 				return c.usageError("--requeue: %v", err)
 			}
-			var out struct {
-				Requeued int      `json:"requeued"`
-				IDs      []uint64 `json:"ids"`
-			}
-			if err := api.call(ctx, http.MethodPost, "/v1/deadletters/requeue?"+q, &out); err != nil {
+			var out localapi.Requeued
+			if err := api.JSON(ctx, http.MethodPost, "/v1/deadletters/requeue?"+q, &out); err != nil {
 				return c.errorf("%v", err)
 			}
 			fmt.Fprintf(c.stdout, "requeued %d message(s)\n", out.Requeued)
@@ -57,10 +45,8 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 			if err != nil {
 				return c.usageError("--delete: %v", err)
 			}
-			var out struct {
-				Deleted int `json:"deleted"`
-			}
-			if err := api.call(ctx, http.MethodDelete, "/v1/deadletters?"+q, &out); err != nil {
+			var out localapi.Deleted
+			if err := api.JSON(ctx, http.MethodDelete, "/v1/deadletters?"+q, &out); err != nil {
 				return c.errorf("%v", err)
 			}
 			fmt.Fprintf(c.stdout, "deleted %d dead letter(s)\n", out.Deleted)
@@ -74,15 +60,15 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 		var after uint64
 		n := 0
 		for {
-			var page struct {
+			var page struct { // localapi.DeadLetterPage, each entry kept as sent for --json
 				DeadLetters []json.RawMessage `json:"dead_letters"`
 				NextAfter   *uint64           `json:"next_after"` // absent on the last page
 			}
-			if err := api.call(ctx, http.MethodGet, fmt.Sprintf("/v1/deadletters?after=%d&limit=1000", after), &page); err != nil {
+			if err := api.JSON(ctx, http.MethodGet, fmt.Sprintf("/v1/deadletters?after=%d&limit=1000", after), &page); err != nil {
 				return c.errorf("%v", err)
 			}
 			for _, raw := range page.DeadLetters {
-				var d deadLetter
+				var d localapi.DeadLetter
 				if err := json.Unmarshal(raw, &d); err != nil {
 					return c.errorf("edge-agent sent a bad dead letter: %v", err)
 				}
@@ -92,7 +78,7 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 					c.stdout.Write(append(bytes.TrimSpace(raw), '\n'))
 					continue
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Topic, d.QoS, d.At, d.Reason, preview(d))
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Topic, d.QoS, d.At.Format(time.RFC3339Nano), d.Reason, preview(d))
 			}
 			// Pages are bounded by bytes too: a short page is not the last one, a missing
 			// next_after is.
@@ -126,7 +112,7 @@ func idQuery(list string) (string, error) {
 }
 
 // preview is a short printable form of the payload.
-func preview(d deadLetter) string {
+func preview(d localapi.DeadLetter) string {
 	var s string
 	switch {
 	case d.Payload != nil:
@@ -139,20 +125,4 @@ func preview(d deadLetter) string {
 		s = s[:57] + "…"
 	}
 	return s
-}
-
-// call sends a request without a body and decodes a 200 answer into out.
-func (a *apiClient) call(ctx context.Context, method, pathQuery string, out any) error {
-	resp, err := a.do(ctx, method, pathQuery, "", nil, -1)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return serverError(resp)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
-		return fmt.Errorf("reading the answer of edge-agent: %w", err)
-	}
-	return nil
 }

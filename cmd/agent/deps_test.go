@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// The import graph goes one way (SPEC.md: cmd/agent → agent → {queue, transport, …}, transport →
+// The import graph goes one way (SPEC.md: cmd/agent → {agent, localapi}, agent → {localapi, queue,
+// transport, …}, localapi → queue but never transport, transport →
 // nothing of ours but topic rules, awsiot → sigv4), the leaf packages topic and redact import
 // nothing of ours (and only the standard library), and test fixtures never reach the binary.
 func TestImportGraph(t *testing.T) {
@@ -30,6 +31,9 @@ func TestImportGraph(t *testing.T) {
 		"sigv4":     {mod + "queue", mod + "transport", mod + "agent", "github.com/eclipse/paho.golang", "go.etcd.io/bbolt"},
 		"awsiot":    {mod + "queue", mod + "transport", mod + "agent", "github.com/eclipse/paho.golang", "go.etcd.io/bbolt"},
 		"config":    {mod + "queue", mod + "transport", mod + "agent", mod + "awsiot", mod + "redact"},
+		// The local API speaks HTTP and nothing else: it reaches the broker only through the agent
+		// (localapi.Backend), never the transport or a provider.
+		"localapi": {mod + "agent", mod + "transport", mod + "awsiot", mod + "sigv4", "github.com/eclipse/paho.golang"},
 	}
 	// Leaf packages: only the standard library (a path without a dot in its first element).
 	for _, leaf := range []string{"topic", "redact"} {
@@ -38,6 +42,10 @@ func TestImportGraph(t *testing.T) {
 				t.Errorf("leaf package %s depends on %s", leaf, dep)
 			}
 		}
+	}
+	// The CLI talks to the agent only through the local API's client.
+	if !deps("cmd/agent")[mod+"localapi"] {
+		t.Errorf("cmd/agent does not import localapi (its client)")
 	}
 	for pkg, bad := range forbidden {
 		for dep := range deps(pkg) {

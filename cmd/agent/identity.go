@@ -2,39 +2,31 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/edge-agent/edge-agent/awsiot"
 	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 // identityFromAgent asks the running agent (GET /v1/identity), which creates the identity if needed.
 func identityFromAgent(ctx context.Context, socket string) (string, error) {
-	api := newAPIClient(socket)
-	defer api.close()
+	api := localapi.NewClient(socket)
+	defer api.Close()
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
-	resp, err := api.do(ctx, http.MethodGet, "/v1/identity", "", nil, -1)
-	if err != nil {
+	var id localapi.Identity
+	if err := api.GetJSON(ctx, "/v1/identity", &id); err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", serverError(resp)
+	if id.IdentityID == "" {
+		return "", errors.New("edge-agent sent no identity id")
 	}
-	var body struct {
-		IdentityID string `json:"identity_id"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err != nil || body.IdentityID == "" {
-		return "", fmt.Errorf("edge-agent sent no identity id (%v)", err)
-	}
-	return body.IdentityID, nil
+	return id.IdentityID, nil
 }
 
 // identityFromConfig reads the agent's config and gets the identity id the way the agent does: from

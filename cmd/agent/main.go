@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"runtime"
+
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=1.2.3".
@@ -146,7 +148,7 @@ func setupIdentity(fs *flag.FlagSet) func(context.Context, *cli) int {
 				fmt.Fprintln(c.stdout, id)
 				return 0
 			}
-			var ae *apiError
+			var ae *localapi.Error
 			if errors.As(err, &ae) {
 				return c.errorf("%v", err)
 			}

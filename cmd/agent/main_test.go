@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edge-agent/edge-agent/localapi"
 	"go.uber.org/goleak"
 )
 
@@ -29,7 +30,7 @@ type request struct {
 	Method, Path, ContentType string
 	Query                     map[string][]string
 	Body                      []byte
-	Lines                     []ndjsonLine // NDJSON batches, decoded
+	Lines                     []localapi.BatchLine // NDJSON batches, decoded
 }
 
 // fakeAPI implements just enough of SPEC "Local API" on a real Unix socket.
@@ -95,10 +96,10 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
-		var lines []ndjsonLine
+		var lines []localapi.BatchLine
 		for n := 1; dec.More(); n++ {
-			var l ndjsonLine
-			if err := dec.Decode(&l); err != nil || l.Topic == "" || (l.Payload == nil) == (l.PayloadBase64 == nil) {
+			var l localapi.BatchLine
+			if err := dec.Decode(&l); err != nil || l.Topic == nil || *l.Topic == "" || (l.Payload == nil) == (l.PayloadBase64 == nil) {
 				jsonError(w, 400, fmt.Sprintf("line %d: bad message (%v)", n, err))
 				return
 			}
@@ -269,7 +270,7 @@ func TestPubLinesBatches(t *testing.T) {
 			t.Fatalf("a batch of %d lines", len(q.Lines))
 		}
 		for _, l := range q.Lines {
-			if l.Topic != "t/l" || l.QoS != 1 || l.Retain || l.PayloadBase64 != nil {
+			if *l.Topic != "t/l" || *l.QoS != 1 || *l.Retain || l.PayloadBase64 != nil {
 				t.Fatalf("line %+v", l)
 			}
 			got = append(got, *l.Payload)
@@ -309,14 +310,14 @@ func TestPubLinesInvalidUTF8(t *testing.T) {
 	f := startFake(t)
 	in := "plain\n\xff\xfebinary\x00\n\nlast without newline"
 	runCLI(t, strings.NewReader(in), "pub", "--socket", f.socket, "-t", "u", "-l", "-r").want(t, 0)
-	var lines []ndjsonLine
+	var lines []localapi.BatchLine
 	for _, q := range f.requests() {
 		lines = append(lines, q.Lines...)
 	}
 	if len(lines) != 4 {
 		t.Fatalf("%d messages, want 4: %+v", len(lines), lines)
 	}
-	if lines[0].Payload == nil || *lines[0].Payload != "plain" || !lines[0].Retain {
+	if lines[0].Payload == nil || *lines[0].Payload != "plain" || !*lines[0].Retain {
 		t.Fatalf("line 1: %+v", lines[0])
 	}
 	if lines[1].Payload != nil || lines[1].PayloadBase64 == nil {

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 // Batching of pub -l: a batch is sent when it holds batchLines lines or
@@ -65,8 +67,8 @@ func setupPub(fs *flag.FlagSet) func(context.Context, *cli) int {
 		case *maxLine < 1:
 			return c.usageError("--max-line must be positive")
 		}
-		api := newAPIClient(socket(c.getenv))
-		defer api.close()
+		api := localapi.NewClient(socket(c.getenv))
+		defer api.Close()
 		if *lines {
 			return c.pubLines(ctx, api, o, *maxLine)
 		}
@@ -97,7 +99,7 @@ func setupPub(fs *flag.FlagSet) func(context.Context, *cli) int {
 }
 
 // publishOne sends one raw message: POST /v1/publish?topic=…&qos=…[&retain=1].
-func publishOne(ctx context.Context, api *apiClient, o pubOptions, body io.Reader, length int64) error {
+func publishOne(ctx context.Context, api *localapi.Client, o pubOptions, body io.Reader, length int64) error {
 	q := url.Values{"topic": {o.topic}, "qos": {strconv.Itoa(o.qos)}}
 	if o.retain {
 		q.Set("retain", "1")
@@ -107,28 +109,19 @@ func publishOne(ctx context.Context, api *apiClient, o pubOptions, body io.Reade
 	if b, ok := body.(*bytes.Reader); ok && b.Size() == length { // -m and -f: can be sent again when the agent is busy
 		data := make([]byte, length)
 		_, _ = b.ReadAt(data, 0)
-		resp, err = api.doWithRetry(ctx, http.MethodPost, "/v1/publish?"+q.Encode(), "application/octet-stream", data)
+		resp, err = api.DoRetry(ctx, http.MethodPost, "/v1/publish?"+q.Encode(), "application/octet-stream", data)
 	} else {
-		resp, err = api.do(ctx, http.MethodPost, "/v1/publish?"+q.Encode(), "application/octet-stream", body, length)
+		resp, err = api.Do(ctx, http.MethodPost, "/v1/publish?"+q.Encode(), "application/octet-stream", body, length)
 	}
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return serverError(resp)
+		return localapi.ReadError(resp)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drain for keep-alive; the id is not needed
 	return nil
-}
-
-// ndjsonLine is one message of a batch (SPEC "Local API").
-type ndjsonLine struct {
-	Topic         string  `json:"topic"`
-	Payload       *string `json:"payload,omitempty"`
-	PayloadBase64 *string `json:"payload_base64,omitempty"`
-	QoS           int     `json:"qos"`
-	Retain        bool    `json:"retain"`
 }
 
 // lineItem is what the stdin reader hands over: a line, or why it stopped.
@@ -139,7 +132,7 @@ type lineItem struct {
 
 // pubLines publishes stdin line by line in NDJSON batches and reports how
 // many messages the agent durably accepted.
-func (c *cli) pubLines(ctx context.Context, api *apiClient, o pubOptions, maxLine int) int {
+func (c *cli) pubLines(ctx context.Context, api *localapi.Client, o pubOptions, maxLine int) int {
 	items := make(chan lineItem, 256)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -213,7 +206,7 @@ func (c *cli) pubLines(ctx context.Context, api *apiClient, o pubOptions, maxLin
 				return fail(taken+boolInt(!errors.Is(it.err, errLineTooLong)), it.err)
 			}
 			taken++
-			m := ndjsonLine{Topic: o.topic, QoS: o.qos, Retain: o.retain}
+			m := localapi.BatchLine{Topic: &o.topic, QoS: &o.qos, Retain: &o.retain} // every field, as a reader expects
 			if utf8.Valid(it.data) {
 				s := string(it.data)
 				m.Payload = &s
@@ -296,17 +289,17 @@ func readLines(r io.Reader, maxLine int, out chan<- lineItem, done <-chan struct
 }
 
 // postBatch sends NDJSON lines and returns how many the agent accepted.
-func postBatch(ctx context.Context, api *apiClient, body []byte) (int, error) {
-	resp, err := api.doWithRetry(ctx, http.MethodPost, "/v1/publish", "application/x-ndjson", body)
+func postBatch(ctx context.Context, api *localapi.Client, body []byte) (int, error) {
+	resp, err := api.DoRetry(ctx, http.MethodPost, "/v1/publish", "application/x-ndjson", body)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return 0, serverError(resp)
+		return 0, localapi.ReadError(resp)
 	}
 	var r struct {
-		Accepted *int `json:"accepted"`
+		Accepted *int `json:"accepted"` // localapi.Accepted, with a missing count told apart
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&r); err != nil || r.Accepted == nil {
 		return 0, fmt.Errorf("the agent answered HTTP %d without an \"accepted\" count", resp.StatusCode)

@@ -11,24 +11,27 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 func setupStatus(fs *flag.FlagSet) func(context.Context, *cli) int {
 	asJSON := fs.Bool("json", false, "print the agent's status JSON as it is")
 	socket := socketFlag(fs)
 	return func(ctx context.Context, c *cli) int {
-		api := newAPIClient(socket(c.getenv))
-		defer api.close()
-		resp, err := api.do(ctx, http.MethodGet, "/v1/status", "", nil, -1)
+		api := localapi.NewClient(socket(c.getenv))
+		defer api.Close()
+		resp, err := api.Do(ctx, http.MethodGet, "/v1/status", "", nil, -1)
 		if err != nil {
 			return c.errorf("%v", err)
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return c.errorf("%v", serverError(resp))
+			return c.errorf("%v", localapi.ReadError(resp))
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 		if err != nil {
@@ -41,196 +44,198 @@ func setupStatus(fs *flag.FlagSet) func(context.Context, *cli) int {
 			}
 			return 0
 		}
-		var st map[string]any
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		if err := dec.Decode(&st); err != nil {
+		v, err := decodeStatus(body)
+		if err != nil {
 			return c.errorf("edge-agent sent a status that is not a JSON object: %v", err)
 		}
-		writeStatus(c.stdout, st, time.Now())
+		writeStatus(c.stdout, v, time.Now())
 		return 0
 	}
 }
 
-// writeStatus prints the fields of the status JSON (see CONTRACTS) for
-// people: known fields first in a fixed order, anything else after them,
-// missing fields left out.
-func writeStatus(w io.Writer, st map[string]any, now time.Time) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	defer tw.Flush()
-	row := func(label, value string) { fmt.Fprintf(tw, "%s:\t%s\n", label, value) }
-	used := map[string]bool{}
-	field := func(m map[string]any, k string) (any, bool) {
-		v, ok := m[k]
-		return v, ok && v != nil
-	}
-	get := func(k string) (any, bool) { // a top-level field, marked as printed
-		used[k] = true
-		return field(st, k)
-	}
+// statusView is a status as the CLI got it: typed (localapi.Status), with the keys the agent
+// sent, since an older agent sends fewer fields and a newer one more.
+type statusView struct {
+	localapi.Status
+	sent map[string]any // top-level keys as sent, numbers as json.Number
+	used map[string]bool
+}
 
-	if v, ok := get("state"); ok {
-		s := str(v)
-		if since, ok := get("since"); ok {
-			if t, err := time.Parse(time.RFC3339Nano, str(since)); err == nil && !t.IsZero() {
-				s += fmt.Sprintf(" since %s (%s ago)", t.Local().Format(time.RFC3339), now.Sub(t).Round(time.Second))
-			} else if str(since) != "" {
-				s += " since " + str(since)
+func decodeStatus(body []byte) (*statusView, error) {
+	v := &statusView{used: map[string]bool{}}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&v.sent); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(body, &v.Status); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// has reports whether the agent sent key with a value other than null, and marks it printed.
+func (v *statusView) has(key string) bool {
+	v.used[key] = true
+	return v.sent[key] != nil
+}
+
+// writeStatus prints the status for people: known fields first in a fixed order, anything else
+// after them, missing fields left out, the diagnosis last.
+func writeStatus(w io.Writer, v *statusView, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(label, value string) { fmt.Fprintf(tw, "%s:\t%s\n", label, value) }
+	writeConnection(v, row, now)
+	if v.has("queue") {
+		writeQueue(v.Queue, row)
+	}
+	if v.has("aws") && v.AWS != nil {
+		writeAWS(*v.AWS, row)
+	}
+	writeTraffic(v, row)
+	if v.has("uptime_seconds") {
+		row("Uptime", (time.Duration(v.UptimeSeconds) * time.Second).String())
+	}
+	if v.has("version") {
+		row("Agent version", v.Version)
+	}
+	for _, k := range slices.Sorted(maps.Keys(v.sent)) {
+		if !v.used[k] && k != "diagnosis" {
+			row(k, str(v.sent[k]))
+		}
+	}
+	tw.Flush()
+	if v.has("diagnosis") && v.Diagnosis != "" {
+		fmt.Fprintf(w, "\nDiagnosis:\n%s\n", strings.TrimRight(v.Diagnosis, "\n"))
+	}
+}
+
+// writeConnection prints the state of the broker connection and its last error.
+func writeConnection(v *statusView, row func(label, value string), now time.Time) {
+	if v.has("state") {
+		s := v.State
+		if v.has("since") {
+			if !v.Since.IsZero() {
+				s += fmt.Sprintf(" since %s (%s ago)", v.Since.Local().Format(time.RFC3339), now.Sub(v.Since).Round(time.Second))
+			} else {
+				s += " since " + v.Since.Format(time.RFC3339Nano)
 			}
 		}
 		row("State", s)
 	}
-	for _, f := range []struct{ key, label string }{
-		{"provider", "Provider"}, {"endpoint", "Endpoint"}, {"client_id", "Client ID"},
-		{"identity_id", "Identity ID"}, {"credentials_expire", "Credentials expire"},
+	for _, f := range []struct{ key, label, value string }{
+		{"provider", "Provider", v.Provider}, {"endpoint", "Endpoint", v.Endpoint}, {"client_id", "Client ID", v.ClientID},
 	} {
-		if v, ok := get(f.key); ok {
-			row(f.label, str(v))
+		if v.has(f.key) {
+			row(f.label, f.value)
 		}
 	}
-	if v, ok := get("last_error"); ok {
-		s := str(v)
+	if v.has("last_error") {
+		s := v.LastError
 		if s == "" {
 			s = "none"
 		}
-		if at, ok := get("last_error_at"); ok {
-			if t, err := time.Parse(time.RFC3339Nano, str(at)); err == nil {
-				s += fmt.Sprintf(" (%s ago)", now.Sub(t).Round(time.Second))
-			}
+		if v.has("last_error_at") && v.LastErrorAt != nil {
+			s += fmt.Sprintf(" (%s ago)", now.Sub(*v.LastErrorAt).Round(time.Second))
 		}
 		row("Last error", s)
 	}
-	if v, ok := get("queue"); ok {
-		q, _ := v.(map[string]any)
-		var parts []string
-		if d, ok := field(q, "depth"); ok {
-			parts = append(parts, str(d)+" messages")
-		}
-		if b, ok := field(q, "bytes"); ok {
-			s := humanBytes(num(b))
-			if m, ok := field(q, "max_bytes"); ok {
-				s += " of " + humanBytes(num(m))
-			}
-			parts = append(parts, s)
-		}
-		if a, ok := field(q, "oldest_age_seconds"); ok && num(a) > 0 {
-			parts = append(parts, "oldest "+(time.Duration(num(a)*float64(time.Second))).Round(time.Second).String()+" old")
-		}
-		if d, ok := field(q, "dropped"); ok {
-			parts = append(parts, str(d)+" dropped")
-		}
-		if o, ok := field(q, "overflow"); ok {
-			parts = append(parts, "overflow "+str(o))
-		}
-		if e, ok := field(q, "expired"); ok && num(e) > 0 {
-			parts = append(parts, str(e)+" expired")
-		}
-		if len(parts) == 0 {
-			parts = append(parts, str(v))
-		}
-		row("Queue", strings.Join(parts, ", "))
-		if d, ok := field(q, "dead_letters"); ok && num(d) > 0 {
-			row("Dead letters", str(d)+" refused by the broker (edge-agent deadletters)")
-		}
-		if r, ok := field(q, "recovered"); ok {
-			if m, ok := r.(map[string]any); ok {
-				row("Queue recovered", fmt.Sprintf("the queue file was damaged at start and moved to %s (%s)", str(m["moved_to"]), str(m["reason"])))
-			}
+}
+
+// writeQueue prints the durable queue's state.
+func writeQueue(q localapi.QueueStatus, row func(label, value string)) {
+	parts := []string{
+		fmt.Sprintf("%d messages", q.Depth),
+		humanBytes(float64(q.Bytes)) + " of " + humanBytes(float64(q.MaxBytes)),
+	}
+	if q.OldestAgeSeconds > 0 {
+		parts = append(parts, "oldest "+time.Duration(q.OldestAgeSeconds*float64(time.Second)).Round(time.Second).String()+" old")
+	}
+	parts = append(parts, fmt.Sprintf("%d dropped", q.Dropped), "overflow "+q.Overflow)
+	if q.Expired > 0 {
+		parts = append(parts, fmt.Sprintf("%d expired", q.Expired))
+	}
+	row("Queue", strings.Join(parts, ", "))
+	if q.DeadLetters > 0 {
+		row("Dead letters", fmt.Sprintf("%d refused by the broker (edge-agent deadletters)", q.DeadLetters))
+	}
+	if r := q.Recovered; r != nil {
+		row("Queue recovered", fmt.Sprintf("the queue file was damaged at start and moved to %s (%s)", r.MovedTo, r.Reason))
+	}
+}
+
+// writeAWS prints the AWS IoT credentials' state.
+func writeAWS(a localapi.AWSStatus, row func(label, value string)) {
+	expire := ""
+	if a.CredentialsExpire != nil {
+		expire = a.CredentialsExpire.Format(time.RFC3339Nano)
+	}
+	for _, f := range []struct{ label, value string }{
+		{"Identity ID", a.IdentityID}, {"Credentials from", a.CredentialSource},
+		{"Credentials expire", expire}, {"Region", a.Region}, {"Credentials error", a.LastError},
+	} {
+		if f.value != "" {
+			row(f.label, f.value)
 		}
 	}
-	if v, ok := get("aws"); ok {
-		if m, ok := v.(map[string]any); ok {
-			for _, f := range []struct{ key, label string }{
-				{"identity_id", "Identity ID"}, {"credential_source", "Credentials from"},
-				{"credentials_expire", "Credentials expire"}, {"region", "Region"}, {"last_error", "Credentials error"},
-			} {
-				if v, ok := field(m, f.key); ok && str(v) != "" {
-					row(f.label, str(v))
-				}
-			}
-			if v, ok := field(m, "authenticated"); ok && str(v) == "true" {
-				row("Identity kind", "authenticated (Cognito login); the IoT policy attached to the identity applies")
-			}
-			if v, ok := field(m, "clock_skew_seconds"); ok && num(v) != 0 {
-				row("Clock skew", fmt.Sprintf("%s (AWS time minus this device's clock; signing uses AWS time)",
-					time.Duration(num(v)*float64(time.Second)).Round(time.Second)))
-			}
-		}
+	if a.Authenticated {
+		row("Identity kind", "authenticated (Cognito login); the IoT policy attached to the identity applies")
 	}
-	if v, ok := get("delivered"); ok {
-		s := str(v)
-		if a, ok := get("accepted"); ok {
-			s += " of " + str(a) + " accepted since start"
+	if a.ClockSkewSeconds != 0 {
+		row("Clock skew", fmt.Sprintf("%s (AWS time minus this device's clock; signing uses AWS time)",
+			time.Duration(a.ClockSkewSeconds*float64(time.Second)).Round(time.Second)))
+	}
+}
+
+// writeTraffic prints what went through the agent: delivered, broker, subscriptions, drops.
+func writeTraffic(v *statusView, row func(label, value string)) {
+	if v.has("delivered") {
+		s := strconv.FormatUint(v.Delivered, 10)
+		if v.has("accepted") {
+			s += fmt.Sprintf(" of %d accepted since start", v.Accepted)
 		}
-		if r, ok := get("rejected"); ok && num(r) > 0 {
-			s += ", " + str(r) + " refused by the broker"
+		if v.has("rejected") && v.Rejected > 0 {
+			s += fmt.Sprintf(", %d refused by the broker", v.Rejected)
 		}
-		if p, ok := get("poisoned"); ok && num(p) > 0 {
-			s += " (" + str(p) + " because the broker hung up each time they were sent)"
+		if v.has("poisoned") && v.Poisoned > 0 {
+			s += fmt.Sprintf(" (%d because the broker hung up each time they were sent)", v.Poisoned)
 		}
 		row("Delivered", s)
 	}
-	if v, ok := get("connects"); ok {
-		s := str(v) + " connections"
-		if w, ok := get("inflight"); ok {
-			s += ", " + str(w) + " in flight"
+	if v.has("connects") {
+		s := fmt.Sprintf("%d connections", v.Connects)
+		if v.has("inflight") {
+			s += fmt.Sprintf(", %d in flight", v.Inflight)
 		}
-		if m, ok := get("receive_maximum"); ok && num(m) > 0 {
-			s += " (broker Receive Maximum " + str(m) + ")"
+		if v.has("receive_maximum") && v.ReceiveMaximum > 0 {
+			s += fmt.Sprintf(" (broker Receive Maximum %d)", v.ReceiveMaximum)
 		}
 		row("Broker", s)
 	}
-	if v, ok := get("received"); ok {
-		s := str(v) + " received from the broker"
-		if n, ok := get("subscribers"); ok {
-			s += ", " + str(n) + " local subscriber streams"
+	if v.has("received") {
+		s := fmt.Sprintf("%d received from the broker", v.Received)
+		if v.has("subscribers") {
+			s += fmt.Sprintf(", %d local subscriber streams", v.Subscribers)
 		}
 		row("Subscriptions", s)
 	}
-	if v, ok := get("inbound_dropped"); ok {
-		if m, ok := v.(map[string]any); ok {
-			var parts []string
-			for _, k := range slices.Sorted(maps.Keys(m)) {
-				if num(m[k]) > 0 {
-					parts = append(parts, str(m[k])+" "+strings.ReplaceAll(k, "_", " "))
-				}
-			}
-			if len(parts) > 0 {
-				row("Inbound dropped", strings.Join(parts, ", ")+" (broker messages not passed to local subscribers)")
+	if v.has("inbound_dropped") {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(v.InboundDropped)) {
+			if n := v.InboundDropped[k]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", n, strings.ReplaceAll(k, "_", " ")))
 			}
 		}
+		if len(parts) > 0 {
+			row("Inbound dropped", strings.Join(parts, ", ")+" (broker messages not passed to local subscribers)")
+		}
 	}
-	if v, ok := get("inbound_too_large"); ok && num(v) > 0 {
-		s := str(v) + " packets over broker.max_packet_size"
-		if m, ok := get("max_packet_size"); ok {
-			s += " (" + humanBytes(num(m)) + ")"
+	if v.has("inbound_too_large") && v.InboundTooLarge > 0 {
+		s := fmt.Sprintf("%d packets over broker.max_packet_size", v.InboundTooLarge)
+		if v.has("max_packet_size") {
+			s += " (" + humanBytes(float64(v.MaxPacketSize)) + ")"
 		}
 		row("Inbound too large", s)
-	}
-	if v, ok := get("uptime_seconds"); ok {
-		row("Uptime", (time.Duration(num(v)) * time.Second).String())
-	}
-	if v, ok := get("version"); ok {
-		row("Agent version", str(v))
-	}
-	var rest []string
-	for k := range st {
-		if !used[k] {
-			rest = append(rest, k)
-		}
-	}
-	slices.Sort(rest)
-	var diagnosis string
-	for _, k := range rest {
-		if k == "diagnosis" {
-			diagnosis = str(st[k])
-			continue
-		}
-		row(k, str(st[k]))
-	}
-	if diagnosis != "" {
-		tw.Flush()
-		fmt.Fprintf(w, "\nDiagnosis:\n%s\n", strings.TrimRight(diagnosis, "\n"))
 	}
 }
 
@@ -249,16 +254,6 @@ func str(v any) string {
 		}
 		return string(b)
 	}
-}
-
-func num(v any) float64 {
-	if n, ok := v.(json.Number); ok {
-		f, err := n.Float64()
-		if err == nil {
-			return f
-		}
-	}
-	return math.NaN()
 }
 
 // humanBytes writes 268435456 as "256 MiB".

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 // maxStreamLine bounds one NDJSON line of the subscribe stream: a 256 MiB
@@ -24,15 +26,6 @@ type filters []string
 
 func (f *filters) String() string     { return strings.Join(*f, ",") }
 func (f *filters) Set(s string) error { *f = append(*f, s); return nil }
-
-// streamMessage is one line of GET /v1/subscribe (SPEC "Local API").
-type streamMessage struct {
-	Topic         string  `json:"topic"`
-	Payload       *string `json:"payload"`
-	PayloadBase64 *string `json:"payload_base64"`
-	QoS           int     `json:"qos"`
-	Retain        bool    `json:"retain"`
-}
 
 func setupSub(fs *flag.FlagSet) func(context.Context, *cli) int {
 	var topics filters
@@ -47,8 +40,8 @@ func setupSub(fs *flag.FlagSet) func(context.Context, *cli) int {
 		case *count < 0:
 			return c.usageError("-C must not be negative")
 		}
-		api := newAPIClient(socket(c.getenv))
-		defer api.close()
+		api := localapi.NewClient(socket(c.getenv))
+		defer api.Close()
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel() // ends the stream when -C is reached
 		got, err := subscribe(ctx, api, topics, *count, *verbose, c.stdout)
@@ -67,15 +60,15 @@ func setupSub(fs *flag.FlagSet) func(context.Context, *cli) int {
 
 // subscribe prints messages until count (0: no limit) or the end of the
 // stream and returns how many it printed.
-func subscribe(ctx context.Context, api *apiClient, topics []string, count int, verbose bool, out io.Writer) (int, error) {
+func subscribe(ctx context.Context, api *localapi.Client, topics []string, count int, verbose bool, out io.Writer) (int, error) {
 	q := url.Values{"topic": topics}
-	resp, err := api.do(ctx, http.MethodGet, "/v1/subscribe?"+q.Encode(), "", nil, -1)
+	resp, err := api.Do(ctx, http.MethodGet, "/v1/subscribe?"+q.Encode(), "", nil, -1)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, serverError(resp)
+		return 0, localapi.ReadError(resp)
 	}
 	w := bufio.NewWriter(out)
 	defer w.Flush()
@@ -84,7 +77,7 @@ func subscribe(ctx context.Context, api *apiClient, topics []string, count int, 
 	for count == 0 || got < count {
 		line, err := readStreamLine(br)
 		if len(bytes.TrimSpace(line)) > 0 {
-			var m streamMessage
+			var m localapi.Message
 			if jerr := json.Unmarshal(line, &m); jerr != nil {
 				return got, fmt.Errorf("bad line from edge-agent: %v", jerr)
 			}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 func main() {
@@ -102,17 +103,6 @@ func payload(tag string, i, size int) ([]byte, error) {
 	return append(b, bytes.Repeat([]byte("."), size-len(b))...), nil
 }
 
-// client speaks HTTP/1.1 to the agent over its Unix socket.
-func client(socket string) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-		MaxIdleConnsPerHost: 1,
-	}}
-}
-
 func runLatency(args []string) error {
 	fs := flag.NewFlagSet("latency", flag.ContinueOnError)
 	socket := fs.String("socket", "", "agent socket")
@@ -126,9 +116,9 @@ func runLatency(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *total)
 	defer cancel()
-	hc := client(*socket)
-	defer hc.CloseIdleConnections()
-	u := "http://edge-agent/v1/publish?" + url.Values{
+	cl := localapi.NewClient(*socket)
+	defer cl.Close()
+	u := "/v1/publish?" + url.Values{
 		"topic": {*topic}, "qos": {"1"}, "wait": {"delivered"}, "timeout": {wait.String()},
 	}.Encode()
 	lat := make([]time.Duration, 0, *n)
@@ -137,12 +127,8 @@ func runLatency(args []string) error {
 		if err != nil {
 			return err
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
 		start := time.Now()
-		resp, err := hc.Do(req)
+		resp, err := cl.Do(ctx, http.MethodPost, u, "", bytes.NewReader(body), int64(len(body)))
 		if err != nil {
 			return fmt.Errorf("message %d of %d: %w", i, *n, err)
 		}
@@ -170,35 +156,6 @@ func runLatency(args []string) error {
 func percentile(sorted []time.Duration, p float64) time.Duration {
 	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
 	return sorted[min(max(rank, 1), len(sorted))-1]
-}
-
-// status is the part of GET /v1/status the bench needs.
-type status struct {
-	State string    `json:"state"`
-	Since time.Time `json:"since"`
-	Queue struct {
-		Depth int `json:"depth"`
-	} `json:"queue"`
-}
-
-func getStatus(ctx context.Context, hc *http.Client) (status, error) {
-	var st status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://edge-agent/v1/status", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return st, fmt.Errorf("GET /v1/status: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("GET /v1/status: %s", resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return st, fmt.Errorf("GET /v1/status: %w", err)
-	}
-	return st, nil
 }
 
 // checker follows the growing output file of mosquitto_sub -F '%t %p' and
@@ -265,10 +222,10 @@ func runWait(args []string) error {
 	}
 	defer f.Close()
 	ck := &checker{f: f, prefix: []byte(*topic + " "), seen: make(map[uint64]struct{}, *n)}
-	var hc *http.Client
+	var cl *localapi.Client
 	if *socket != "" {
-		hc = client(*socket)
-		defer hc.CloseIdleConnections()
+		cl = localapi.NewClient(*socket)
+		defer cl.Close()
 	}
 	var rssPeak int64 // KiB
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
@@ -277,7 +234,7 @@ func runWait(args []string) error {
 	defer tick.Stop()
 
 	var connected, depth0, all time.Time
-	var last status
+	var last localapi.Status
 	for {
 		now := time.Now()
 		if all.IsZero() {
@@ -293,9 +250,9 @@ func runWait(args []string) error {
 				rssPeak = max(rssPeak, kib)
 			}
 		}
-		st, err := status{State: "connected"}, error(nil)
-		if hc != nil {
-			st, err = getStatus(ctx, hc)
+		st, err := localapi.Status{State: "connected"}, error(nil)
+		if cl != nil {
+			st, err = cl.Status(ctx)
 		}
 		if err != nil && ctx.Err() == nil {
 			return err

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/netproxy"
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 // procField reads one "Name: value" field of /proc/<pid>/<file> (io or status) as a number; for
@@ -99,19 +100,15 @@ func runPosts(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *total)
 	defer cancel()
-	hc := client(*socket)
-	defer hc.CloseIdleConnections()
-	u := "http://edge-agent/v1/publish?" + url.Values{"topic": {*topic}, "qos": {"1"}}.Encode()
+	cl := localapi.NewClient(*socket)
+	defer cl.Close()
+	u := "/v1/publish?" + url.Values{"topic": {*topic}, "qos": {"1"}}.Encode()
 	for i := 1; i <= *n; i++ {
 		body, err := payload(*tag, i, *size)
 		if err != nil {
 			return err
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		resp, err := hc.Do(req)
+		resp, err := cl.Do(ctx, http.MethodPost, u, "", bytes.NewReader(body), int64(len(body)))
 		if err != nil {
 			return fmt.Errorf("message %d of %d: %w", i, *n, err)
 		}

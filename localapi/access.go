@@ -1,4 +1,4 @@
-package agent
+package localapi
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/edge-agent/edge-agent/config"
-	"github.com/edge-agent/edge-agent/transport"
+	"github.com/edge-agent/edge-agent/topic"
 )
 
 // accessPolicy decides who may publish to and subscribe from the local API.
@@ -39,7 +39,7 @@ func newAccessPolicy(entries []config.Access) (*accessPolicy, error) {
 		case e.User != "":
 			u, err := user.Lookup(e.User)
 			if err != nil {
-				return nil, fmt.Errorf("agent: access[%d].user %q: %w", i, e.User, err)
+				return nil, fmt.Errorf("localapi: access[%d].user %q: %w", i, e.User, err)
 			}
 			id, _ := strconv.ParseInt(u.Uid, 10, 64)
 			r.uid, r.who = id, "user "+e.User
@@ -50,12 +50,12 @@ func newAccessPolicy(entries []config.Access) (*accessPolicy, error) {
 		case e.Group != "":
 			g, err := user.LookupGroup(e.Group)
 			if err != nil {
-				return nil, fmt.Errorf("agent: access[%d].group %q: %w", i, e.Group, err)
+				return nil, fmt.Errorf("localapi: access[%d].group %q: %w", i, e.Group, err)
 			}
 			id, _ := strconv.ParseInt(g.Gid, 10, 64)
 			r.gid, r.who = id, "group "+e.Group
 		default:
-			return nil, fmt.Errorf("agent: access[%d] names no user, uid, gid or group", i)
+			return nil, fmt.Errorf("localapi: access[%d] names no user, uid, gid or group", i)
 		}
 		p.rules = append(p.rules, r)
 	}
@@ -69,6 +69,9 @@ func (p *accessPolicy) socketMode() os.FileMode {
 	return 0o666
 }
 
+// needsGroups reports whether decisions read the caller's groups: only with rules.
+func (p *accessPolicy) needsGroups() bool { return len(p.rules) > 0 }
+
 // trusted reports whether the caller may do everything.
 func (p *accessPolicy) trusted(c peer) bool {
 	if len(p.rules) == 0 {
@@ -80,42 +83,36 @@ func (p *accessPolicy) trusted(c peer) bool {
 	if c.uid == 0 || c.uid == p.ownUID {
 		return true
 	}
-	return slices.Contains(c.groups(), p.ownGID)
+	return slices.Contains(c.groups, p.ownGID)
 }
 
 func (p *accessPolicy) rulesFor(c peer) []accessRule {
 	var out []accessRule
-	var groups []uint32
 	for _, r := range p.rules {
 		if r.uid >= 0 && int64(c.uid) == r.uid {
 			out = append(out, r)
 			continue
 		}
-		if r.gid >= 0 {
-			if groups == nil {
-				groups = c.groups()
-			}
-			if slices.Contains(groups, uint32(r.gid)) {
-				out = append(out, r)
-			}
+		if r.gid >= 0 && slices.Contains(c.groups, uint32(r.gid)) {
+			out = append(out, r)
 		}
 	}
 	return out
 }
 
 // canPublish returns nil if c may publish to topic.
-func (p *accessPolicy) canPublish(c peer, topic string) error {
+func (p *accessPolicy) canPublish(c peer, name string) error {
 	if p.trusted(c) {
 		return nil
 	}
 	for _, r := range p.rulesFor(c) {
 		for _, f := range r.publish {
-			if transport.Match(f, topic) {
+			if topic.Match(f, name) {
 				return nil
 			}
 		}
 	}
-	return fmt.Errorf("%w: uid %d may not publish to %q (see [[access]] in the config)", errForbidden, c.uid, topic)
+	return fmt.Errorf("%w: uid %d may not publish to %q (see [[access]] in the config)", errForbidden, c.uid, name)
 }
 
 // canSubscribe returns nil if every message filter could match is allowed to c.

@@ -1,4 +1,4 @@
-package agent
+package localapi
 
 import (
 	"bytes"
@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/edge-agent/edge-agent/queue"
 )
@@ -24,52 +23,14 @@ const (
 	deadLetterFetch = 4
 )
 
-// deadLetterJSON is one entry of GET /v1/deadletters.
-type deadLetterJSON struct {
-	ID uint64 `json:"id"`
-	streamLine
-	Reason  string    `json:"reason"`
-	At      time.Time `json:"at"`
-	Created time.Time `json:"created"`
-}
-
-// handleDeadLetters serves GET (list, ?after=ID&limit=N) and DELETE (?id=…&id=… or ?all=1).
-// A listing is streamed and paged by bytes as well as by limit: {"dead_letters":[…],"total":N} plus
-// "next_after":ID when more follow (ask again with after=ID).
-// Managing dead letters is for trusted callers only (root, the agent's user and group).
-func (a *Agent) handleDeadLetters(w http.ResponseWriter, r *http.Request) {
-	if !a.access.trusted(peerFrom(r.Context())) {
-		a.fail(w, http.StatusForbidden, "only root, the agent's user and its group may manage dead letters")
-		return
-	}
-	switch r.Method {
-	case http.MethodGet:
-		a.listDeadLetters(w, r)
-	case http.MethodDelete:
-		ids, err := a.deadLetterIDs(r)
-		if err != nil {
-			a.failErr(w, err)
-			return
-		}
-		n, err := a.q.DeleteDeadLetters(r.Context(), ids...)
-		if err != nil {
-			a.failErr(w, err)
-			return
-		}
-		a.log.Info("dead letters deleted", "count", n)
-		writeJSON(w, http.StatusOK, map[string]any{"deleted": n})
-	default:
-		w.Header().Set("Allow", "GET, DELETE")
-		a.fail(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: use GET or DELETE", r.Method, r.URL.Path))
-	}
-}
-
-func (a *Agent) listDeadLetters(w http.ResponseWriter, r *http.Request) {
+// listDeadLetters serves GET /v1/deadletters?after=ID&limit=N. The listing is streamed and paged
+// by bytes as well as by limit (DeadLetterPage).
+func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	var after uint64
 	limit := defaultDeadLetterPage
 	for k, vs := range r.URL.Query() {
 		if len(vs) != 1 {
-			a.fail(w, http.StatusBadRequest, fmt.Sprintf("query parameter %q given %d times", k, len(vs)))
+			s.fail(w, http.StatusBadRequest, fmt.Sprintf("query parameter %q given %d times", k, len(vs)))
 			return
 		}
 		v := vs[0]
@@ -77,33 +38,33 @@ func (a *Agent) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		case "after":
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err != nil {
-				a.fail(w, http.StatusBadRequest, fmt.Sprintf("bad after %q: use a message id", v))
+				s.fail(w, http.StatusBadRequest, fmt.Sprintf("bad after %q: use a message id", v))
 				return
 			}
 			after = n
 		case "limit":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > maxDeadLetterPage {
-				a.fail(w, http.StatusBadRequest, fmt.Sprintf("bad limit %q: use 1..%d", v, maxDeadLetterPage))
+				s.fail(w, http.StatusBadRequest, fmt.Sprintf("bad limit %q: use 1..%d", v, maxDeadLetterPage))
 				return
 			}
 			limit = n
 		default:
-			a.fail(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q", k))
+			s.fail(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q", k))
 			return
 		}
 	}
 	// A page holds one entry (and its encoding) at a time: cover the largest.
-	res, err := a.body.acquire(r.Context(), deadLetterCharge(a.limits.maxPayload), budgetWait)
+	res, err := s.body.acquire(r.Context(), deadLetterCharge(s.lim.MaxPayload), budgetWait)
 	if err != nil {
-		a.failErr(w, err)
+		s.failErr(w, err)
 		return
 	}
 	defer res.release()
-	it := deadLetterIter{q: a.q, after: after}
+	it := deadLetterIter{b: s.b, after: after}
 	next, err := it.next()
 	if err != nil {
-		a.failErr(w, err)
+		s.failErr(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -121,7 +82,7 @@ func (a *Agent) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		if n > 0 {
 			entry.WriteByte(',')
 		}
-		enc.Encode(deadLetterJSON{ID: d.Seq, streamLine: toStreamLine(d.Topic, d.Payload, d.QoS, d.Retain),
+		enc.Encode(DeadLetter{ID: d.Seq, Message: toMessage(d.Topic, d.Payload, d.QoS, d.Retain),
 			Reason: d.Reason, At: d.At.UTC(), Created: d.Created.UTC()})
 		if n > 0 && written+entry.Len() > deadLetterPageBytes {
 			break // next stays: there is more
@@ -133,54 +94,63 @@ func (a *Agent) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		n++
 		last = d.Seq
 		if next, err = it.next(); err != nil {
-			a.log.Error("listing dead letters", "err", err)
+			s.log.Error("listing dead letters", "err", err)
 			panic(http.ErrAbortHandler) // the client sees a cut answer, not a short list
 		}
 		if n == limit {
 			break
 		}
 	}
-	fmt.Fprintf(w, `],"total":%d`, a.q.Stats().DeadLetters)
+	fmt.Fprintf(w, `],"total":%d`, s.b.Status().Queue.DeadLetters)
 	if next != nil {
 		fmt.Fprintf(w, `,"next_after":%d`, last)
 	}
 	io.WriteString(w, "}\n")
 }
 
-// handleRequeue serves POST /v1/deadletters/requeue?id=…&id=… (or ?all=1): the messages go back to
-// the tail of the queue with new ids, durably, all or nothing.
-func (a *Agent) handleRequeue(w http.ResponseWriter, r *http.Request) {
-	if !allowMethod(w, r, http.MethodPost) {
-		return
-	}
-	if !a.access.trusted(peerFrom(r.Context())) {
-		a.fail(w, http.StatusForbidden, "only root, the agent's user and its group may manage dead letters")
-		return
-	}
-	ids, err := a.deadLetterIDs(r)
+// deleteDeadLetters serves DELETE /v1/deadletters?id=…&id=… (or ?all=1).
+func (s *Server) deleteDeadLetters(w http.ResponseWriter, r *http.Request) {
+	ids, err := s.deadLetterIDs(r)
 	if err != nil {
-		a.failErr(w, err)
+		s.failErr(w, err)
+		return
+	}
+	n, err := s.b.DeleteDeadLetters(r.Context(), ids...)
+	if err != nil {
+		s.failErr(w, err)
+		return
+	}
+	s.log.Info("dead letters deleted", "count", n)
+	writeJSON(w, http.StatusOK, Deleted{Deleted: n})
+}
+
+// requeue serves POST /v1/deadletters/requeue?id=…&id=… (or ?all=1): the messages go back to
+// the tail of the queue with new ids, durably, all or nothing.
+func (s *Server) requeue(w http.ResponseWriter, r *http.Request) {
+	ids, err := s.deadLetterIDs(r)
+	if err != nil {
+		s.failErr(w, err)
 		return
 	}
 	if len(ids) == 0 {
-		writeJSON(w, http.StatusOK, map[string]any{"requeued": 0, "ids": []uint64{}})
+		writeJSON(w, http.StatusOK, Requeued{IDs: []uint64{}})
 		return
 	}
-	newIDs, err := a.q.Requeue(r.Context(), ids...)
+	newIDs, err := s.b.Requeue(r.Context(), ids...)
 	if errors.Is(err, queue.ErrNotDeadLettered) {
-		a.fail(w, http.StatusNotFound, err.Error()+"; nothing was requeued")
+		s.fail(w, http.StatusNotFound, err.Error()+"; nothing was requeued")
 		return
 	}
 	if err != nil {
-		a.failErr(w, err)
+		s.failErr(w, err)
 		return
 	}
-	a.log.Info("dead letters requeued", "count", len(newIDs))
-	writeJSON(w, http.StatusOK, map[string]any{"requeued": len(newIDs), "ids": newIDs})
+	s.log.Info("dead letters requeued", "count", len(newIDs))
+	writeJSON(w, http.StatusOK, Requeued{Requeued: len(newIDs), IDs: newIDs})
 }
 
 // deadLetterIDs reads ?id=N (repeatable) or ?all=1.
-func (a *Agent) deadLetterIDs(r *http.Request) ([]uint64, error) {
+func (s *Server) deadLetterIDs(r *http.Request) ([]uint64, error) {
 	q := r.URL.Query()
 	var ids []uint64
 	all := false
@@ -215,13 +185,13 @@ func (a *Agent) deadLetterIDs(r *http.Request) ([]uint64, error) {
 	case !all:
 		return ids, nil
 	}
-	return a.allDeadLetterIDs(r.Context())
+	return s.allDeadLetterIDs(r.Context())
 }
 
 // allDeadLetterIDs collects the id of every dead letter, holding no more than a few of them at once.
-func (a *Agent) allDeadLetterIDs(ctx context.Context) ([]uint64, error) {
+func (s *Server) allDeadLetterIDs(ctx context.Context) ([]uint64, error) {
 	var ids []uint64
-	it := deadLetterIter{q: a.q}
+	it := deadLetterIter{b: s.b}
 	for ctx.Err() == nil {
 		d, err := it.next()
 		if err != nil || d == nil {
@@ -235,7 +205,7 @@ func (a *Agent) allDeadLetterIDs(ctx context.Context) ([]uint64, error) {
 // deadLetterIter reads the dead-letter store in order, a few entries at a time (each read returns
 // whole messages: a page of 1,000 could hold 1,000 payloads).
 type deadLetterIter struct {
-	q     *queue.Queue
+	b     Backend
 	after uint64
 	buf   []queue.DeadLetter
 }
@@ -243,7 +213,7 @@ type deadLetterIter struct {
 // next returns the next dead letter, or nil after the last.
 func (it *deadLetterIter) next() (*queue.DeadLetter, error) {
 	if len(it.buf) == 0 {
-		page, err := it.q.DeadLetters(it.after, deadLetterFetch)
+		page, err := it.b.DeadLetters(it.after, deadLetterFetch)
 		if err != nil {
 			return nil, err
 		}

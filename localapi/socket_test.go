@@ -1,4 +1,4 @@
-package agent
+package localapi
 
 import (
 	"bufio"

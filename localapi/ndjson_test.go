@@ -1,4 +1,4 @@
-package agent
+package localapi
 
 import (
 	"bytes"
@@ -11,9 +11,14 @@ import (
 	"testing/iotest"
 	"time"
 	"unicode/utf8"
+
+	"github.com/edge-agent/edge-agent/topic"
 )
 
-var testLimits = limits{maxPayload: 1024, maxTopicBytes: 256, maxTopicSlash: -1, maxBatchBytes: 1 << 20, maxBatchLines: 100}
+var testLimits = Limits{MaxPayload: 1024, MaxTopicBytes: 256, MaxBatchBytes: 1 << 20, MaxBatchLines: 100}
+
+// checkTestTopic is MQTT's topic rules without a provider's limits.
+func checkTestTopic(t string) error { return topic.Validate(t) }
 
 func TestParseBatchLine(t *testing.T) {
 	cases := []struct {
@@ -50,7 +55,7 @@ func TestParseBatchLine(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			m, err := parseBatchLine([]byte(c.line), testLimits, time.Now())
+			m, err := parseBatchLine([]byte(c.line), testLimits, checkTestTopic, time.Now())
 			if c.status == 0 {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -125,7 +130,7 @@ func FuzzParseBatchLine(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		m, err := parseBatchLine(line, testLimits, time.Now())
+		m, err := parseBatchLine(line, testLimits, checkTestTopic, time.Now())
 		if err != nil {
 			var ae *apiError
 			if !errors.As(err, &ae) || (ae.status != http.StatusBadRequest && ae.status != http.StatusRequestEntityTooLarge) {
@@ -136,14 +141,14 @@ func FuzzParseBatchLine(f *testing.F) {
 		if !utf8.Valid(line) {
 			t.Fatalf("accepted a line that is not UTF-8: %q", line)
 		}
-		if err := testLimits.checkTopic(m.Topic); err != nil {
+		if err := checkTestTopic(m.Topic); err != nil {
 			t.Fatalf("accepted bad topic %q: %v", m.Topic, err)
 		}
-		if int64(len(m.Payload)) > testLimits.maxPayload {
+		if int64(len(m.Payload)) > testLimits.MaxPayload {
 			t.Fatalf("accepted a payload of %d bytes", len(m.Payload))
 		}
 		// encoding/json turns invalid text into U+FFFD: an accepted line has none it did not write.
-		var bl batchLine
+		var bl BatchLine
 		if err := json.Unmarshal(line, &bl); err != nil {
 			t.Fatalf("accepted a line encoding/json refuses: %v", err)
 		}

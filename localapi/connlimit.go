@@ -1,4 +1,4 @@
-package agent
+package localapi
 
 import (
 	"bytes"
@@ -9,13 +9,14 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
 // This file bounds the local API's connections in number (api.max_connections); read_timeout and
 // idle_timeout (api.go) bound them in time. A connection over the limit never reaches the HTTP
 // server: it gets a minimal "503 Service Unavailable" with Retry-After and is closed, counted, without
-// taking a slot. The agent's own health check (Healthy, same process) is always let in, so that a
+// taking a slot. The agent's own health check (same process) is always let in, so that a
 // flood of local clients cannot make systemd's watchdog restart a working agent.
 
 const (
@@ -76,8 +77,9 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if ll.l.admit(c) {
-			return &limitedConn{Conn: c, l: ll.l}, nil
+		cred, _ := peerCred(c)
+		if ll.l.admit(cred) {
+			return &limitedConn{Conn: c, l: ll.l, cred: cred}, nil
 		}
 		ll.l.refuse(c)
 	}
@@ -97,8 +99,9 @@ func (ll *limitedListener) Close() error {
 	return ll.closeErr
 }
 
-func (l *connLimiter) admit(c net.Conn) bool {
-	if l.active.Add(1) <= int64(l.max) || (l.exemptSelf.Load() && fromSelf(c)) {
+// admit takes a slot for a connection from the peer cred (nil: not known), or refuses it.
+func (l *connLimiter) admit(cred *syscall.Ucred) bool {
+	if l.active.Add(1) <= int64(l.max) || (l.exemptSelf.Load() && cred != nil && int(cred.Pid) == os.Getpid()) {
 		return true
 	}
 	l.active.Add(-1)
@@ -159,10 +162,11 @@ func (l *connLimiter) refuse(c net.Conn) {
 	}()
 }
 
-// limitedConn frees its slot when closed.
+// limitedConn frees its slot when closed. It carries its peer's credentials, read once at accept.
 type limitedConn struct {
 	net.Conn
 	l    *connLimiter
+	cred *syscall.Ucred // nil: not known
 	once sync.Once
 }
 
@@ -178,18 +182,4 @@ func (c *limitedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return errors.New("CloseWrite not supported")
-}
-
-// unwrapConn returns the socket under a connection the limiter let in.
-func unwrapConn(c net.Conn) net.Conn {
-	if lc, ok := c.(*limitedConn); ok {
-		return lc.Conn
-	}
-	return c
-}
-
-// fromSelf reports whether the peer of c is this process (the agent's own health check).
-func fromSelf(c net.Conn) bool {
-	cred, ok := peerCred(c)
-	return ok && int(cred.Pid) == os.Getpid()
 }

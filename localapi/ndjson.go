@@ -1,4 +1,4 @@
-package agent
+package localapi
 
 import (
 	"bufio"
@@ -23,16 +23,6 @@ import (
 // lineBufferSize is the read buffer of an NDJSON body; a longer line is gathered in a buffer that
 // grows (and is charged) up to the longest line allowed.
 const lineBufferSize = 32 << 10
-
-// batchLine is one line of an NDJSON publish.
-type batchLine struct {
-	Topic         *string `json:"topic"`
-	Payload       *string `json:"payload"`
-	PayloadBase64 *string `json:"payload_base64"`
-	QoS           *int    `json:"qos"`
-	Retain        *bool   `json:"retain"`
-	TTL           *string `json:"ttl"`
-}
 
 // errLineTooLong is returned by lineReader.next for a line over its maximum.
 var errLineTooLong = errors.New("line too long")
@@ -146,11 +136,11 @@ func hex4(b []byte) (rune, bool) {
 }
 
 // parseBatchLine parses and validates one non-empty NDJSON line against l. It does not check access.
-func parseBatchLine(line []byte, l limits, now time.Time) (queue.Message, error) {
+func parseBatchLine(line []byte, l Limits, checkTopic func(string) error, now time.Time) (queue.Message, error) {
 	if err := checkLineText(line); err != nil {
 		return queue.Message{}, err
 	}
-	var bl batchLine
+	var bl BatchLine
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&bl); err != nil {
@@ -163,7 +153,7 @@ func parseBatchLine(line []byte, l limits, now time.Time) (queue.Message, error)
 		return queue.Message{}, badRequest("missing topic")
 	}
 	m := queue.Message{Topic: *bl.Topic, QoS: 1}
-	if err := l.checkTopic(m.Topic); err != nil {
+	if err := checkTopic(m.Topic); err != nil {
 		return m, badRequest("bad topic %q: %v", truncate(m.Topic, 80), err)
 	}
 	switch {
@@ -180,8 +170,8 @@ func parseBatchLine(line []byte, l limits, now time.Time) (queue.Message, error)
 	default:
 		m.Payload = []byte{}
 	}
-	if int64(len(m.Payload)) > l.maxPayload {
-		return m, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("payload is %d bytes, over the limit of %d (api.max_payload)", len(m.Payload), l.maxPayload)}
+	if int64(len(m.Payload)) > l.MaxPayload {
+		return m, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("payload is %d bytes, over the limit of %d (api.max_payload)", len(m.Payload), l.MaxPayload)}
 	}
 	if bl.QoS != nil {
 		if *bl.QoS != 0 && *bl.QoS != 1 {
@@ -204,15 +194,15 @@ func parseBatchLine(line []byte, l limits, now time.Time) (queue.Message, error)
 
 // maxLineBytes is the longest NDJSON line: a payload of maxPayload bytes base64-encoded, the
 // longest topic and the JSON framing.
-func (l limits) maxLineBytes() int {
-	return int(l.maxPayload*4/3) + l.maxTopicBytes + 4096
+func (l Limits) maxLineBytes() int {
+	return int(l.MaxPayload*4/3) + l.MaxTopicBytes + 4096
 }
 
 // readBatch reads and validates every line of an NDJSON publish, charging res for what it keeps;
 // any bad line fails the whole request, naming the line.
-func (a *Agent) readBatch(w http.ResponseWriter, r *http.Request, res *reservation) ([]queue.Message, error) {
-	body := http.MaxBytesReader(w, r.Body, a.limits.maxBatchBytes)
-	lr := newLineReader(body, a.limits.maxLineBytes())
+func (s *Server) readBatch(w http.ResponseWriter, r *http.Request, res *reservation) ([]queue.Message, error) {
+	body := http.MaxBytesReader(w, r.Body, s.lim.MaxBatchBytes)
+	lr := newLineReader(body, s.lim.maxLineBytes())
 	pr := peerFrom(r.Context())
 	now := time.Now()
 	var msgs []queue.Message
@@ -224,7 +214,7 @@ func (a *Agent) readBatch(w http.ResponseWriter, r *http.Request, res *reservati
 			if errors.Is(err, io.EOF) {
 				return msgs, nil
 			}
-			return nil, a.batchReadError(n, err)
+			return nil, s.batchReadError(n, err)
 		}
 		if c := cap(lr.long); c > longCharged {
 			held += int64(c - longCharged)
@@ -234,12 +224,12 @@ func (a *Agent) readBatch(w http.ResponseWriter, r *http.Request, res *reservati
 		if len(line) == 0 {
 			continue
 		}
-		if len(msgs) >= a.limits.maxBatchLines {
-			return nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d messages in one request (api.max_batch_lines); split the batch; nothing was stored", a.limits.maxBatchLines)}
+		if len(msgs) >= s.lim.MaxBatchLines {
+			return nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d messages in one request (api.max_batch_lines); split the batch; nothing was stored", s.lim.MaxBatchLines)}
 		}
-		m, err := parseBatchLine(line, a.limits, now)
+		m, err := parseBatchLine(line, s.lim, s.b.CheckTopic, now)
 		if err == nil {
-			if aerr := a.access.canPublish(pr, m.Topic); aerr != nil {
+			if aerr := s.access.canPublish(pr, m.Topic); aerr != nil {
 				err = &apiError{http.StatusForbidden, aerr.Error()}
 			}
 		}
@@ -260,15 +250,15 @@ func (a *Agent) readBatch(w http.ResponseWriter, r *http.Request, res *reservati
 	}
 }
 
-func (a *Agent) batchReadError(n int, err error) error {
+func (s *Server) batchReadError(n int, err error) error {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over the limit of %d bytes (api.max_batch_bytes); split the batch; nothing was stored", a.limits.maxBatchBytes)}
+		return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over the limit of %d bytes (api.max_batch_bytes); split the batch; nothing was stored", s.lim.MaxBatchBytes)}
 	case errors.Is(err, errLineTooLong):
-		return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("line %d: longer than %d bytes, more than a payload of api.max_payload (%d bytes) base64-encoded; nothing was stored", n, a.limits.maxLineBytes(), a.limits.maxPayload)}
+		return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("line %d: longer than %d bytes, more than a payload of api.max_payload (%d bytes) base64-encoded; nothing was stored", n, s.lim.maxLineBytes(), s.lim.MaxPayload)}
 	case isTimeout(err):
-		return a.readTimeoutError()
+		return s.readTimeoutError()
 	}
 	return badRequest("reading body at line %d: %v; nothing was stored", n, err)
 }

@@ -1,4 +1,4 @@
-package agent
+package localapi
 
 import (
 	"context"
@@ -22,22 +22,22 @@ import (
 func listenSocket(path string, mode os.FileMode) (*net.UnixListener, error) {
 	switch {
 	case len(path) > config.MaxSocketPath:
-		return nil, fmt.Errorf("agent: socket = %q is %d bytes; Linux binds Unix socket paths of at most %d bytes: choose a shorter socket path",
+		return nil, fmt.Errorf("localapi: socket = %q is %d bytes; Linux binds Unix socket paths of at most %d bytes: choose a shorter socket path",
 			path, len(path), config.MaxSocketPath)
 	case path == "" || strings.IndexByte(path, 0) >= 0:
-		return nil, fmt.Errorf("agent: socket %q is not a usable path", path)
+		return nil, fmt.Errorf("localapi: socket %q is not a usable path", path)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("agent: socket directory: %w", err)
+		return nil, fmt.Errorf("localapi: socket directory: %w", err)
 	}
 	if _, err := os.Lstat(path); err == nil {
 		c, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
 			c.Close()
-			return nil, fmt.Errorf("agent: socket %s is in use: is another edge-agent running?", path)
+			return nil, fmt.Errorf("localapi: socket %s is in use: is another edge-agent running?", path)
 		}
 		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("agent: remove stale socket %s: %w", path, err)
+			return nil, fmt.Errorf("localapi: remove stale socket %s: %w", path, err)
 		}
 	}
 	ln, err := bindUnix(path, mode)
@@ -49,7 +49,7 @@ func listenSocket(path string, mode os.FileMode) (*net.UnixListener, error) {
 	if err := os.Chmod(path, mode.Perm()); err != nil {
 		ln.Close()
 		os.Remove(path)
-		return nil, fmt.Errorf("agent: chmod socket %s to %04o: %w", path, mode.Perm(), err)
+		return nil, fmt.Errorf("localapi: chmod socket %s to %04o: %w", path, mode.Perm(), err)
 	}
 	return ln, nil
 }
@@ -60,15 +60,15 @@ const socketBacklog = 4096
 // bindUnix creates a listening Unix socket at path whose file is created with at most mode: on Linux,
 // unix_bind creates the socket inode with the mode of the socket's own inode minus the umask, so
 // fchmod on the socket before bind sets it (without it the file would be 0777 minus the umask until
-// a later chmod). The listener does not remove path when closed; Agent.Run does.
+// a later chmod). The listener does not remove path when closed; Server.Shutdown does.
 func bindUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("agent: socket %s: %w", path, os.NewSyscallError("socket", err))
+		return nil, fmt.Errorf("localapi: socket %s: %w", path, os.NewSyscallError("socket", err))
 	}
 	fail := func(step string, err error) (*net.UnixListener, error) {
 		syscall.Close(fd)
-		return nil, fmt.Errorf("agent: listen on socket %s: %w", path, os.NewSyscallError(step, err))
+		return nil, fmt.Errorf("localapi: listen on socket %s: %w", path, os.NewSyscallError(step, err))
 	}
 	if err := syscall.Fchmod(fd, uint32(mode.Perm())); err != nil {
 		return fail("fchmod", err)
@@ -85,22 +85,26 @@ func bindUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 	f.Close()
 	if err != nil {
 		os.Remove(path)
-		return nil, fmt.Errorf("agent: listen on socket %s: %w", path, err)
+		return nil, fmt.Errorf("localapi: listen on socket %s: %w", path, err)
 	}
 	ln, ok := fl.(*net.UnixListener)
 	if !ok {
 		fl.Close()
 		os.Remove(path)
-		return nil, fmt.Errorf("agent: listen on socket %s: got a %T", path, fl)
+		return nil, fmt.Errorf("localapi: listen on socket %s: got a %T", path, fl)
 	}
 	ln.SetUnlinkOnClose(false)
 	return ln, nil
 }
 
-// peer is the identity of the process at the other end of a local API connection (SO_PEERCRED).
+// peer is the identity of the process at the other end of a local API connection (SO_PEERCRED),
+// read once when the connection is accepted, with its groups (primary and supplementary) read once
+// in connContext: a request, or each line of an NDJSON batch, never reads them again, and a pid
+// reused later cannot lend its groups to the connection.
 type peer struct {
 	pid      int32
 	uid, gid uint32
+	groups   []uint32 // only when [[access]] rules need them
 	known    bool
 }
 
@@ -126,13 +130,18 @@ func peerCred(c net.Conn) (*syscall.Ucred, bool) {
 	return cred, true
 }
 
-// connContext attaches the caller's credentials to each connection's context.
-func connContext(ctx context.Context, c net.Conn) context.Context {
-	cred, ok := peerCred(c)
-	if !ok {
+// connContext attaches the caller's credentials, read when the connection was accepted, and its
+// groups to the connection's context (http.Server.ConnContext): once per connection.
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	lc, ok := c.(*limitedConn)
+	if !ok || lc.cred == nil {
 		return ctx
 	}
-	return context.WithValue(ctx, peerKey{}, peer{pid: cred.Pid, uid: cred.Uid, gid: cred.Gid, known: true})
+	p := peer{pid: lc.cred.Pid, uid: lc.cred.Uid, gid: lc.cred.Gid, known: true}
+	if s.access.needsGroups() {
+		p.groups = append([]uint32{p.gid}, s.groupsOf(p.pid)...)
+	}
+	return context.WithValue(ctx, peerKey{}, p)
 }
 
 func peerFrom(ctx context.Context) peer {
@@ -140,13 +149,13 @@ func peerFrom(ctx context.Context) peer {
 	return p
 }
 
-// groups returns the peer's primary and supplementary group ids, read from /proc.
-func (p peer) groups() []uint32 {
-	gs := []uint32{p.gid}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
+// procGroups returns the supplementary group ids of process pid, read from /proc.
+func procGroups(pid int32) []uint32 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return gs
+		return nil
 	}
+	var gs []uint32
 	for _, line := range strings.Split(string(b), "\n") {
 		rest, ok := strings.CutPrefix(line, "Groups:")
 		if !ok {

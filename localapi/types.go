@@ -1,0 +1,179 @@
+package localapi
+
+import "time"
+
+// Status is the JSON behind GET /v1/status and `edge-agent status --json`.
+type Status struct {
+	State     string    `json:"state"`
+	Provider  string    `json:"provider"`
+	Endpoint  string    `json:"endpoint"`
+	ClientID  string    `json:"client_id"`
+	Since     time.Time `json:"since"`
+	LastError string    `json:"last_error"`
+	// LastErrorAt is when LastError happened (absent if there was none).
+	LastErrorAt *time.Time  `json:"last_error_at,omitempty"`
+	Queue       QueueStatus `json:"queue"`
+	Accepted    uint64      `json:"accepted"`
+	Delivered   uint64      `json:"delivered"`
+	Rejected    uint64      `json:"rejected"`
+	Received    uint64      `json:"received"`
+	Connects    uint64      `json:"connects"`
+	Inflight    int         `json:"inflight"`
+	// ReceiveMaximum is the broker's in-flight QoS 1 limit from its CONNACK.
+	ReceiveMaximum uint16 `json:"receive_maximum"`
+	Subscribers    int    `json:"subscribers"`
+	// InboundDropped counts broker messages dropped inside the agent on their way to local
+	// subscribers, by reason: "slow_subscriber" (its own buffer, api.subscriber_buffer or 1024
+	// messages, was full), "subscriber_budget" (all subscribers together held
+	// api.subscriber_budget), "incoming_buffer" (the transport's buffer in front of the hub held
+	// 1024 messages), "incoming_bytes" (it held broker.incoming_buffer bytes), "too_large" (a
+	// PUBLISH over broker.max_packet_size, discarded unread).
+	InboundDropped map[string]uint64 `json:"inbound_dropped"`
+	// InboundTooLarge counts inbound packets over broker.max_packet_size (PUBLISHes discarded unread,
+	// other packets refused by closing the connection).
+	InboundTooLarge uint64 `json:"inbound_too_large"`
+	// MaxPacketSize is broker.max_packet_size, announced to the broker in CONNECT.
+	MaxPacketSize uint32 `json:"max_packet_size"`
+	// Poisoned counts messages moved to the dead-letter store because the broker closed the
+	// connection each time they were sent (broker.poison_after times in a row).
+	Poisoned uint64 `json:"poisoned"`
+	// LocalAPI is the local API's memory budget and connection limit.
+	LocalAPI      LocalAPIStatus `json:"local_api"`
+	UptimeSeconds float64        `json:"uptime_seconds"`
+	Version       string         `json:"version"`
+	// AWS IoT only.
+	AWS *AWSStatus `json:"aws,omitempty"`
+	// Diagnosis is advice on why the broker refuses the connection; empty when connected.
+	Diagnosis string `json:"diagnosis,omitempty"`
+}
+
+// AWSStatus is the AWS IoT part of Status.
+type AWSStatus struct {
+	IdentityID        string     `json:"identity_id,omitempty"`
+	CredentialSource  string     `json:"credential_source,omitempty"`
+	CredentialsExpire *time.Time `json:"credentials_expire,omitempty"`
+	ClockSkewSeconds  float64    `json:"clock_skew_seconds"`
+	Region            string     `json:"region"`
+	LastError         string     `json:"last_error,omitempty"`
+	Authenticated     bool       `json:"authenticated"` // Cognito identity signed in with [cognito] login_provider
+}
+
+// LocalAPIStatus describes the bounds of the local API ([api] in the config) and what they refused.
+type LocalAPIStatus struct {
+	Connections        int    `json:"connections"`
+	MaxConnections     int    `json:"max_connections"`
+	ConnectionsRefused uint64 `json:"connections_refused"` // answered 503 at api.max_connections
+	BodyBudget         int64  `json:"body_budget"`
+	BodyBudgetInUse    int64  `json:"body_budget_in_use"`
+	BodyBudgetRefused  uint64 `json:"body_budget_refused"` // requests answered 503 for want of api.body_budget
+	SubscriberBudget   int64  `json:"subscriber_budget"`
+	SubscriberBytes    int64  `json:"subscriber_bytes"` // held for local subscribers now
+}
+
+// QueueStatus describes the durable queue.
+type QueueStatus struct {
+	Depth            int     `json:"depth"`
+	Bytes            int64   `json:"bytes"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	Dropped          uint64  `json:"dropped"`
+	MaxBytes         int64   `json:"max_bytes"`
+	Overflow         string  `json:"overflow"`
+	// Expired counts messages dropped because their ttl or queue.max_age passed before delivery.
+	Expired uint64 `json:"expired"`
+	// DeadLetters is how many refused messages wait in the dead-letter store (GET /v1/deadletters).
+	DeadLetters  int    `json:"dead_letters"`
+	DeadLettered uint64 `json:"dead_lettered"`
+	// CorruptRecords counts records that could not be decoded and were discarded.
+	CorruptRecords uint64 `json:"corrupt_records"`
+	// Recovered is set when the queue file was found damaged at start and moved aside.
+	Recovered *RecoveryStatus `json:"recovered,omitempty"`
+}
+
+// RecoveryStatus says where a damaged queue file went.
+type RecoveryStatus struct {
+	MovedTo string    `json:"moved_to"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+	// Salvaged is how many messages of the damaged file were read back into the fresh queue.
+	Salvaged int `json:"salvaged"`
+	// SalvageError says why the salvage stopped early or what it skipped; empty if it read everything.
+	SalvageError string `json:"salvage_error"`
+}
+
+// This file declares the JSON of every answer of the local API, once, for the server and its
+// clients (Client, cmd/agent, cmd/benchclient).
+
+// ErrorAnswer is the body of every error answer: {"error":"…"}.
+type ErrorAnswer struct {
+	Error string `json:"error"`
+}
+
+// Published answers a raw POST /v1/publish: 202 {"id":…} once stored; with wait=delivered 200
+// {"id":…,"delivered":true}, or an error status with the id and "error".
+type Published struct {
+	ID        uint64 `json:"id"`
+	Delivered bool   `json:"delivered,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Accepted answers an NDJSON POST /v1/publish: 202 once every line is stored.
+type Accepted struct {
+	Accepted int    `json:"accepted"`
+	FirstID  uint64 `json:"first_id"`
+	LastID   uint64 `json:"last_id"`
+}
+
+// BatchLine is one line of an NDJSON publish: payload (UTF-8) or payload_base64; qos defaults to 1.
+// Pointers tell a field left out from a zero value.
+type BatchLine struct {
+	Topic         *string `json:"topic"`
+	Payload       *string `json:"payload,omitempty"`
+	PayloadBase64 *string `json:"payload_base64,omitempty"`
+	QoS           *int    `json:"qos,omitempty"`
+	Retain        *bool   `json:"retain,omitempty"`
+	TTL           *string `json:"ttl,omitempty"`
+}
+
+// Message is one line of GET /v1/subscribe (NDJSON, or an SSE event's data) and the message part
+// of a dead letter: the payload as text when it is UTF-8, else in base64.
+type Message struct {
+	Topic         string  `json:"topic"`
+	Payload       *string `json:"payload,omitempty"`
+	PayloadBase64 *string `json:"payload_base64,omitempty"`
+	QoS           byte    `json:"qos"`
+	Retain        bool    `json:"retain"`
+}
+
+// DeadLetter is one entry of GET /v1/deadletters.
+type DeadLetter struct {
+	ID uint64 `json:"id"`
+	Message
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+	Created time.Time `json:"created"`
+}
+
+// DeadLetterPage answers GET /v1/deadletters; NextAfter is set when more follow (ask again with
+// after=NextAfter).
+type DeadLetterPage struct {
+	DeadLetters []DeadLetter `json:"dead_letters"`
+	Total       int          `json:"total"`
+	NextAfter   *uint64      `json:"next_after,omitempty"`
+}
+
+// Requeued answers POST /v1/deadletters/requeue.
+type Requeued struct {
+	Requeued int      `json:"requeued"`
+	IDs      []uint64 `json:"ids"`
+}
+
+// Deleted answers DELETE /v1/deadletters.
+type Deleted struct {
+	Deleted int `json:"deleted"`
+}
+
+// Identity answers GET /v1/identity.
+type Identity struct {
+	IdentityID     string `json:"identity_id"`
+	IdentityPoolID string `json:"identity_pool_id"`
+}
