@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 // A message that expires while it waits for the publish rate is not sent, and it is reported as
@@ -28,7 +29,7 @@ func TestExpiredOnTheWayOutIsNotReportedDelivered(t *testing.T) {
 	if r.status != 410 {
 		t.Fatalf("the last message expired before it could be sent, yet wait=delivered answered %d %s\n%s", r.status, r.raw, ta.logs)
 	}
-	var st Status
+	var st localapi.Status
 	waitFor(t, 15*time.Second, "every message settled", func() bool {
 		st = ta.status()
 		return st.Queue.Depth == 0 && st.Queue.Expired > 0

@@ -54,5 +54,4 @@ type counters struct {
 	delivered atomic.Uint64 // acknowledged by the broker (QoS 1) or written (QoS 0)
 	rejected  atomic.Uint64 // refused by the broker: moved to the dead-letter store
 	poisoned  atomic.Uint64 // dead-lettered: the broker hung up each time it was sent (transport.ErrPoison)
-	apiErrors atomic.Uint64 // API requests answered 4xx/5xx
 }
