@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/edge-agent/edge-agent/config"
-	"github.com/edge-agent/edge-agent/transport"
+	topicrules "github.com/edge-agent/edge-agent/topic"
 )
 
 // accessPolicy decides who may publish to and subscribe from the local API.
@@ -110,7 +110,7 @@ func (p *accessPolicy) canPublish(c peer, topic string) error {
 	}
 	for _, r := range p.rulesFor(c) {
 		for _, f := range r.publish {
-			if transport.Match(f, topic) {
+			if topicrules.Match(f, topic) {
 				return nil
 			}
 		}

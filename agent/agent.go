@@ -69,27 +69,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		log = slog.New(redact.NewHandler(log.Handler(), secrets))
 	}
 	a := &Agent{cfg: cfg, log: log, secrets: secrets}
-	switch cfg.Broker.Provider {
-	case "mqtt":
-	case "aws-iot":
-		p, err := awsiot.New(awsiot.Options{
-			URL:             cfg.Broker.URL,
-			Region:          cfg.Broker.Region,
-			IdentityPoolID:  cfg.Cognito.IdentityPoolID,
-			CognitoEndpoint: cfg.Cognito.Endpoint,
-			LoginProvider:   cfg.Cognito.LoginProvider,
-			LoginTokenFile:  cfg.Cognito.LoginTokenFile,
-			StateDir:        cfg.StateDir,
-			Logger:          log.With("component", "aws"),
-			Secrets:         secrets,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("agent: aws-iot: %w", err)
-		}
-		a.aws = p
-	default:
-		return nil, fmt.Errorf("agent: unknown broker.provider %q (want \"mqtt\" or \"aws-iot\")", cfg.Broker.Provider)
+	aws, err := awsiot.FromConfig(cfg, log.With("component", "aws"), secrets) // nil unless provider aws-iot
+	if err != nil {
+		return nil, fmt.Errorf("agent: %s: %w", cfg.Broker.Provider, err)
 	}
+	a.aws = aws
 	if cfg.Broker.PasswordFile != "" {
 		b, err := os.ReadFile(cfg.Broker.PasswordFile)
 		if err != nil {
@@ -172,7 +156,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 		OnConnectError: a.onConnectError,
 		OnConnected:    a.onConnected,
 		Logger:         a.log.With("component", "transport"),
-		// config applies the AWS IoT quotas as defaults for provider aws-iot.
+		// config applies the provider's limits (Broker.Limits) to these keys.
 		MaxPublishRate:   a.cfg.Broker.MaxPublishRate,
 		MaxByteRate:      int64(a.cfg.Broker.MaxByteRate),
 		MaxSubscriptions: a.cfg.Broker.MaxSubscriptions,
@@ -184,7 +168,6 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	}
 	if a.aws != nil {
 		tcfg.Endpoint = a.aws.Endpoint
-		tcfg.MaxInflight = min(tcfg.MaxInflight, awsMaxInflight)
 	}
 	tr, err := transport.New(tcfg, (*source)(a))
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edge-agent/edge-agent/topic"
 	"github.com/edge-agent/edge-agent/transport"
 )
 
@@ -13,7 +14,8 @@ import (
 func TestHubBoundsAndDropReasons(t *testing.T) {
 	h := newHub(slog.New(slog.NewTextHandler(discard{}, nil)), limits{subscriberBuffer: 1000, subscriberBudget: 1500, maxSubscribers: 4})
 	sub := func(filter string) *subscriber {
-		s := &subscriber{h: h, filters: []string{filter}, wake: make(chan struct{}, 1)}
+		parsed, _ := topic.ParseFilters([]string{filter})
+		s := &subscriber{h: h, filters: []string{filter}, parsed: parsed, wake: make(chan struct{}, 1)}
 		h.subs[s] = struct{}{}
 		return s
 	}

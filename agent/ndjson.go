@@ -205,7 +205,7 @@ func parseBatchLine(line []byte, l limits, now time.Time) (queue.Message, error)
 // maxLineBytes is the longest NDJSON line: a payload of maxPayload bytes base64-encoded, the
 // longest topic and the JSON framing.
 func (l limits) maxLineBytes() int {
-	return int(l.maxPayload*4/3) + l.maxTopicBytes + 4096
+	return int(l.maxPayload*4/3) + l.topics.Bytes() + 4096
 }
 
 // readBatch reads and validates every line of an NDJSON publish, charging res for what it keeps;

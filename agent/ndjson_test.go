@@ -11,9 +11,11 @@ import (
 	"testing/iotest"
 	"time"
 	"unicode/utf8"
+
+	"github.com/edge-agent/edge-agent/topic"
 )
 
-var testLimits = limits{maxPayload: 1024, maxTopicBytes: 256, maxTopicSlash: -1, maxBatchBytes: 1 << 20, maxBatchLines: 100}
+var testLimits = limits{maxPayload: 1024, topics: topic.Limits{MaxBytes: 256}, maxBatchBytes: 1 << 20, maxBatchLines: 100}
 
 func TestParseBatchLine(t *testing.T) {
 	cases := []struct {

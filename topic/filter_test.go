@@ -105,6 +105,9 @@ func TestLimits(t *testing.T) {
 	if _, err := aws.ParseFilter("a/#/b"); err == nil {
 		t.Error("ParseFilter(a/#/b) accepted")
 	}
+	if aws.Bytes() != 256 || (Limits{}).Bytes() != MaxLen {
+		t.Errorf("Bytes: %d, %d", aws.Bytes(), Limits{}.Bytes())
+	}
 	if err := (Limits{}).Validate(strings.Repeat("a/", 1000) + "a"); err != nil {
 		t.Errorf("zero Limits: %v", err)
 	}

@@ -13,6 +13,14 @@ type Limits struct {
 	MaxLevels int // most levels ('/' count + 1); 0 = no limit
 }
 
+// Bytes returns the longest topic or filter l allows, in bytes.
+func (l Limits) Bytes() int {
+	if l.MaxBytes > 0 {
+		return min(l.MaxBytes, MaxLen)
+	}
+	return MaxLen
+}
+
 // Validate checks a topic name with the package's Validate and then against l.
 func (l Limits) Validate(topic string) error {
 	if err := Validate(topic); err != nil {
@@ -34,8 +42,8 @@ func (l Limits) ParseFilter(filter string) (Filter, error) {
 }
 
 func (l Limits) check(what, s string) error {
-	if l.MaxBytes > 0 && len(s) > l.MaxBytes {
-		return fmt.Errorf("%s is %d bytes, over the limit of %d", what, len(s), l.MaxBytes)
+	if len(s) > l.Bytes() {
+		return fmt.Errorf("%s is %d bytes, over the limit of %d", what, len(s), l.Bytes())
 	}
 	if l.MaxLevels > 0 {
 		if n := strings.Count(s, "/"); n >= l.MaxLevels {
