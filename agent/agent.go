@@ -34,7 +34,6 @@ type Agent struct {
 	log    *slog.Logger
 	tlsCfg *tls.Config
 	passwd []byte
-	limits limits
 	api    *localapi.Server
 	aws    *awsiot.Provider // provider aws-iot only
 	diag   diagnosis
@@ -67,27 +66,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		log = slog.New(redact.NewHandler(log.Handler(), secrets))
 	}
 	a := &Agent{cfg: cfg, log: log, secrets: secrets}
-	switch cfg.Broker.Provider {
-	case "mqtt":
-	case "aws-iot":
-		p, err := awsiot.New(awsiot.Options{
-			URL:             cfg.Broker.URL,
-			Region:          cfg.Broker.Region,
-			IdentityPoolID:  cfg.Cognito.IdentityPoolID,
-			CognitoEndpoint: cfg.Cognito.Endpoint,
-			LoginProvider:   cfg.Cognito.LoginProvider,
-			LoginTokenFile:  cfg.Cognito.LoginTokenFile,
-			StateDir:        cfg.StateDir,
-			Logger:          log.With("component", "aws"),
-			Secrets:         secrets,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("agent: aws-iot: %w", err)
-		}
-		a.aws = p
-	default:
-		return nil, fmt.Errorf("agent: unknown broker.provider %q (want \"mqtt\" or \"aws-iot\")", cfg.Broker.Provider)
+	aws, err := awsiot.FromConfig(cfg, log.With("component", "aws"), secrets) // nil unless provider aws-iot
+	if err != nil {
+		return nil, fmt.Errorf("agent: %s: %w", cfg.Broker.Provider, err)
 	}
+	a.aws = aws
 	if cfg.Broker.PasswordFile != "" {
 		b, err := os.ReadFile(cfg.Broker.PasswordFile)
 		if err != nil {
@@ -110,7 +93,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		}
 		a.tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	a.limits = limitsFor(cfg)
 	api, err := localapi.New(a, a.apiOptions())
 	if err != nil {
 		return nil, err
@@ -152,7 +134,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	st := q.Stats()
 	a.log.Info("queue open", "path", qpath, "depth", st.Depth, "bytes", st.Bytes, "dead_letters", st.DeadLetters)
 
-	a.hub = newHub(a.log.With("component", "subscribers"), a.limits)
+	a.hub = newHub(a.log.With("component", "subscribers"), hubLimitsFor(a.cfg))
 	subs := make([]transport.Subscription, 0, len(a.cfg.Subscribe))
 	for _, s := range a.cfg.Subscribe {
 		subs = append(subs, transport.Subscription{Filter: s.Topic, QoS: byte(s.QoS)})
@@ -170,7 +152,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 		OnConnectError: a.onConnectError,
 		OnConnected:    a.onConnected,
 		Logger:         a.log.With("component", "transport"),
-		// config applies the AWS IoT quotas as defaults for provider aws-iot.
+		// config applies the provider's limits (Broker.Limits) to these keys.
 		MaxPublishRate:   a.cfg.Broker.MaxPublishRate,
 		MaxByteRate:      int64(a.cfg.Broker.MaxByteRate),
 		MaxSubscriptions: a.cfg.Broker.MaxSubscriptions,
@@ -182,7 +164,6 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	}
 	if a.aws != nil {
 		tcfg.Endpoint = a.aws.Endpoint
-		tcfg.MaxInflight = min(tcfg.MaxInflight, awsMaxInflight)
 	}
 	tr, err := transport.New(tcfg, (*source)(a))
 	if err != nil {

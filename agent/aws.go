@@ -11,14 +11,6 @@ import (
 	"github.com/edge-agent/edge-agent/transport"
 )
 
-// AWS IoT Core quotas enforced on the local API (the per-connection rate and subscription quotas are
-// config defaults: [broker] max_publish_rate, max_byte_rate, max_subscriptions).
-const (
-	awsMaxTopicBytes   = 256
-	awsMaxTopicSlashes = 7
-	awsMaxInflight     = 100 // unacknowledged QoS 1 publishes per client
-)
-
 // diagnosis keeps the latest advice about why the broker refuses us, for the log and /v1/status.
 type diagnosis struct {
 	mu   sync.Mutex
@@ -49,22 +41,23 @@ func (a *Agent) onConnectError(err error) {
 	if a.aws == nil {
 		return
 	}
-	var kind string
-	status := 0
+	var f awsiot.Failure
 	var he *transport.HandshakeError
 	switch {
 	case errors.As(err, &he):
 		a.aws.ObserveResponse(&http.Response{StatusCode: he.StatusCode, Header: he.Header})
-		kind, status = awsiot.KindUpgradeRefused, he.StatusCode
+		f.Kind, f.Status = awsiot.KindUpgradeRefused, he.StatusCode
 	case errors.Is(err, transport.ErrClosedAfterConnect):
-		kind = awsiot.KindClosedAfterConnect
-	case strings.Contains(err.Error(), "resolving the broker endpoint"):
-		kind = awsiot.KindCognito
+		f.Kind = awsiot.KindClosedAfterConnect
+	case errors.Is(err, transport.ErrEndpoint):
+		f.Kind = awsiot.KindCognito
 	default:
 		return // network trouble: the reconnect loop's own log line says enough
 	}
 	st := a.aws.Status()
-	text := awsiot.DiagnoseIdentity(kind, status, st.IdentityID, st.Authenticated, a.aws.Region(), a.endpointForHumans(), st.ClockSkew)
+	f.IdentityID, f.Authenticated, f.Skew = st.IdentityID, st.Authenticated, st.ClockSkew
+	f.Region, f.Endpoint = a.aws.Region(), a.endpointForHumans()
+	text := awsiot.Diagnose(f)
 	if a.diag.set(text) {
 		a.log.Error("AWS IoT refused the connection", "identity_id", st.IdentityID, "reason", err, "diagnosis", text)
 	}

@@ -21,32 +21,22 @@ const unsubscribeTimeout = 5 * time.Second
 
 // apiOptions are the local API's options for this agent's config.
 func (a *Agent) apiOptions() localapi.Options {
-	l := a.limits
 	return localapi.Options{
 		Socket: a.cfg.Socket,
 		Access: a.cfg.Access,
 		Logger: a.log.With("component", "api"),
-		Limits: localapi.Limits{
-			MaxPayload:     l.maxPayload,
-			MaxTopicBytes:  l.maxTopicBytes,
-			MaxBatchBytes:  l.maxBatchBytes,
-			MaxBatchLines:  l.maxBatchLines,
-			MaxFilters:     l.maxFilters,
-			BodyBudget:     l.bodyBudget,
-			MaxConnections: l.maxConnections,
-			ReadTimeout:    l.readTimeout,
-			IdleTimeout:    l.idleTimeout,
-			QueueMaxBytes:  int64(a.cfg.Queue.MaxBytes),
-			Overflow:       a.cfg.Queue.Overflow,
-		},
+		Limits: apiLimits(a.cfg),
 	}
 }
 
 // CheckTopic validates a publish topic against MQTT's rules and the provider's limits.
-func (a *Agent) CheckTopic(topic string) error { return a.limits.checkTopic(topic) }
+func (a *Agent) CheckTopic(topic string) error { return a.cfg.Broker.Limits.Topic.Validate(topic) }
 
 // CheckFilter validates a subscription filter against MQTT's rules and the provider's limits.
-func (a *Agent) CheckFilter(filter string) error { return a.limits.checkFilter(filter) }
+func (a *Agent) CheckFilter(filter string) error {
+	_, err := a.cfg.Broker.Limits.Topic.ParseFilter(filter)
+	return err
+}
 
 // Store stores msgs durably in one commit and counts them accepted.
 func (a *Agent) Store(ctx context.Context, msgs ...queue.Message) ([]uint64, error) {

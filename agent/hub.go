@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/edge-agent/edge-agent/topic"
 	"github.com/edge-agent/edge-agent/transport"
 )
 
@@ -35,7 +36,7 @@ var errTooManySubscribers = errors.New("too many local subscriber streams")
 type hub struct {
 	log *slog.Logger
 	tr  *transport.Client
-	lim limits
+	lim hubLimits
 
 	mu   sync.RWMutex
 	subs map[*subscriber]struct{}
@@ -51,7 +52,8 @@ type hub struct {
 type subscriber struct {
 	h       *hub
 	filters []string
-	wake    chan struct{} // capacity 1: something was queued
+	parsed  []topic.Filter // filters, parsed once for dispatch
+	wake    chan struct{}  // capacity 1: something was queued
 
 	mu     sync.Mutex
 	queue  []transport.Received
@@ -62,7 +64,7 @@ type subscriber struct {
 	dropped atomic.Uint64
 }
 
-func newHub(log *slog.Logger, lim limits) *hub {
+func newHub(log *slog.Logger, lim hubLimits) *hub {
 	return &hub{log: log, lim: lim, subs: make(map[*subscriber]struct{})}
 }
 
@@ -70,7 +72,11 @@ func newHub(log *slog.Logger, lim limits) *hub {
 // transport). When the agent is online it returns after the broker's SUBACK, so a caller that got
 // the stream's headers knows the subscription is in place.
 func (h *hub) add(ctx context.Context, filters []string) (*subscriber, error) {
-	s := &subscriber{h: h, filters: filters, wake: make(chan struct{}, 1)}
+	parsed, err := topic.ParseFilters(filters)
+	if err != nil {
+		return nil, err
+	}
+	s := &subscriber{h: h, filters: filters, parsed: parsed, wake: make(chan struct{}, 1)}
 	h.mu.Lock()
 	if len(h.subs) >= h.lim.maxSubscribers {
 		h.mu.Unlock()
@@ -223,11 +229,4 @@ func (h *hub) dropped() map[string]uint64 {
 	}
 }
 
-func (s *subscriber) matches(topic string) bool {
-	for _, f := range s.filters {
-		if transport.Match(f, topic) {
-			return true
-		}
-	}
-	return false
-}
+func (s *subscriber) matches(t string) bool { return topic.MatchAny(s.parsed, t) }

@@ -5,15 +5,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edge-agent/edge-agent/topic"
 	"github.com/edge-agent/edge-agent/transport"
 )
 
 // The hub bounds each subscriber in bytes and messages and all of them together, counts each drop by
 // its reason, and gives every byte back when messages are written out or the stream ends.
 func TestHubBoundsAndDropReasons(t *testing.T) {
-	h := newHub(slog.New(slog.NewTextHandler(discard{}, nil)), limits{subscriberBuffer: 1000, subscriberBudget: 1500, maxSubscribers: 4})
+	h := newHub(slog.New(slog.NewTextHandler(discard{}, nil)), hubLimits{subscriberBuffer: 1000, subscriberBudget: 1500, maxSubscribers: 4})
 	sub := func(filter string) *subscriber {
-		s := &subscriber{h: h, filters: []string{filter}, wake: make(chan struct{}, 1)}
+		parsed, _ := topic.ParseFilters([]string{filter})
+		s := &subscriber{h: h, filters: []string{filter}, parsed: parsed, wake: make(chan struct{}, 1)}
 		h.subs[s] = struct{}{}
 		return s
 	}

@@ -29,8 +29,8 @@ func (a *Agent) Status() localapi.Status {
 		Subscribers:    a.hub.count(),
 		InboundDropped: a.hub.dropped(),
 		LocalAPI: localapi.LocalAPIStatus{
-			MaxConnections:   a.limits.maxConnections,
-			SubscriberBudget: a.limits.subscriberBudget,
+			MaxConnections:   a.cfg.API.MaxConnections,
+			SubscriberBudget: int64(a.cfg.API.SubscriberBudget),
 			SubscriberBytes:  a.hub.bytes.Load(),
 		},
 		UptimeSeconds: math.Round(now.Sub(a.started).Seconds()*1000) / 1000,

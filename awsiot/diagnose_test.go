@@ -66,7 +66,7 @@ func TestDiagnose(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Diagnose(tc.kind, tc.status, tc.identityID, region, endpoint, tc.skew)
+			got := Diagnose(Failure{Kind: tc.kind, Status: tc.status, IdentityID: tc.identityID, Region: region, Endpoint: endpoint, Skew: tc.skew})
 			for _, w := range tc.want {
 				if !strings.Contains(got, w) {
 					t.Errorf("missing %q in:\n%s", w, got)
@@ -157,7 +157,7 @@ func FuzzValidIdentityID(f *testing.F) {
 
 // The advice follows what AWS IoT evaluates: for an authenticated identity the
 // attached IoT policy comes first; for a guest identity the pool's
-// unauthenticated role does, and Diagnose keeps meaning a guest identity.
+// unauthenticated role does (Failure.Authenticated false, the zero value).
 func TestDiagnoseAuthenticated(t *testing.T) {
 	const (
 		id       = "eu-west-1:0a1b2c3d-0000-4000-8000-00000000abcd"
@@ -173,7 +173,7 @@ func TestDiagnoseAuthenticated(t *testing.T) {
 		}
 	}
 
-	auth := DiagnoseIdentity(KindClosedAfterConnect, 0, id, true, region, endpoint, 0)
+	auth := Diagnose(Failure{Kind: KindClosedAfterConnect, Status: 0, IdentityID: id, Authenticated: true, Region: region, Endpoint: endpoint})
 	before(t, auth, "1. No AWS IoT policy is attached to the Cognito identity "+id, "2. The identity pool's authenticated IAM role lacks")
 	for _, want := range []string{attach, "authenticated (cognito.login_provider)", "what AWS IoT evaluates"} {
 		if !strings.Contains(auth, want) {
@@ -184,22 +184,19 @@ func TestDiagnoseAuthenticated(t *testing.T) {
 		t.Errorf("authenticated advice talks about guest identities:\n%s", auth)
 	}
 
-	guest := DiagnoseIdentity(KindClosedAfterConnect, 0, id, false, region, endpoint, 0)
+	guest := Diagnose(Failure{Kind: KindClosedAfterConnect, Status: 0, IdentityID: id, Authenticated: false, Region: region, Endpoint: endpoint})
 	before(t, guest, "1. The identity pool's unauthenticated (guest) IAM role lacks", "2. No AWS IoT policy is attached")
 	if !strings.Contains(guest, attach) || !strings.Contains(guest, "cognito.login_provider") {
 		t.Errorf("guest advice lacks the attach command or the way to authenticated identities:\n%s", guest)
 	}
-	if old := Diagnose(KindClosedAfterConnect, 0, id, region, endpoint, 0); old != guest {
-		t.Errorf("Diagnose differs from DiagnoseIdentity(…, false, …):\n%s\n---\n%s", old, guest)
-	}
 
-	if d := DiagnoseIdentity(KindUpgradeRefused, 403, id, true, region, endpoint, 0); !strings.Contains(d, "pool's authenticated IAM role") || strings.Contains(d, "guest") {
+	if d := Diagnose(Failure{Kind: KindUpgradeRefused, Status: 403, IdentityID: id, Authenticated: true, Region: region, Endpoint: endpoint}); !strings.Contains(d, "pool's authenticated IAM role") || strings.Contains(d, "guest") {
 		t.Errorf("403 for an authenticated identity:\n%s", d)
 	}
-	if d := DiagnoseIdentity(KindUpgradeRefused, 403, id, false, region, endpoint, 0); !strings.Contains(d, "unauthenticated (guest) IAM role") {
+	if d := Diagnose(Failure{Kind: KindUpgradeRefused, Status: 403, IdentityID: id, Authenticated: false, Region: region, Endpoint: endpoint}); !strings.Contains(d, "unauthenticated (guest) IAM role") {
 		t.Errorf("403 for a guest identity:\n%s", d)
 	}
-	d := DiagnoseIdentity(KindCognito, 0, id, true, region, endpoint, 0)
+	d := Diagnose(Failure{Kind: KindCognito, Status: 0, IdentityID: id, Authenticated: true, Region: region, Endpoint: endpoint})
 	if !strings.Contains(d, "cognito.login_token_file") || !strings.Contains(d, "cognito.login_provider") || strings.Contains(d, "guest access") {
 		t.Errorf("Cognito failure for an authenticated identity:\n%s", d)
 	}

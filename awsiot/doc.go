@@ -7,6 +7,9 @@
 // Options.LoginTokenFile) or, without a pool, from the standard AWS
 // environment variables and shared credentials/config files.
 //
+// FromConfig builds the Provider of a resolved configuration (package config);
+// New takes the same settings as Options.
+//
 // # Cognito identity
 //
 // GetId is called once for the life of the device: the identity id is written
@@ -42,7 +45,7 @@
 // never logged and never part of an error (errors name the file). For such an
 // identity AWS IoT evaluates the IoT policy attached to the identity
 // (aws iot attach-policy) together with the pool's authenticated role, and
-// DiagnoseIdentity says so first.
+// Diagnose says so first.
 //
 // # Credentials and refresh
 //

@@ -60,6 +60,9 @@ type Broker struct {
 	// connection, this many times in a row with nothing acknowledged in between, goes to the
 	// dead-letter store so that it cannot block the queue (default 3; 0 turns the rule off).
 	PoisonAfter int `toml:"poison_after"`
+
+	// Limits are the provider's limits, set by Parse (see Limits); not a key of the file.
+	Limits Limits `toml:"-"`
 }
 
 // Cognito is the [cognito] table: AWS credentials from an identity pool.

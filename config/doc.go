@@ -7,6 +7,12 @@
 // Parse checks the document on its own, Load also checks that the files the
 // configuration points to (password_file, ca_file) exist and can be opened.
 //
+// The rules of each provider are here too, once: Parse sets Broker.Limits
+// from the provider (the AWS IoT Core quotas for "aws-iot", see limits.go)
+// and applies them to the keys they bound, so the agent reads limits, never
+// the provider's name. Lines and keys of errors come from index.go, because
+// the TOML decoder's errors lack them (index_test.go says which cases).
+//
 // Concurrency: Parse, Load and Default have no shared state and may be
 // called from any goroutine. A *Config is a plain value; callers that share
 // one between goroutines must not modify it.

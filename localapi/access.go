@@ -6,7 +6,6 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/edge-agent/edge-agent/config"
 	"github.com/edge-agent/edge-agent/topic"
@@ -25,16 +24,23 @@ type accessPolicy struct {
 }
 
 type accessRule struct {
-	who       string // for messages: "user alice", "gid 100", …
-	uid, gid  int64  // -1 when unset
-	publish   []string
-	subscribe []string
+	who       string         // for messages: "user alice", "gid 100", …
+	uid, gid  int64          // -1 when unset
+	publish   []topic.Filter // parsed once, here
+	subscribe []topic.Filter
 }
 
 func newAccessPolicy(entries []config.Access) (*accessPolicy, error) {
 	p := &accessPolicy{ownUID: uint32(os.Getuid()), ownGID: uint32(os.Getgid())}
 	for i, e := range entries {
-		r := accessRule{uid: -1, gid: -1, publish: e.Publish, subscribe: e.Subscribe}
+		r := accessRule{uid: -1, gid: -1}
+		var err error
+		if r.publish, err = topic.ParseFilters(e.Publish); err != nil {
+			return nil, fmt.Errorf("localapi: access[%d].publish: %w", i, err)
+		}
+		if r.subscribe, err = topic.ParseFilters(e.Subscribe); err != nil {
+			return nil, fmt.Errorf("localapi: access[%d].subscribe: %w", i, err)
+		}
 		switch {
 		case e.User != "":
 			u, err := user.Lookup(e.User)
@@ -106,10 +112,8 @@ func (p *accessPolicy) canPublish(c peer, name string) error {
 		return nil
 	}
 	for _, r := range p.rulesFor(c) {
-		for _, f := range r.publish {
-			if topic.Match(f, name) {
-				return nil
-			}
+		if topic.MatchAny(r.publish, name) {
+			return nil
 		}
 	}
 	return fmt.Errorf("%w: uid %d may not publish to %q (see [[access]] in the config)", errForbidden, c.uid, name)
@@ -120,38 +124,16 @@ func (p *accessPolicy) canSubscribe(c peer, filter string) error {
 	if p.trusted(c) {
 		return nil
 	}
+	want, err := topic.ParseFilter(filter)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errForbidden, err)
+	}
 	for _, r := range p.rulesFor(c) {
 		for _, f := range r.subscribe {
-			if covers(f, filter) {
+			if f.Covers(want) {
 				return nil
 			}
 		}
 	}
 	return fmt.Errorf("%w: uid %d may not subscribe to %q (see [[access]] in the config)", errForbidden, c.uid, filter)
-}
-
-// covers reports whether every topic matched by filter is also matched by allowed.
-func covers(allowed, filter string) bool {
-	a := strings.Split(allowed, "/")
-	f := strings.Split(filter, "/")
-	if strings.HasPrefix(filter, "$") && (a[0] == "#" || a[0] == "+") {
-		return false // [MQTT-4.7.2-1]: wildcards at the first level never match $-topics
-	}
-	for i, al := range a {
-		if al == "#" {
-			return true
-		}
-		if i >= len(f) {
-			return false
-		}
-		switch {
-		case f[i] == "#":
-			return false
-		case al == "+":
-			// any single level, including a '+' in filter
-		case al != f[i] || f[i] == "+":
-			return false
-		}
-	}
-	return len(a) == len(f)
 }

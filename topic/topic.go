@@ -4,8 +4,12 @@
 // subscriptions) as Mosquitto enforces them: a string the broker would refuse is refused here, so
 // that it is refused at the local socket instead of wedging the queue (issue 7).
 //
+// A filter that is matched against many topics (a subscription, an access rule, a broker's publish
+// list) is parsed once with ParseFilter; Match and Covers read the parsed levels. Limits adds a
+// broker's own bounds (AWS IoT: 256 bytes, 8 levels) to the rules of MQTT.
+//
 // It imports only the standard library, so that every package of the agent may import it. All
-// functions are pure and safe for concurrent use.
+// functions are pure and safe for concurrent use; a Filter is immutable.
 package topic
 
 import (
@@ -115,40 +119,3 @@ func isControl(r rune) bool { return r <= 0x1f || (r >= 0x7f && r <= 0x9f) }
 // isNoncharacter reports the 66 Unicode noncharacters: U+FDD0–U+FDEF and the last two code points of
 // every plane (U+FFFE, U+FFFF, U+1FFFE, …, U+10FFFF).
 func isNoncharacter(r rune) bool { return (r >= 0xfdd0 && r <= 0xfdef) || r&0xfffe == 0xfffe }
-
-// Match reports whether topic matches the subscription filter with MQTT semantics: '+' matches
-// exactly one level, '#' matches the parent level and any number of child levels [MQTT-4.7.1-2], and
-// a filter starting with a wildcard does not match a topic starting with '$' [MQTT-4.7.2-1]. For a
-// shared subscription the part after "$share/{name}/" is matched. Invalid filters or topics (by
-// ValidateFilter and Validate) never match.
-func Match(filter, topic string) bool {
-	if ValidateFilter(filter) != nil || Validate(topic) != nil {
-		return false
-	}
-	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
-		_, filter, _ = strings.Cut(rest, "/")
-	}
-	if topic[0] == '$' && (filter[0] == '+' || filter[0] == '#') {
-		return false
-	}
-	for {
-		fl, frest, fmore := strings.Cut(filter, "/")
-		tl, trest, tmore := strings.Cut(topic, "/")
-		switch {
-		case fl == "#":
-			return true
-		case fl != "+" && fl != tl:
-			return false
-		}
-		switch {
-		case !fmore && !tmore:
-			return true
-		case !tmore:
-			// Topic ended; "a/#" still matches "a" [MQTT-4.7.1-2].
-			return frest == "#"
-		case !fmore:
-			return false
-		}
-		filter, topic = frest, trest
-	}
-}

@@ -219,7 +219,7 @@ func (c *Client) connection(ctx context.Context) (time.Duration, error) {
 	if c.cfg.Endpoint != nil {
 		u, h, err := c.cfg.Endpoint(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("resolving the broker endpoint: %w", err)
+			return 0, fmt.Errorf("%w: %w", ErrEndpoint, err)
 		}
 		rawURL, header = u, h
 		c.mu.Lock()

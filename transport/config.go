@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/edge-agent/edge-agent/topic"
 )
 
 // Message is one outgoing message handed to the transport by its Source.
@@ -196,8 +198,8 @@ func (cfg *Config) validate() error {
 	switch {
 	case cfg.ClientID == "":
 		return bad("ClientID is empty; every MQTT connection needs a client id")
-	case len(cfg.ClientID) > maxTopicLen || !utf8.ValidString(cfg.ClientID):
-		return bad("ClientID must be valid UTF-8 of at most %d bytes", maxTopicLen)
+	case len(cfg.ClientID) > topic.MaxLen || !utf8.ValidString(cfg.ClientID):
+		return bad("ClientID must be valid UTF-8 of at most %d bytes", topic.MaxLen)
 	case cfg.TLS != nil && cfg.TLS.InsecureSkipVerify:
 		return bad("TLS.InsecureSkipVerify is not allowed; add the broker's CA to TLS.RootCAs instead")
 	case cfg.Keepalive < time.Second || cfg.Keepalive > 65535*time.Second:
@@ -222,11 +224,11 @@ func (cfg *Config) validate() error {
 }
 
 func validateSubscription(s Subscription) error {
-	if err := ValidateFilter(s.Filter); err != nil {
+	if err := topic.ValidateFilter(s.Filter); err != nil {
 		return err
 	}
 	if s.QoS > 2 {
-		return fmt.Errorf("%w: filter %q has QoS %d; use 0, 1 or 2", ErrInvalidTopic, s.Filter, s.QoS)
+		return fmt.Errorf("%w: filter %q has QoS %d; use 0, 1 or 2", topic.ErrInvalid, s.Filter, s.QoS)
 	}
 	return nil
 }

@@ -35,6 +35,9 @@ var (
 	// The wrapping error reads "the broker closed the connection each time this message was sent (N times
 	// in a row): <last close reason>" and also wraps that reason.
 	ErrPoison = errors.New("the broker closed the connection each time this message was sent")
+	// ErrEndpoint: Config.Endpoint failed, so no connection was attempted (for AWS IoT: no credentials
+	// from Cognito or the environment to sign the URL with). The wrapping error also wraps the hook's.
+	ErrEndpoint = errors.New("resolving the broker endpoint")
 	// ErrRunning: Run was called while another Run of the same Client is active.
 	ErrRunning = errors.New("transport client is already running")
 )

@@ -10,6 +10,8 @@ import (
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/edge-agent/edge-agent/topic"
 )
 
 // The publish pipeline of one connection. One sender goroutine takes the Source's messages in Seq order
@@ -162,7 +164,7 @@ func (c *Client) read(ctx context.Context, batch int, ra *readAhead) {
 }
 
 func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
-	if err := ValidateTopic(m.Topic); err != nil {
+	if err := topic.Validate(m.Topic); err != nil {
 		c.reject(m.Seq, fmt.Errorf("%w: seq %d: %w", ErrInvalidMessage, m.Seq, err))
 		return nil
 	}

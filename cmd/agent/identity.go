@@ -36,17 +36,13 @@ func identityFromConfig(ctx context.Context, path string, logOut io.Writer) (str
 	if err != nil {
 		return "", err
 	}
-	if cfg.Broker.Provider != config.ProviderAWSIoT || cfg.Cognito.IdentityPoolID == "" {
-		return "", fmt.Errorf("%s: no Cognito identity: this needs broker.provider = %q and [cognito] identity_pool_id", path, config.ProviderAWSIoT)
-	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	p, err := awsiot.New(awsiot.Options{
-		URL: cfg.Broker.URL, Region: cfg.Broker.Region, IdentityPoolID: cfg.Cognito.IdentityPoolID,
-		CognitoEndpoint: cfg.Cognito.Endpoint, StateDir: cfg.StateDir, Logger: log,
-		LoginProvider: cfg.Cognito.LoginProvider, LoginTokenFile: cfg.Cognito.LoginTokenFile,
-	})
+	p, err := awsiot.FromConfig(cfg, log, nil) // nil unless provider aws-iot
 	if err != nil {
 		return "", err
+	}
+	if p == nil || cfg.Cognito.IdentityPoolID == "" {
+		return "", fmt.Errorf("%s: no Cognito identity: this needs broker.provider = %q and [cognito] identity_pool_id", path, config.ProviderAWSIoT)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
