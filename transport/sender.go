@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
-	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/edge-agent/edge-agent/topic"
 )
 
 // The publish pipeline of one connection. One sender goroutine takes the Source's messages in Seq order
-// (read one batch ahead by its reader goroutine, see send) and writes each message with paho's PublishMethod_AsyncSend, so the wire order is the Seq order. Before a QoS 1
+// (read one batch ahead by its reader goroutine, see send) and writes each message through the
+// connection's wire (wire.go) without waiting for its PUBACK, so the wire order is the Seq order. Before a QoS 1
 // message it takes a slot in window (capacity W = min(MaxInflight, Receive Maximum)); the waiter
 // goroutine gives the slot back when the PUBACK arrives, so at most W QoS 1 publishes are ever
 // unacknowledged. The waiter reads outcomes in FIFO order (brokers send PUBACKs in PUBLISH order
@@ -24,16 +24,17 @@ import (
 // not yet received are abandoned: those messages were neither acked nor quarantined, so the next connection's
 // sender (which starts again from after=0) sends them again.
 type pipeline struct {
-	cli         *paho.Client
-	sess        *connSession
+	wire        wire
 	conn        *wsConn
+	v5          bool            // MQTT 5: Message Expiry on the wire
 	window      chan struct{}   // QoS 1 slots; send = acquire, receive = release
 	pending     chan pendingPub // QoS 1 publishes awaiting their outcome, in wire order
 	outstanding atomic.Int64    // len(pending) + the one the waiter holds
 	senderDone  chan struct{}   // closed when the sender returns
 	drained     chan struct{}   // closed by the waiter once the sender is done and nothing is outstanding
-	done        <-chan struct{} // paho client's Done: the connection is gone
-	maxPacket   uint32          // broker's Maximum Packet Size from CONNACK; 0 = no limit
+	waiterDone  chan struct{}   // closed when the waiter returns
+	done        <-chan struct{} // the wire's done: the connection is gone
+	maxPacket   uint32          // outbound packet limit (MQTT 5: the broker's Maximum Packet Size); 0 = none
 
 	// Written by the waiter only; read by connection() after the waiter returned (poison.go).
 	answered bool       // a PUBACK (any reason code) arrived on this connection
@@ -45,10 +46,8 @@ type pipeline struct {
 type pendingPub struct {
 	seq   uint64
 	topic string
-	resp  chan packets.ControlPacket
+	resp  <-chan packets.ControlPacket
 }
-
-var errConnectionGone = errors.New("connection closed")
 
 // send is the sender goroutine. It returns nil when ctx is done, otherwise the error that should end the
 // connection.
@@ -176,13 +175,12 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		c.expire(m)
 		return nil
 	}
-	pub := &paho.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain}
-	if !m.Expires.IsZero() {
-		secs := uint32(1) // set for its size; the lifetime left is set once the rate limiter let it go
-		pub.Properties = &paho.PublishProperties{MessageExpiry: &secs}
+	pub := outPublish{topic: m.Topic, payload: m.Payload, qos: m.QoS, retain: m.Retain}
+	if !m.Expires.IsZero() && p.v5 {
+		pub.expiry = 1 // set for its size; the lifetime left is set once the rate limiter let it go
 	}
 
-	if size := publishSize(pub); p.maxPacket > 0 && size > int(p.maxPacket) {
+	if size := publishSize(pub, p.v5); p.maxPacket > 0 && size > int(p.maxPacket) {
 		// Sending it would only get us disconnected, again on every reconnect [MQTT-3.1.2-24].
 		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q is a %d-byte packet; the broker's Maximum Packet Size is %d",
 			ErrInvalidMessage, m.Seq, m.Topic, size, p.maxPacket))
@@ -198,11 +196,13 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 			c.expire(m)
 			return nil
 		}
-		*pub.Properties.MessageExpiry = uint32(min((left+time.Second-1)/time.Second, math.MaxUint32)) // round up: never 0 (= no expiry)
+		if p.v5 {
+			pub.expiry = uint32(min((left+time.Second-1)/time.Second, math.MaxUint32)) // round up: never 0 (= no expiry)
+		}
 	}
 	if m.QoS == 0 {
-		if _, err := p.cli.PublishWithOptions(ctx, pub, paho.PublishOptions{}); err != nil {
-			if errors.Is(err, paho.ErrInvalidArguments) {
+		if _, err := p.wire.publish(ctx, pub); err != nil {
+			if errors.Is(err, errUnsendable) {
 				c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q: %w", ErrInvalidMessage, m.Seq, m.Topic, err))
 				return nil
 			}
@@ -224,12 +224,11 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		return errConnectionGone
 	}
 	c.addInflight(1) // counted from before the write until the outcome: an upper bound of what is on the wire
-	_, err := p.cli.PublishWithOptions(ctx, pub, paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
-	resp := p.sess.takeCaptured()
+	resp, err := p.wire.publish(ctx, pub)
 	if resp == nil { // never entered the session: nothing was sent
 		<-p.window
 		c.addInflight(-1)
-		if errors.Is(err, paho.ErrInvalidArguments) {
+		if errors.Is(err, errUnsendable) {
 			c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q: %w", ErrInvalidMessage, m.Seq, m.Topic, err))
 			return nil
 		}
@@ -239,7 +238,7 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 	p.outstanding.Add(1)
 	p.pending <- pendingPub{seq: m.Seq, topic: m.Topic, resp: resp} // never blocks: capacity equals the window
 	if err != nil {
-		// paho.ErrNetworkErrorAfterStored: in the session but the write failed; the connection is dying.
+		// In the session but the write failed; the connection is dying.
 		return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(p.conn.Err(), err))
 	}
 	return nil
@@ -368,28 +367,7 @@ func (c *Client) expire(m Message) {
 
 func (c *Client) addInflight(d int64) {
 	n := c.inflight.Add(d)
-	for {
-		peak := c.peakInflight.Load()
-		if n <= peak || c.peakInflight.CompareAndSwap(peak, n) {
-			return
-		}
+	if c.testHooks != nil {
+		c.testHooks.inflight(n)
 	}
-}
-
-// publishSize is the encoded size of a PUBLISH packet as the sender builds it (QoS 1 packet id
-// included, Message Expiry the only property).
-func publishSize(p *paho.Publish) int {
-	props := 0
-	if p.Properties != nil && p.Properties.MessageExpiry != nil {
-		props = 5
-	}
-	rem := 2 + len(p.Topic) + 1 + props + len(p.Payload)
-	if p.QoS > 0 {
-		rem += 2
-	}
-	vbi := 1
-	for n := rem; n >= 128; n /= 128 {
-		vbi++
-	}
-	return 1 + vbi + rem
 }
