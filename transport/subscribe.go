@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-
 )
 
 // maxPerSubscribe keeps each SUBSCRIBE/UNSUBSCRIBE small enough for AWS IoT (8 filters per request).

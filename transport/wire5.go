@@ -198,4 +198,3 @@ func connackText(code byte) string {
 	}
 	return "see MQTT 5 spec 3.2.2.2"
 }
-
