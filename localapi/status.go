@@ -88,6 +88,9 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		}
 		metric("aws_refused", "gauge", "1 while AWS IoT refuses the connection (see diagnosis in /v1/status).", diag)
 	}
+	if st.Protocol != "" {
+		fmt.Fprintf(&b, "# HELP edge_agent_mqtt_protocol_info The MQTT version of the current or last broker connection.\n# TYPE edge_agent_mqtt_protocol_info gauge\nedge_agent_mqtt_protocol_info{protocol=%q} 1\n", st.Protocol)
+	}
 	fmt.Fprintf(&b, "# HELP edge_agent_info Build information.\n# TYPE edge_agent_info gauge\nedge_agent_info{version=%q,provider=%q} 1\n", st.Version, st.Provider)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Write([]byte(b.String()))
