@@ -46,8 +46,11 @@ type Broker struct {
 	MaxByteRate Size `toml:"max_byte_rate"`
 	// MaxSubscriptions bounds distinct broker subscriptions (0 = no limit; aws-iot default 50).
 	MaxSubscriptions int `toml:"max_subscriptions"`
-	// ReconnectMin and ReconnectMax bound the reconnect backoff: attempt n waits a random time in
-	// [0, min(ReconnectMax, ReconnectMin·2^n)] (full jitter). Defaults 1s and 2m.
+	// ReconnectMin and ReconnectMax bound the reconnect backoff (transport.FleetJitter): attempt n
+	// (0: the first wait after a lost connection) waits a random time in
+	// [ReconnectMin, min(ReconnectMax, ReconnectMax/2·2^n)], so a fleet that lost its broker comes
+	// back spread over the first ReconnectMax/2. Defaults 1s and 2m; for aws-iot a ReconnectMin
+	// below 1s is a warning (1 CONNECT per second per client id).
 	ReconnectMin Duration `toml:"reconnect_min"`
 	ReconnectMax Duration `toml:"reconnect_max"`
 	// MaxPacketSize is the largest MQTT packet the agent accepts from the broker. It is announced in

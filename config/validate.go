@@ -224,6 +224,10 @@ func (v *checker) brokerSession() {
 	case b.MaxSubscriptions == 0 && !v.ix.has("broker.max_subscriptions"):
 		b.MaxSubscriptions = lim.MaxSubscriptions
 	}
+	if b.ReconnectMin.Duration < lim.MinReconnect {
+		v.warn("broker.reconnect_min", "%v: %s allows one CONNECT per client id per %v; quicker retries may be throttled (the default is 1s)",
+			b.ReconnectMin.Duration, lim.Name, lim.MinReconnect)
+	}
 	switch rmin, rmax := b.ReconnectMin.Duration, b.ReconnectMax.Duration; {
 	case rmin < 10*time.Millisecond || rmin > time.Hour:
 		v.bad("broker.reconnect_min", "%v is outside 10ms..1h", rmin)
