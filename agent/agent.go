@@ -160,7 +160,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 		MaxPacketSize: uint32(a.cfg.Broker.MaxPacketSize),
 		IncomingBytes: int64(a.cfg.Broker.IncomingBuffer),
 		PoisonAfter:   a.cfg.Broker.PoisonAfter,
-		Backoff:       transport.FullJitter(a.cfg.Broker.ReconnectMin.Duration, a.cfg.Broker.ReconnectMax.Duration),
+		Backoff:       transport.FleetJitter(a.cfg.Broker.ReconnectMin.Duration, a.cfg.Broker.ReconnectMax.Duration),
 	}
 	// Issue 10: the MQTT version (negotiated under "auto"), the 3.x window and a persistent session.
 	tcfg.Protocol = transport.Protocol(a.cfg.Broker.Protocol)

@@ -38,6 +38,7 @@ func (d *diagnosis) get() (string, time.Time) {
 // onConnectError turns a failed connection into advice. For AWS IoT a refused upgrade also teaches
 // the provider the server's clock (the 403's Date header). Advice is logged once each time it changes.
 func (a *Agent) onConnectError(err error) {
+	a.stats.reconnects.count(err)
 	if a.aws == nil {
 		return
 	}

@@ -27,6 +27,7 @@ func (s *source) Next(ctx context.Context, after uint64, max int) ([]transport.M
 func (s *source) Ack(seq uint64) {
 	s.q.Ack(seq)
 	s.stats.delivered.Add(1)
+	s.stats.lastDelivery.mark()
 }
 
 // Expire: the message expired on its way out and was not sent. It leaves the queue counted as
@@ -54,4 +55,7 @@ type counters struct {
 	delivered atomic.Uint64 // acknowledged by the broker (QoS 1) or written (QoS 0)
 	rejected  atomic.Uint64 // refused by the broker: moved to the dead-letter store
 	poisoned  atomic.Uint64 // dead-lettered: the broker hung up each time it was sent (transport.ErrPoison)
+
+	lastDelivery lastDelivery    // when the broker last acknowledged a message (reconnects.go)
+	reconnects   reconnectCounts // failed attempts and lost connections by reason (reconnects.go)
 }

@@ -1,7 +1,11 @@
 package agent
 
 import (
+	"context"
 	"math"
+	"net"
+	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/edge-agent/edge-agent/localapi"
@@ -37,6 +41,8 @@ func (a *Agent) Status() localapi.Status {
 		},
 		UptimeSeconds: math.Round(now.Sub(a.started).Seconds()*1000) / 1000,
 		Version:       Version,
+		Commit:        commit(),
+		Reconnects:    a.stats.reconnects.snapshot(),
 		Queue: localapi.QueueStatus{
 			Depth:          qs.Depth,
 			Bytes:          qs.Bytes,
@@ -80,8 +86,42 @@ func (a *Agent) Status() localapi.Status {
 		diag, _ := a.diag.get()
 		st.Diagnosis = a.secrets.String(diag)
 	}
+	if at := a.stats.lastDelivery.get(); !at.IsZero() {
+		at = at.UTC()
+		st.LastDeliveryAt = &at
+	}
 	if !qs.Oldest.IsZero() {
 		st.Queue.OldestAgeSeconds = math.Max(0, math.Round(now.Sub(qs.Oldest).Seconds()*1000)/1000)
 	}
 	return st
+}
+
+// Commit is the VCS revision reported by /v1/status and /metrics (edge_agent_build_info); cmd/agent
+// may set it from its build stamp. Empty: the revision Go recorded in the binary, if any.
+var Commit = ""
+
+func commit() string {
+	if Commit != "" {
+		return Commit
+	}
+	return buildCommit()
+}
+
+var buildCommit = sync.OnceValue(func() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			return s.Value
+		}
+	}
+	return ""
+})
+
+// ServeMetrics answers GET /metrics, and nothing else, on ln (a TCP listener for metrics.listen)
+// until ctx is done; see localapi.Server.ServeMetrics. Call it only after Run said ready.
+func (a *Agent) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	return a.api.ServeMetrics(ctx, ln)
 }

@@ -20,6 +20,7 @@ type Config struct {
 	Access    []Access    `toml:"access"`
 	Log       Log         `toml:"log"`
 	API       API         `toml:"api"`
+	Metrics   Metrics     `toml:"metrics"`
 
 	// Warnings are things Parse adjusted instead of refusing (a keepalive
 	// clamped into the AWS IoT range, for instance). The caller logs them.
@@ -45,8 +46,11 @@ type Broker struct {
 	MaxByteRate Size `toml:"max_byte_rate"`
 	// MaxSubscriptions bounds distinct broker subscriptions (0 = no limit; aws-iot default 50).
 	MaxSubscriptions int `toml:"max_subscriptions"`
-	// ReconnectMin and ReconnectMax bound the reconnect backoff: attempt n waits a random time in
-	// [0, min(ReconnectMax, ReconnectMin·2^n)] (full jitter). Defaults 1s and 2m.
+	// ReconnectMin and ReconnectMax bound the reconnect backoff (transport.FleetJitter): attempt n
+	// (0: the first wait after a lost connection) waits a random time in
+	// [ReconnectMin, min(ReconnectMax, ReconnectMax/2·2^n)], so a fleet that lost its broker comes
+	// back spread over the first ReconnectMax/2. Defaults 1s and 2m; for aws-iot a ReconnectMin
+	// below 1s is a warning (1 CONNECT per second per client id).
 	ReconnectMin Duration `toml:"reconnect_min"`
 	ReconnectMax Duration `toml:"reconnect_max"`
 	// MaxPacketSize is the largest MQTT packet the agent accepts from the broker. It is announced in
@@ -122,6 +126,14 @@ type Access struct {
 type Log struct {
 	Level  string `toml:"level"`  // debug|info|warn|error
 	Format string `toml:"format"` // text|json
+}
+
+// Metrics is the [metrics] table.
+type Metrics struct {
+	// Listen is a TCP address ("127.0.0.1:9464", ":9464" for every address) on which GET /metrics,
+	// and nothing else, is served for Prometheus (default "": off). The metrics carry no secrets; any
+	// address is accepted, so a LAN scrape works, but only what the firewall allows can reach it.
+	Listen string `toml:"listen"`
 }
 
 // API is the [api] table: limits of the local API. Together they are the agent's memory budget
@@ -210,12 +222,18 @@ func Default() *Config {
 // broker.password_file, broker.ca_file and (for provider aws-iot)
 // cognito.login_token_file relative to the file's directory and checks that
 // they can be opened.
-func Load(path string) (*Config, error) {
+//
+// client_id templates are expanded with the machine's host name, /etc/machine-id and environment;
+// Host.Load reads them from elsewhere.
+func Load(path string) (*Config, error) { return Host{}.Load(path) }
+
+// Load is config.Load with h for the client_id templates.
+func (h Host) Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w (pass another file with --config)", err)
 	}
-	cfg, ix, err := parse(data, path)
+	cfg, ix, err := parse(data, path, h)
 	if err != nil {
 		return nil, err
 	}
@@ -263,20 +281,24 @@ func Load(path string) (*Config, error) {
 
 // Parse reads a TOML document. name is used in error messages (usually the
 // file name). Keys the document leaves out get their Default; the result is
-// validated. It does not touch the file system.
-func Parse(data []byte, name string) (*Config, error) {
-	cfg, _, err := parse(data, name)
+// validated. It does not touch the file system, except to read /etc/machine-id for a client_id
+// template that asks for it.
+func Parse(data []byte, name string) (*Config, error) { return Host{}.Parse(data, name) }
+
+// Parse is config.Parse with h for the client_id templates.
+func (h Host) Parse(data []byte, name string) (*Config, error) {
+	cfg, _, err := parse(data, name, h)
 	return cfg, err
 }
 
-func parse(data []byte, name string) (*Config, *index, error) {
+func parse(data []byte, name string, h Host) (*Config, *index, error) {
 	ix, err := decode(data, name, Default())
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg := ix.cfg
 	cfg.HasCognito = ix.has("cognito")
-	if err := validate(cfg, ix); err != nil {
+	if err := validate(cfg, ix, h); err != nil {
 		return nil, nil, err
 	}
 	return cfg, ix, nil

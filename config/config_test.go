@@ -442,7 +442,7 @@ func TestSpecExample(t *testing.T) {
 			// The AWS IoT Core quotas, as SPEC.md states them.
 			Limits: Limits{Name: "AWS IoT", Topic: topic.Limits{MaxBytes: 256, MaxLevels: 8}, MaxPayload: 128 * KiB,
 				DefaultPayload: 128 * KiB, MaxClientID: 128, NoDollarID: true, MinKeepalive: 30 * time.Second,
-				MaxKeepalive: 1200 * time.Second, MaxInflight: 100, MaxSubscriptions: 50, PublishRate: 100, ByteRate: 512 * KiB,
+				MaxKeepalive: 1200 * time.Second, MaxInflight: 100, MaxSubscriptions: 50, MinReconnect: time.Second, PublishRate: 100, ByteRate: 512 * KiB,
 				DefaultProtocol: "5", Protocols: []string{"auto", "5", "3.1.1"}, CloseIsPolicy: true}},
 		Cognito:    Cognito{IdentityPoolID: "eu-west-1:00000000-0000-0000-0000-000000000000"},
 		HasCognito: true,

@@ -26,8 +26,11 @@ type Limits struct {
 	// MaxSubscriptions is the subscriptions allowed per connection: the default of
 	// broker.max_subscriptions and the most [[subscribe]] entries.
 	MaxSubscriptions int
-	PublishRate      float64 // publishes per second per connection: the default of broker.max_publish_rate
-	ByteRate         Size    // bytes per second per connection: the default of broker.max_byte_rate
+	// MinReconnect is the shortest time between two CONNECTs of one client id: broker.reconnect_min
+	// below it is a warning (tests against a fake broker may want quicker retries).
+	MinReconnect time.Duration
+	PublishRate  float64 // publishes per second per connection: the default of broker.max_publish_rate
+	ByteRate     Size    // bytes per second per connection: the default of broker.max_byte_rate
 
 	DefaultProtocol string   // broker.protocol when the file leaves it out
 	Protocols       []string // the broker.protocol values the provider takes; nil = all
@@ -65,6 +68,7 @@ var providerLimits = map[string]Limits{
 		MaxKeepalive:     1200 * time.Second,
 		MaxInflight:      100,
 		MaxSubscriptions: 50,
+		MinReconnect:     time.Second, // 1 CONNECT per second per client id
 		PublishRate:      100,
 		ByteRate:         512 * KiB,
 		// AWS IoT speaks MQTT 5 and 3.1.1, and closes the connection after CONNECT for a missing policy.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/url"
 	"regexp"
 	"slices"
@@ -33,15 +34,16 @@ type checker struct {
 	ix   *index
 	lim  Limits // the provider's (Broker.Limits)
 	aws  bool   // provider aws-iot: its rules beyond Limits (signed wss:// URL, AWS credentials, [cognito])
+	host Host   // for client_id templates
 	errs []*Error
 }
 
 // validate checks the decoded configuration, resolves Broker.Limits and the defaults that depend on
 // other keys, and collects Warnings. Every error names its key and, where the document has it, the
 // line; errors are sorted by line.
-func validate(c *Config, ix *index) error {
+func validate(c *Config, ix *index, h Host) error {
 	c.Broker.Limits = providerLimits[c.Broker.Provider]
-	v := &checker{c: c, ix: ix, lim: c.Broker.Limits, aws: c.Broker.Provider == ProviderAWSIoT}
+	v := &checker{c: c, ix: ix, lim: c.Broker.Limits, aws: c.Broker.Provider == ProviderAWSIoT, host: h}
 	v.provider()
 	v.identity()
 	v.brokerURL()
@@ -55,6 +57,7 @@ func validate(c *Config, ix *index) error {
 	v.subscriptions()
 	v.access()
 	v.log()
+	v.metrics()
 	return v.err()
 }
 
@@ -100,8 +103,12 @@ func (v *checker) provider() {
 // identity checks client_id, state_dir and socket.
 func (v *checker) identity() {
 	c, lim := v.c, v.lim
+	id, err := v.host.expand(c.ClientID)
+	c.ClientID = id // the limits below apply to the id the broker sees
 	// client_id [MQTT-3.1.3-5]: a UTF-8 string of at most 65535 bytes.
 	switch {
+	case err != nil:
+		v.bad("client_id", "%v", err)
 	case c.ClientID == "":
 		v.bad("client_id", "empty: set client_id (the default, the host name, could not be read)")
 	case !utf8.ValidString(c.ClientID) || strings.ContainsRune(c.ClientID, 0):
@@ -222,6 +229,10 @@ func (v *checker) brokerSession() {
 		v.bad("broker.max_subscriptions", "%d is negative: use 0 for no limit", b.MaxSubscriptions)
 	case b.MaxSubscriptions == 0 && !v.ix.has("broker.max_subscriptions"):
 		b.MaxSubscriptions = lim.MaxSubscriptions
+	}
+	if b.ReconnectMin.Duration < lim.MinReconnect {
+		v.warn("broker.reconnect_min", "%v: %s allows one CONNECT per client id per %v; quicker retries may be throttled (the default is 1s)",
+			b.ReconnectMin.Duration, lim.Name, lim.MinReconnect)
 	}
 	switch rmin, rmax := b.ReconnectMin.Duration, b.ReconnectMax.Duration; {
 	case rmin < 10*time.Millisecond || rmin > time.Hour:
@@ -457,6 +468,25 @@ func (v *checker) log() {
 	}
 	if !slices.Contains(knownFormats, l.Format) {
 		v.bad("log.format", "%q: use %s", l.Format, strings.Join(knownFormats, " or "))
+	}
+}
+
+// metrics checks metrics.listen: empty (off) or host:port with a numeric port.
+func (v *checker) metrics() {
+	addr := v.c.Metrics.Listen
+	if addr == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.bad("metrics.listen", "%q: want host:port, e.g. \"127.0.0.1:9464\" (\":9464\" for every address)", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.bad("metrics.listen", "%q: the port must be a number 0..65535", addr)
+	}
+	if strings.ContainsAny(host, " /") {
+		v.bad("metrics.listen", "%q: %q is not a host name or IP address", addr, host)
 	}
 }
 

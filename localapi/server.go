@@ -36,6 +36,8 @@ type Server struct {
 	body   *budget      // api.body_budget (budget.go)
 	conns  *connLimiter // api.max_connections (connlimit.go)
 	errors atomic.Uint64
+	// metricsRefused counts connections to metrics.listen closed at its limit (metrics.go).
+	metricsRefused atomic.Uint64
 
 	// groupsOf reads a process's supplementary groups; once per connection (connContext).
 	groupsOf func(pid int32) []uint32

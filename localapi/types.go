@@ -47,6 +47,13 @@ type Status struct {
 	LocalAPI      LocalAPIStatus `json:"local_api"`
 	UptimeSeconds float64        `json:"uptime_seconds"`
 	Version       string         `json:"version"`
+	Commit        string         `json:"commit,omitempty"` // VCS revision of the build, when known
+	// LastDeliveryAt is when the broker last acknowledged a message (absent: none since start).
+	LastDeliveryAt *time.Time `json:"last_delivery_at,omitempty"`
+	// Reconnects counts failed connection attempts and lost connections by reason (every reason
+	// present, 0 when never seen): endpoint, upgrade_refused, connack_refused, closed_after_connect,
+	// server_disconnect, keepalive, packet_too_large, timeout, network, other.
+	Reconnects map[string]uint64 `json:"reconnects"`
 	// AWS IoT only.
 	AWS *AWSStatus `json:"aws,omitempty"`
 	// Diagnosis is advice on why the broker refuses the connection; empty when connected.

@@ -3,15 +3,17 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"os/signal"
 	"sync"
 	"syscall"
 
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/logging"
 	"github.com/edge-agent/edge-agent/redact"
 )
 
@@ -34,7 +36,17 @@ func setupRun(fs *flag.FlagSet) func(context.Context, *cli) int {
 			log.Error("edge-agent cannot start", "err", err)
 			return c.errorf("%s", secrets.String(err.Error()))
 		}
-		if err := serve(ctx, a, cfg.Socket, log, c.getenv); err != nil {
+		var r runner = a
+		if cfg.Metrics.Listen != "" {
+			// Bound before Run, so that a taken port fails the start; served once the agent is ready.
+			ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+			if err != nil {
+				log.Error("edge-agent cannot start", "err", err)
+				return c.errorf("metrics.listen %s: %v (pick another port, or leave metrics.listen out)", cfg.Metrics.Listen, err)
+			}
+			r = &withMetrics{Agent: a, ln: ln, log: log}
+		}
+		if err := serve(ctx, r, cfg.Socket, log, c.getenv); err != nil {
 			log.Error("edge-agent stopped", "err", err)
 			return c.errorf("%s", secrets.String(err.Error()))
 		}
@@ -64,28 +76,49 @@ func prepare(path string, logOut io.Writer) (*config.Config, *slog.Logger, error
 // journald adds its own timestamp but a terminal does not) or JSON, behind a
 // redact.Handler whose Set the agent fills with the secrets it learns, so
 // that no record carries one.
+//
+// When w is the stream systemd connected to journald (JOURNAL_STREAM), lines carry their syslog
+// priority and no timestamp; repeated warnings and errors are rate-limited (package logging).
 func newLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
-	inner, err := newHandler(l, w)
+	f, _ := w.(*os.File)
+	inner, err := logging.New(w, logging.Options{Level: l.Level, Format: l.Format,
+		Journal: f != nil && logging.UnderJournald(f, os.Getenv)})
 	if err != nil {
 		return nil, err
 	}
 	return slog.New(redact.NewHandler(inner, redact.NewSet())), nil
 }
 
-func newHandler(l config.Log, w io.Writer) (slog.Handler, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
-		return nil, fmt.Errorf("log.level %q: %w", l.Level, err)
+// withMetrics runs the agent and, once it is ready, serves GET /metrics on ln (metrics.listen)
+// until the agent stops.
+type withMetrics struct {
+	*agent.Agent
+	ln  net.Listener
+	log *slog.Logger
+}
+
+func (m *withMetrics) Run(ctx context.Context, ready func()) error {
+	var wg sync.WaitGroup
+	mctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+	started := false
+	err := m.Agent.Run(ctx, func() {
+		started = true
+		m.log.Info("serving metrics", "listen", m.ln.Addr().String())
+		wg.Go(func() {
+			if err := m.Agent.ServeMetrics(mctx, m.ln); err != nil {
+				m.log.Error("metrics listener stopped", "err", err)
+			}
+		})
+		ready()
+	})
+	if !started {
+		m.ln.Close()
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch l.Format {
-	case "json":
-		return slog.NewJSONHandler(w, opts), nil
-	case "text", "":
-		return slog.NewTextHandler(w, opts), nil
-	default:
-		return nil, fmt.Errorf("log.format %q: use text or json", l.Format)
-	}
+	return err
 }
 
 // runner is what serve needs of *agent.Agent.
