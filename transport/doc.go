@@ -28,8 +28,13 @@
 // with an old one (only QoS 2, which we never send, would). Inbound, a persistent session makes the
 // broker hold QoS 1 messages for our subscriptions while we are away and send them after the next
 // CONNACK (with DUP when it had sent them before): they are handed to OnMessage and PUBACKed like any
-// other. Subscriptions are sent again on every connection, session present or not. Messages go on the wire strictly in Seq order while up to
-// W = min(Config.MaxInflight, broker Receive Maximum) QoS 1 publishes are unacknowledged (pipelining,
+// other. Subscriptions are sent again on every connection, session present or not. An Unsubscribe
+// made while offline is not remembered, so the broker's session keeps that filter (and delivers its
+// messages, which match no local subscriber) until the session expires or the filter is subscribed
+// and dropped again.
+//
+// Messages go on the wire strictly in Seq order while up to
+// W = min(Config.MaxInflight, broker Receive Maximum) (MQTT 3.x: Config.MaxInflight3) QoS 1 publishes are unacknowledged (pipelining,
 // see pipeline in sender.go). Source.Ack is called only after a successful PUBACK (QoS 1) or once the
 // bytes were written to the connection (QoS 0); Source.Quarantine on a PUBACK reason code >= 0x80 or a message
 // that can never be published; Source.Expire for a message whose Expires passed before it was sent. A refused message never blocks the ones behind it.
