@@ -12,11 +12,12 @@ require (
 	github.com/pelletier/go-toml/v2 v2.2.4
 	go.etcd.io/bbolt v1.4.3
 	go.uber.org/goleak v1.3.0
-	golang.org/x/sys v0.29.0
+	golang.org/x/sys v0.36.0
 )
 
 require (
 	github.com/aws/aws-sdk-go-v2/internal/configsources v1.4.25 // indirect
 	github.com/aws/aws-sdk-go-v2/internal/endpoints/v2 v2.7.25 // indirect
 	github.com/rs/xid v1.4.0 // indirect
+	golang.org/x/sync v0.17.0 // indirect
 )
