@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README "Quick start": make test; .ci/run runs it too).
-# Installs Mosquitto when missing and running as root, then gofmt, go vet and the
+# Installs Mosquitto, Node.js with the Aedes npm modules and RabbitMQ when missing and
+# running as root, then gofmt, go vet and the
 # whole suite under the race detector, then the core packages again as 32-bit ARM (armv6) binaries
 # under qemu-arm-static (installed the same way). Tests start their own Mosquitto instances
 # on free loopback ports; a system mosquitto service (which the Debian package may
@@ -46,6 +47,40 @@ then run this script again."
 	apt-get update
 	apt-get install -y qemu-user-static
 	command -v qemu-arm-static >/dev/null || die "qemu-arm-static still missing after apt-get install qemu-user-static"
+fi
+# MQTT 3.1.1-only brokers (issue 10): Aedes 1.x on Node.js (internal/aedes) and Debian's
+# RabbitMQ 3.10 with rabbitmq_web_mqtt (internal/rabbitmq). The tests start private
+# instances; the rabbitmq-server system service is neither needed nor used.
+apt_install() { # apt_install WHAT PACKAGE...: install with apt-get as root, else say how
+	if [ "$(id -u)" -ne 0 ]; then
+		die "$1 is not installed and this is not root. Run:
+    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y ${*:2}'
+then run this script again."
+	fi
+	command -v apt-get >/dev/null || die "$1 is missing and apt-get is not available: install ${*:2} by hand."
+	say "installing ${*:2} with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y "${@:2}"
+}
+say "checking for node and npm (the Aedes test broker runs on Node.js)"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	apt_install "Node.js" nodejs npm
+	command -v node >/dev/null && command -v npm >/dev/null || die "node or npm still missing after apt-get install nodejs npm"
+fi
+echo "    node $(node --version), npm $(npm --version)"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || die "Aedes 1.x needs Node.js 20 or later; node --version says $(node --version). Install Node.js 20+ (the machine image ships it), then run this script again."
+say "npm ci in internal/aedes (Aedes, pinned by internal/aedes/package-lock.json)"
+# node_modules/.edge-agent-lock is the lock file the modules were installed from.
+if ! cmp -s internal/aedes/package-lock.json internal/aedes/node_modules/.edge-agent-lock 2>/dev/null; then
+	npm ci --no-audit --no-fund --prefix internal/aedes
+	cp internal/aedes/package-lock.json internal/aedes/node_modules/.edge-agent-lock
+fi
+say "checking for rabbitmq-server (RabbitMQ 3.10, MQTT 3.1.1 only)"
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+	apt_install "rabbitmq-server" rabbitmq-server
+	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || die "rabbitmq-server still missing after apt-get install rabbitmq-server"
 fi
 mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 echo "    $("$mosq" -h 2>/dev/null | head -n1 || true) ($mosq)"
