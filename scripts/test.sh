@@ -19,38 +19,6 @@ have_mosquitto() {
 		command -v mosquitto_sub >/dev/null && command -v mosquitto_pub >/dev/null
 }
 
-say "edge-agent tests: $(go version)"
-
-say "checking for mosquitto, mosquitto_sub, mosquitto_pub (real brokers are used by the tests)"
-if ! have_mosquitto; then
-	if [ "$(id -u)" -ne 0 ]; then
-		die "Mosquitto is not installed and this is not root. Run:
-    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y mosquitto mosquitto-clients'
-then run this script again."
-	fi
-	command -v apt-get >/dev/null || die "Mosquitto is missing and apt-get is not available: install the mosquitto broker and clients (2.0+, with websockets) by hand."
-	say "installing mosquitto and mosquitto-clients with apt-get"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update
-	apt-get install -y mosquitto mosquitto-clients
-	have_mosquitto || die "mosquitto, mosquitto_sub or mosquitto_pub still missing after apt-get install"
-fi
-say "checking for qemu-arm-static (the gateways are 32-bit ARM: the core packages are tested there too)"
-if ! command -v qemu-arm-static >/dev/null; then
-	if [ "$(id -u)" -ne 0 ]; then
-		die "qemu-arm-static is not installed and this is not root. Run:
-    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y qemu-user-static'
-then run this script again."
-	fi
-	say "installing qemu-user-static with apt-get"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update
-	apt-get install -y qemu-user-static
-	command -v qemu-arm-static >/dev/null || die "qemu-arm-static still missing after apt-get install qemu-user-static"
-fi
-# MQTT 3.1.1-only brokers (issue 10): Aedes 1.x on Node.js (internal/aedes) and Debian's
-# RabbitMQ 3.10 with rabbitmq_web_mqtt (internal/rabbitmq). The tests start private
-# instances; the rabbitmq-server system service is neither needed nor used.
 apt_install() { # apt_install WHAT PACKAGE...: install with apt-get as root, else say how
 	if [ "$(id -u)" -ne 0 ]; then
 		die "$1 is not installed and this is not root. Run:
@@ -60,9 +28,27 @@ then run this script again."
 	command -v apt-get >/dev/null || die "$1 is missing and apt-get is not available: install ${*:2} by hand."
 	say "installing ${*:2} with apt-get"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update
+	[ -n "${apt_updated:-}" ] || { apt-get update; apt_updated=1; }
 	apt-get install -y "${@:2}"
 }
+
+say "edge-agent tests: $(go version)"
+
+say "checking for mosquitto, mosquitto_sub, mosquitto_pub (real brokers are used by the tests)"
+if ! have_mosquitto; then
+	apt_install "Mosquitto (2.0+, with websockets)" mosquitto mosquitto-clients
+	have_mosquitto || die "mosquitto, mosquitto_sub or mosquitto_pub still missing after apt-get install"
+fi
+say "checking for qemu-arm-static (the gateways are 32-bit ARM: the core packages are tested there too)"
+if ! command -v qemu-arm-static >/dev/null; then
+	apt_install "qemu-arm-static" qemu-user-static
+	command -v qemu-arm-static >/dev/null || die "qemu-arm-static still missing after apt-get install qemu-user-static"
+fi
+mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+echo "    $("$mosq" -h 2>/dev/null | head -n1 || true) ($mosq)"
+# MQTT 3.1.1-only brokers (issue 10): Aedes 1.x on Node.js (internal/aedes) and Debian's
+# RabbitMQ 3.10 with rabbitmq_web_mqtt (internal/rabbitmq). The tests start private
+# instances; the rabbitmq-server system service is neither needed nor used.
 say "checking for node and npm (the Aedes test broker runs on Node.js)"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	apt_install "Node.js" nodejs npm
@@ -82,8 +68,6 @@ if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
 	apt_install "rabbitmq-server" rabbitmq-server
 	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || die "rabbitmq-server still missing after apt-get install rabbitmq-server"
 fi
-mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-echo "    $("$mosq" -h 2>/dev/null | head -n1 || true) ($mosq)"
 
 say "gofmt -l"
 unformatted=$(find . -name '*.go' -not -path './vendor/*' -not -path '*/testdata/*' -not -path './.git/*' -print0 | xargs -0 -r gofmt -l)
