@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README "Quick start": make test; .ci/run runs it too).
-# Installs Mosquitto when missing and running as root, then gofmt, go vet and the
+# Installs Mosquitto, Node.js with the Aedes npm modules and RabbitMQ when missing and
+# running as root, then gofmt, go vet and the
 # whole suite under the race detector, then the core packages again as 32-bit ARM (armv6) binaries
 # under qemu-arm-static (installed the same way). Tests start their own Mosquitto instances
 # on free loopback ports; a system mosquitto service (which the Debian package may
@@ -18,37 +19,55 @@ have_mosquitto() {
 		command -v mosquitto_sub >/dev/null && command -v mosquitto_pub >/dev/null
 }
 
+apt_install() { # apt_install WHAT PACKAGE...: install with apt-get as root, else say how
+	if [ "$(id -u)" -ne 0 ]; then
+		die "$1 is not installed and this is not root. Run:
+    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y ${*:2}'
+then run this script again."
+	fi
+	command -v apt-get >/dev/null || die "$1 is missing and apt-get is not available: install ${*:2} by hand."
+	say "installing ${*:2} with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	[ -n "${apt_updated:-}" ] || { apt-get update; apt_updated=1; }
+	apt-get install -y "${@:2}"
+}
+
 say "edge-agent tests: $(go version)"
 
 say "checking for mosquitto, mosquitto_sub, mosquitto_pub (real brokers are used by the tests)"
 if ! have_mosquitto; then
-	if [ "$(id -u)" -ne 0 ]; then
-		die "Mosquitto is not installed and this is not root. Run:
-    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y mosquitto mosquitto-clients'
-then run this script again."
-	fi
-	command -v apt-get >/dev/null || die "Mosquitto is missing and apt-get is not available: install the mosquitto broker and clients (2.0+, with websockets) by hand."
-	say "installing mosquitto and mosquitto-clients with apt-get"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update
-	apt-get install -y mosquitto mosquitto-clients
+	apt_install "Mosquitto (2.0+, with websockets)" mosquitto mosquitto-clients
 	have_mosquitto || die "mosquitto, mosquitto_sub or mosquitto_pub still missing after apt-get install"
 fi
 say "checking for qemu-arm-static (the gateways are 32-bit ARM: the core packages are tested there too)"
 if ! command -v qemu-arm-static >/dev/null; then
-	if [ "$(id -u)" -ne 0 ]; then
-		die "qemu-arm-static is not installed and this is not root. Run:
-    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y qemu-user-static'
-then run this script again."
-	fi
-	say "installing qemu-user-static with apt-get"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update
-	apt-get install -y qemu-user-static
+	apt_install "qemu-arm-static" qemu-user-static
 	command -v qemu-arm-static >/dev/null || die "qemu-arm-static still missing after apt-get install qemu-user-static"
 fi
 mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 echo "    $("$mosq" -h 2>/dev/null | head -n1 || true) ($mosq)"
+# MQTT 3.1.1-only brokers (issue 10): Aedes 1.x on Node.js (internal/aedes) and Debian's
+# RabbitMQ 3.10 with rabbitmq_web_mqtt (internal/rabbitmq). The tests start private
+# instances; the rabbitmq-server system service is neither needed nor used.
+say "checking for node and npm (the Aedes test broker runs on Node.js)"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	apt_install "Node.js" nodejs npm
+	command -v node >/dev/null && command -v npm >/dev/null || die "node or npm still missing after apt-get install nodejs npm"
+fi
+echo "    node $(node --version), npm $(npm --version)"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || die "Aedes 1.x needs Node.js 20 or later; node --version says $(node --version). Install Node.js 20+ (the machine image ships it), then run this script again."
+say "npm ci in internal/aedes (Aedes, pinned by internal/aedes/package-lock.json)"
+# node_modules/.edge-agent-lock is the lock file the modules were installed from.
+if ! cmp -s internal/aedes/package-lock.json internal/aedes/node_modules/.edge-agent-lock 2>/dev/null; then
+	npm ci --no-audit --no-fund --prefix internal/aedes
+	cp internal/aedes/package-lock.json internal/aedes/node_modules/.edge-agent-lock
+fi
+say "checking for rabbitmq-server (RabbitMQ 3.10, MQTT 3.1.1 only)"
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+	apt_install "rabbitmq-server" rabbitmq-server
+	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || die "rabbitmq-server still missing after apt-get install rabbitmq-server"
+fi
 
 say "gofmt -l"
 unformatted=$(find . -name '*.go' -not -path './vendor/*' -not -path '*/testdata/*' -not -path './.git/*' -print0 | xargs -0 -r gofmt -l)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testproc"
 )
 
 const (
@@ -316,7 +318,7 @@ func (b *Broker) pickPorts(withTLS bool) error {
 	if withTLS {
 		n = 3
 	}
-	ports, err := freePorts(n)
+	ports, err := testproc.FreePorts(n)
 	if err != nil {
 		return err
 	}
@@ -325,20 +327,6 @@ func (b *Broker) pickPorts(withTLS bool) error {
 		b.wssPort = ports[2]
 	}
 	return nil
-}
-
-// freePorts holds all n listeners open at once so the ports are distinct.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func lookBinary(t testing.TB, name, fallback string) string {
