@@ -116,15 +116,20 @@ func connack3Text(rc byte) string {
 	return "unknown return code"
 }
 
+// versionError is a refused protocol version in the broker's words; it wraps ErrUnsupportedVersion and
+// ErrRefused without repeating their text.
+type versionError struct{ msg string }
+
+func (e *versionError) Error() string   { return e.msg }
+func (e *versionError) Unwrap() []error { return []error{ErrUnsupportedVersion, ErrRefused} }
+
 // connack3Error is the error for a refusing 3.x CONNACK (also one that answered an MQTT 5 CONNECT).
 func connack3Error(rc byte, asked Protocol) error {
 	if rc == 1 {
 		if asked == Protocol5 {
-			return fmt.Errorf("%w: the broker speaks MQTT 3.1.1 only (CONNACK return code 1: unacceptable protocol version)",
-				ErrUnsupportedVersion)
+			return &versionError{"the broker speaks MQTT 3.1.1 only (CONNACK return code 1: unacceptable protocol version)"}
 		}
-		return fmt.Errorf("%w: the broker does not speak MQTT %s (CONNACK return code 1: unacceptable protocol version)",
-			ErrUnsupportedVersion, asked)
+		return &versionError{fmt.Sprintf("the broker does not speak MQTT %s (CONNACK return code 1: unacceptable protocol version)", asked)}
 	}
 	return fmt.Errorf("%w: CONNACK return code %d (%s)", ErrRefused, rc, connack3Text(rc))
 }

@@ -151,11 +151,10 @@ func connectError(err error, ca *paho.Connack, ws *wsConn, timeout time.Duration
 		if ca.Properties != nil && ca.Properties.ReasonString != "" {
 			reason = ": " + ca.Properties.ReasonString
 		}
-		refused := ErrRefused
 		if ca.ReasonCode == 0x84 {
-			refused = fmt.Errorf("%w: %w", ErrUnsupportedVersion, ErrRefused)
+			return &versionError{"the broker does not speak MQTT 5 (CONNACK reason 0x84: unsupported protocol version" + reason + ")"}
 		}
-		return fmt.Errorf("%w: CONNACK reason 0x%02x (%s)%s", refused, ca.ReasonCode, connackText(ca.ReasonCode), reason)
+		return fmt.Errorf("%w: CONNACK reason 0x%02x (%s)%s", ErrRefused, ca.ReasonCode, connackText(ca.ReasonCode), reason)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("no CONNACK within %s: %w", timeout, err)
 	case ws.Err() != nil && !ws.received(): // closed before a single byte of an answer
