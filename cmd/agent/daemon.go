@@ -12,6 +12,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/localapi"
 	"github.com/edge-agent/edge-agent/redact"
 )
 
@@ -136,6 +137,14 @@ func serve(ctx context.Context, a runner, socket string, log *slog.Logger, geten
 			log.Info("edge-agent ready", "socket", socket)
 			if err := sd.Notify("READY=1\nSTATUS=serving on " + socket); err != nil {
 				log.Warn("systemd notify failed", "err", err)
+			}
+			if st, ok := a.(interface{ Status() localapi.Status }); ok && sd != nil { // STATUS=: state, queue depth
+				wg.Go(func() { // until shutdown begins (STATUS=stopping stays) or Run returns
+					sctx, end := context.WithCancel(runCtx)
+					defer end()
+					defer context.AfterFunc(ctx, end)()
+					sd.reportStatus(sctx, statusPoll, statusMinGap, st.Status, func(err error) { log.Warn("systemd status", "err", err) })
+				})
 			}
 			if sd != nil && watchdogOn {
 				wg.Go(func() {
