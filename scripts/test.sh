@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README "Quick start": make test; .ci/run runs it too).
-# Installs Mosquitto when missing and running as root, then gofmt, go vet and the
+# Installs Mosquitto (and the packaging tools: dpkg, systemd, passwd) when missing and running as root, then gofmt, go vet and the
 # whole suite under the race detector, then the core packages again as 32-bit ARM (armv6) binaries
 # under qemu-arm-static (installed the same way). Tests start their own Mosquitto instances
 # on free loopback ports; a system mosquitto service (which the Debian package may
@@ -47,6 +47,30 @@ then run this script again."
 	apt-get install -y qemu-user-static
 	command -v qemu-arm-static >/dev/null || die "qemu-arm-static still missing after apt-get install qemu-user-static"
 fi
+# The packaging tests (./packaging) build the .deb files with dpkg-deb, install them into a throw-away
+# root with dpkg --root, create the user with systemd-sysusers or useradd, and check the unit with
+# systemd-analyze verify and security. They fail, never skip, when a tool is missing.
+say "checking for dpkg-deb, systemd-analyze, systemd-sysusers, useradd (the packaging and systemd tests)"
+missing=()
+command -v dpkg-deb >/dev/null || missing+=(dpkg)
+command -v systemd-analyze >/dev/null && command -v systemctl >/dev/null || missing+=(systemd)
+command -v useradd >/dev/null || missing+=(passwd)
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		die "missing: ${missing[*]}, and this is not root. Run:
+    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y ${missing[*]}'
+then run this script again."
+	fi
+	command -v apt-get >/dev/null || die "missing ${missing[*]} and apt-get is not available: install them by hand."
+	say "installing ${missing[*]} with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y "${missing[@]}"
+	command -v dpkg-deb >/dev/null && command -v systemd-analyze >/dev/null && command -v useradd >/dev/null ||
+		die "dpkg-deb, systemd-analyze or useradd still missing after apt-get install ${missing[*]}"
+fi
+echo "    $(dpkg-deb --version | head -n1); systemd $(systemd-analyze --version | head -n1 | awk '{print $2}')"
+
 mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 echo "    $("$mosq" -h 2>/dev/null | head -n1 || true) ($mosq)"
 
