@@ -177,8 +177,8 @@ func TestStatusThrottle(t *testing.T) {
 		}
 	}
 	step(0, "connecting", 0, "connecting to wss://h/mqtt, 0 queued") // the first is sent at once
-	step(250*time.Millisecond, "connecting", 0, "(nothing)")          // unchanged
-	step(500*time.Millisecond, "connecting", 5, "(nothing)")          // depth within the gap
+	step(250*time.Millisecond, "connecting", 0, "(nothing)")         // unchanged
+	step(500*time.Millisecond, "connecting", 5, "(nothing)")         // depth within the gap
 	step(750*time.Millisecond, "connecting", 9, "(nothing)")
 	step(time.Second, "connecting", 9, "connecting to wss://h/mqtt, 9 queued") // gap over: the latest depth
 	since = t0.Add(1100 * time.Millisecond)
