@@ -20,56 +20,47 @@ have_mosquitto() {
 
 say "edge-agent tests: $(go version)"
 
-say "checking for mosquitto, mosquitto_sub, mosquitto_pub (real brokers are used by the tests)"
-if ! have_mosquitto; then
+# need_packages WHAT PKG...: WHAT is missing; install the Debian packages PKG… (as root, with apt-get),
+# else stop with the command to run.
+need_packages() {
+	local what=$1
+	shift
 	if [ "$(id -u)" -ne 0 ]; then
-		die "Mosquitto is not installed and this is not root. Run:
-    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y mosquitto mosquitto-clients'
+		die "$what is not installed and this is not root. Run:
+    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y $*'
 then run this script again."
 	fi
-	command -v apt-get >/dev/null || die "Mosquitto is missing and apt-get is not available: install the mosquitto broker and clients (2.0+, with websockets) by hand."
-	say "installing mosquitto and mosquitto-clients with apt-get"
+	command -v apt-get >/dev/null || die "$what is missing and apt-get is not available: install $* by hand."
+	say "installing $* with apt-get"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update
-	apt-get install -y mosquitto mosquitto-clients
+	apt-get install -y "$@"
+}
+
+say "checking for mosquitto, mosquitto_sub, mosquitto_pub (real brokers are used by the tests)"
+if ! have_mosquitto; then
+	need_packages Mosquitto mosquitto mosquitto-clients
 	have_mosquitto || die "mosquitto, mosquitto_sub or mosquitto_pub still missing after apt-get install"
 fi
 say "checking for qemu-arm-static (the gateways are 32-bit ARM: the core packages are tested there too)"
 if ! command -v qemu-arm-static >/dev/null; then
-	if [ "$(id -u)" -ne 0 ]; then
-		die "qemu-arm-static is not installed and this is not root. Run:
-    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y qemu-user-static'
-then run this script again."
-	fi
-	say "installing qemu-user-static with apt-get"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update
-	apt-get install -y qemu-user-static
+	need_packages qemu-arm-static qemu-user-static
 	command -v qemu-arm-static >/dev/null || die "qemu-arm-static still missing after apt-get install qemu-user-static"
 fi
 # The packaging tests (./packaging) build the .deb files with dpkg-deb, install them into a throw-away
 # root with dpkg --root, create the user with systemd-sysusers or useradd, and check the unit with
 # systemd-analyze verify and security. They fail, never skip, when a tool is missing.
-say "checking for dpkg-deb, systemd-analyze, systemd-sysusers, useradd (the packaging and systemd tests)"
+say "checking for dpkg-deb, systemd-analyze, useradd (the packaging and systemd tests)"
 missing=()
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
 command -v systemd-analyze >/dev/null && command -v systemctl >/dev/null || missing+=(systemd)
 command -v useradd >/dev/null || missing+=(passwd)
 if [ ${#missing[@]} -gt 0 ]; then
-	if [ "$(id -u)" -ne 0 ]; then
-		die "missing: ${missing[*]}, and this is not root. Run:
-    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y ${missing[*]}'
-then run this script again."
-	fi
-	command -v apt-get >/dev/null || die "missing ${missing[*]} and apt-get is not available: install them by hand."
-	say "installing ${missing[*]} with apt-get"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update
-	apt-get install -y "${missing[@]}"
+	need_packages "${missing[*]}" "${missing[@]}"
 	command -v dpkg-deb >/dev/null && command -v systemd-analyze >/dev/null && command -v useradd >/dev/null ||
 		die "dpkg-deb, systemd-analyze or useradd still missing after apt-get install ${missing[*]}"
 fi
-echo "    $(dpkg-deb --version | head -n1); systemd $(systemd-analyze --version | head -n1 | awk '{print $2}')"
+echo "    $(dpkg-deb --version | head -n1 | sed 's/\.$//'); systemd $(systemd-analyze --version | head -n1 | awk '{print $2}')"
 
 mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 echo "    $("$mosq" -h 2>/dev/null | head -n1 || true) ($mosq)"
