@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README "Quick start": make test; .ci/run runs it too).
-# Installs Mosquitto (and the packaging tools: dpkg, systemd, passwd) when missing and running as root, then gofmt, go vet and the
+# Installs Mosquitto when missing and running as root, then gofmt, go vet and the
 # whole suite under the race detector, then the core packages again as 32-bit ARM (armv6) binaries
 # under qemu-arm-static (installed the same way). Tests start their own Mosquitto instances
 # on free loopback ports; a system mosquitto service (which the Debian package may
@@ -20,50 +20,55 @@ have_mosquitto() {
 
 say "edge-agent tests: $(go version)"
 
-# need_packages WHAT PKG...: WHAT is missing; install the Debian packages PKG… (as root, with apt-get),
-# else stop with the command to run.
-need_packages() {
-	local what=$1
-	shift
-	if [ "$(id -u)" -ne 0 ]; then
-		die "$what is not installed and this is not root. Run:
-    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y $*'
-then run this script again."
-	fi
-	command -v apt-get >/dev/null || die "$what is missing and apt-get is not available: install $* by hand."
-	say "installing $* with apt-get"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update
-	apt-get install -y "$@"
-}
-
 say "checking for mosquitto, mosquitto_sub, mosquitto_pub (real brokers are used by the tests)"
 if ! have_mosquitto; then
-	need_packages Mosquitto mosquitto mosquitto-clients
+	if [ "$(id -u)" -ne 0 ]; then
+		die "Mosquitto is not installed and this is not root. Run:
+    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y mosquitto mosquitto-clients'
+then run this script again."
+	fi
+	command -v apt-get >/dev/null || die "Mosquitto is missing and apt-get is not available: install the mosquitto broker and clients (2.0+, with websockets) by hand."
+	say "installing mosquitto and mosquitto-clients with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y mosquitto mosquitto-clients
 	have_mosquitto || die "mosquitto, mosquitto_sub or mosquitto_pub still missing after apt-get install"
 fi
 say "checking for qemu-arm-static (the gateways are 32-bit ARM: the core packages are tested there too)"
 if ! command -v qemu-arm-static >/dev/null; then
-	need_packages qemu-arm-static qemu-user-static
+	if [ "$(id -u)" -ne 0 ]; then
+		die "qemu-arm-static is not installed and this is not root. Run:
+    sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y qemu-user-static'
+then run this script again."
+	fi
+	say "installing qemu-user-static with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y qemu-user-static
 	command -v qemu-arm-static >/dev/null || die "qemu-arm-static still missing after apt-get install qemu-user-static"
 fi
+mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+echo "    $("$mosq" -h 2>/dev/null | head -n1 || true) ($mosq)"
+
 # The packaging tests (./packaging) build the .deb files with dpkg-deb, install them into a throw-away
-# root with dpkg --root, create the user with systemd-sysusers or useradd, and check the unit with
-# systemd-analyze verify and security. They fail, never skip, when a tool is missing.
+# root with dpkg --root, create the user with systemd-sysusers or useradd, run the armhf binary under
+# qemu-arm-static, and check the unit with systemd-analyze verify and security. They fail, never skip,
+# when a tool is missing, so it is installed here.
 say "checking for dpkg-deb, systemd-analyze, useradd (the packaging and systemd tests)"
 missing=()
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
 command -v systemd-analyze >/dev/null && command -v systemctl >/dev/null || missing+=(systemd)
 command -v useradd >/dev/null || missing+=(passwd)
 if [ ${#missing[@]} -gt 0 ]; then
-	need_packages "${missing[*]}" "${missing[@]}"
+	[ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null ||
+		die "missing ${missing[*]}: as root, run apt-get update && apt-get install -y ${missing[*]}; then run this script again."
+	say "installing ${missing[*]} with apt-get"
+	DEBIAN_FRONTEND=noninteractive apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 	command -v dpkg-deb >/dev/null && command -v systemd-analyze >/dev/null && command -v useradd >/dev/null ||
 		die "dpkg-deb, systemd-analyze or useradd still missing after apt-get install ${missing[*]}"
 fi
 echo "    $(dpkg-deb --version | head -n1 | sed 's/\.$//'); systemd $(systemd-analyze --version | head -n1 | awk '{print $2}')"
-
-mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-echo "    $("$mosq" -h 2>/dev/null | head -n1 || true) ($mosq)"
 
 say "gofmt -l"
 unformatted=$(find . -name '*.go' -not -path './vendor/*' -not -path '*/testdata/*' -not -path './.git/*' -print0 | xargs -0 -r gofmt -l)
