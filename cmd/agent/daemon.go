@@ -12,7 +12,6 @@ import (
 
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/config"
-	"github.com/edge-agent/edge-agent/localapi"
 	"github.com/edge-agent/edge-agent/redact"
 )
 
@@ -138,7 +137,7 @@ func serve(ctx context.Context, a runner, socket string, log *slog.Logger, geten
 			if err := sd.Notify("READY=1\nSTATUS=serving on " + socket); err != nil {
 				log.Warn("systemd notify failed", "err", err)
 			}
-			if st, ok := a.(interface{ Status() localapi.Status }); ok && sd != nil { // STATUS=: state, queue depth
+			if st, ok := a.(statusSource); ok && sd != nil { // STATUS=: state, queue depth
 				wg.Go(func() { // until shutdown begins (STATUS=stopping stays) or Run returns
 					sctx, end := context.WithCancel(runCtx)
 					defer end()

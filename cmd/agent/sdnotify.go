@@ -127,6 +127,9 @@ const (
 	statusMinGap = time.Second
 )
 
+// statusSource is what the STATUS= reporter reads: *agent.Agent.
+type statusSource interface{ Status() localapi.Status }
+
 // statusText is the STATUS= line for st: "connected to wss://broker/mqtt, 0 queued". It holds no
 // secret: the endpoint loses any user info, query string (a presigned URL's signature) or fragment.
 func statusText(st localapi.Status) string {
