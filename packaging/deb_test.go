@@ -53,15 +53,25 @@ func run(t *testing.T, env []string, name string, args ...string) string {
 	return string(out)
 }
 
-// versions are what scripts/version.sh stamps the build with.
-func versions(t *testing.T) map[string]string {
-	t.Helper()
+// readVersions runs scripts/version.sh: what a build of this tree is stamped with.
+func readVersions() (map[string]string, error) {
+	out, err := exec.Command(filepath.Join("..", "scripts/version.sh")).Output()
+	if err != nil {
+		return nil, fmt.Errorf("scripts/version.sh: %w", err)
+	}
 	m := map[string]string{}
-	for _, l := range strings.Split(strings.TrimSpace(run(t, nil, filepath.Join(repo(t), "scripts/version.sh"))), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		k, v, _ := strings.Cut(l, "=")
 		m[k] = v
 	}
-	return m
+	return m, nil
+}
+
+// versions are what the packages of debs were stamped with.
+func versions(t *testing.T) map[string]string {
+	t.Helper()
+	debs(t)
+	return stamp
 }
 
 var (
@@ -69,6 +79,7 @@ var (
 	built     map[string]string // arch → .deb
 	buildErr  error
 	buildDir  string
+	stamp     map[string]string // scripts/version.sh's output when the packages were built
 )
 
 // debs builds the three packages once with scripts/deb.sh into a temporary directory.
@@ -80,11 +91,18 @@ func debs(t *testing.T) map[string]string {
 		if buildErr != nil {
 			return
 		}
+		if stamp, buildErr = readVersions(); buildErr != nil {
+			return
+		}
 		cmd := exec.Command(filepath.Join(repo(t), "scripts/deb.sh"))
 		cmd.Env = append(os.Environ(), "OUT="+buildDir)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("scripts/deb.sh: %v\n%s", err, out)
+			return
+		}
+		if after, err := readVersions(); err != nil || after["VERSION"] != stamp["VERSION"] || after["COMMIT"] != stamp["COMMIT"] {
+			buildErr = fmt.Errorf("the tree changed while the packages were built (%v, then %v, %v): run the test again", stamp, after, err)
 			return
 		}
 		built = map[string]string{}
