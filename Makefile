@@ -1,18 +1,21 @@
 # edge-agent — see README.md. `make test` is the test command (.ci/run uses it).
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-export VERSION
+# The version stamp comes from scripts/version.sh (git describe; override: make deb VERSION=1.2.3).
 include scripts/build.env
 
-.PHONY: test build cross demo bench lint clean
+.PHONY: test build cross deb demo bench lint clean
 
 test:
 	scripts/test.sh
 
 build:
-	CGO_ENABLED=0 go build -tags "$(GO_TAGS)" -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/edge-agent ./cmd/agent
+	CGO_ENABLED=0 go build -tags "$(GO_TAGS)" -trimpath -ldflags "$$(scripts/version.sh --ldflags)" -o bin/edge-agent ./cmd/agent
 
 cross:
 	scripts/build.sh
+
+# dist/edge-agent_<version>_{armhf,arm64,amd64}.deb (armhf for ARMv6, as Raspberry Pi OS is).
+deb:
+	scripts/deb.sh
 
 demo:
 	scripts/demo.sh

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Cross-compiles static, version-stamped edge-agent binaries into dist/ and writes
-# dist/SHA256SUMS. VERSION comes from the environment (the Makefile exports it),
-# else from git describe, else "dev".
+# dist/SHA256SUMS. The stamp (version, commit, build date) comes from scripts/version.sh.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/build.env
 
-VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
+VERSION=$(scripts/version.sh | sed -n 's/^VERSION=//p')
+LDFLAGS=$(scripts/version.sh --ldflags)
 PKG=${PKG:-./cmd/agent}
 OUT=dist
 
@@ -28,7 +28,7 @@ for t in "${targets[@]}"; do
 	echo "    $bin"
 	vars=(CGO_ENABLED=0 GOOS="$goos" GOARCH="$goarch")
 	[ "$goarm" = - ] || vars+=(GOARM="$goarm")
-	env "${vars[@]}" go build -tags "$GO_TAGS" -trimpath -ldflags "-s -w -X main.version=$VERSION" -o "$bin" "$PKG"
+	env "${vars[@]}" go build -tags "$GO_TAGS" -trimpath -ldflags "$LDFLAGS" -o "$bin" "$PKG"
 done
 
 echo "==> sizes"

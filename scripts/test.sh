@@ -69,6 +69,26 @@ if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
 	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || die "rabbitmq-server still missing after apt-get install rabbitmq-server"
 fi
 
+# The packaging tests (./packaging) build the .deb files with dpkg-deb, install them into a throw-away
+# root with dpkg --root, create the user with systemd-sysusers or useradd, run the armhf binary under
+# qemu-arm-static, and check the unit with systemd-analyze verify and security. They fail, never skip,
+# when a tool is missing, so it is installed here.
+say "checking for dpkg-deb, systemd-analyze, useradd (the packaging and systemd tests)"
+missing=()
+command -v dpkg-deb >/dev/null || missing+=(dpkg)
+command -v systemd-analyze >/dev/null && command -v systemctl >/dev/null || missing+=(systemd)
+command -v useradd >/dev/null || missing+=(passwd)
+if [ ${#missing[@]} -gt 0 ]; then
+	[ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null ||
+		die "missing ${missing[*]}: as root, run apt-get update && apt-get install -y ${missing[*]}; then run this script again."
+	say "installing ${missing[*]} with apt-get"
+	DEBIAN_FRONTEND=noninteractive apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+	command -v dpkg-deb >/dev/null && command -v systemd-analyze >/dev/null && command -v useradd >/dev/null ||
+		die "dpkg-deb, systemd-analyze or useradd still missing after apt-get install ${missing[*]}"
+fi
+echo "    $(dpkg-deb --version | head -n1 | sed 's/\.$//'); systemd $(systemd-analyze --version | head -n1 | awk '{print $2}')"
+
 say "gofmt -l"
 unformatted=$(find . -name '*.go' -not -path './vendor/*' -not -path '*/testdata/*' -not -path './.git/*' -print0 | xargs -0 -r gofmt -l)
 if [ -n "$unformatted" ]; then

@@ -170,6 +170,14 @@ func serve(ctx context.Context, a runner, socket string, log *slog.Logger, geten
 			if err := sd.Notify("READY=1\nSTATUS=serving on " + socket); err != nil {
 				log.Warn("systemd notify failed", "err", err)
 			}
+			if st, ok := a.(statusSource); ok && sd != nil { // STATUS=: state, queue depth
+				wg.Go(func() { // until shutdown begins (STATUS=stopping stays) or Run returns
+					sctx, end := context.WithCancel(runCtx)
+					defer end()
+					defer context.AfterFunc(ctx, end)()
+					sd.reportStatus(sctx, statusPoll, statusMinGap, st.Status, func(err error) { log.Warn("systemd status", "err", err) })
+				})
+			}
 			if sd != nil && watchdogOn {
 				wg.Go(func() {
 					sd.watchdog(runCtx, every, a.Healthy, func(err error) { log.Warn("systemd watchdog", "err", err) })

@@ -7,13 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 
 	"github.com/edge-agent/edge-agent/localapi"
 )
-
-// version is stamped at build time: -ldflags "-X main.version=1.2.3".
-var version = "dev"
 
 const usageText = `edge-agent: store-and-forward MQTT agent for gateways
 
@@ -28,7 +24,9 @@ Usage:
   edge-agent identity [--config PATH]    print the Cognito identity id (aws-iot)
   edge-agent deadletters [--json] [--requeue IDS|all] [--delete IDS|all] [--socket PATH]
                                          messages the broker refused: list, requeue, delete
-  edge-agent version                     print the version
+  edge-agent check-config [--config PATH]
+                                         validate a config, print the effective settings (secrets redacted)
+  edge-agent version [--json]            version, commit, build date, Go version, queue format
   edge-agent help [COMMAND]              this text, or a command's flags
 
 The client commands find the agent at --socket, else $EDGE_AGENT_SOCKET,
@@ -62,13 +60,14 @@ func (c *cli) errorf(format string, args ...any) int {
 
 func commands() map[string]command {
 	return map[string]command{
-		"run":         {"run the agent in the foreground", setupRun},
-		"pub":         {"publish messages through the local agent", setupPub},
-		"sub":         {"print messages from the broker", setupSub},
-		"status":      {"show connection and queue state", setupStatus},
-		"identity":    {"print the Cognito identity id", setupIdentity},
-		"deadletters": {"list, requeue or delete messages the broker refused", setupDeadLetters},
-		"version":     {"print the version", setupVersion},
+		"run":          {"run the agent in the foreground", setupRun},
+		"pub":          {"publish messages through the local agent", setupPub},
+		"sub":          {"print messages from the broker", setupSub},
+		"status":       {"show connection and queue state", setupStatus},
+		"identity":     {"print the Cognito identity id", setupIdentity},
+		"deadletters":  {"list, requeue or delete messages the broker refused", setupDeadLetters},
+		"version":      {"print the version, commit, build date, Go version and queue format", setupVersion},
+		"check-config": {"validate a configuration file and print the effective settings, secrets redacted", setupCheckConfig},
 	}
 }
 
@@ -125,17 +124,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 func (c *cli) usageError(format string, args ...any) int {
 	fmt.Fprintf(c.stderr, "%s: %s (see %s -h)\n", c.name, fmt.Sprintf(format, args...), c.name)
 	return 2
-}
-
-func setupVersion(fs *flag.FlagSet) func(context.Context, *cli) int {
-	return func(_ context.Context, c *cli) int {
-		fmt.Fprintln(c.stdout, versionString())
-		return 0
-	}
-}
-
-func versionString() string {
-	return fmt.Sprintf("edge-agent %s (%s %s/%s)", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 func setupIdentity(fs *flag.FlagSet) func(context.Context, *cli) int {

@@ -550,29 +550,13 @@ func TestUsage(t *testing.T) {
 		{"sub"},            // no filter
 		{"sub", "-t", "a", "-C", "-1"},
 		{"status", "extra"}, // positional argument
-		{"version", "--json"},
+		{"version", "extra"},
 	} {
 		r = runCLI(t, nil, args...)
 		r.want(t, 2)
 		if r.stderr == "" || r.stdout != "" {
 			t.Fatalf("%v: %+v", args, r)
 		}
-	}
-}
-
-func TestVersion(t *testing.T) {
-	for _, arg := range []string{"version", "--version"} {
-		r := runCLI(t, nil, arg)
-		r.want(t, 0)
-		if !regexp.MustCompile(`^edge-agent dev \(go\S+ [a-z0-9]+/[a-z0-9]+\)\n$`).MatchString(r.stdout) {
-			t.Fatalf("%q", r.stdout)
-		}
-	}
-	old := version
-	version = "1.2.3"
-	defer func() { version = old }()
-	if r := runCLI(t, nil, "version"); !strings.HasPrefix(r.stdout, "edge-agent 1.2.3 (") {
-		t.Fatalf("%q", r.stdout)
 	}
 }
 

@@ -7,8 +7,11 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 // notifier speaks the systemd notify protocol (sd_notify(3)): datagrams of
@@ -112,6 +115,87 @@ func (n *notifier) watchdog(ctx context.Context, every time.Duration, healthy fu
 			if err := n.Notify("WATCHDOG=1"); err != nil {
 				onErr(err)
 			}
+		}
+	}
+}
+
+// How STATUS= follows the agent: its state is read every statusPoll; a new connection state is sent
+// at once, any other change (the queue depth) at most once per statusMinGap, so a busy queue costs
+// systemd one datagram a second.
+const (
+	statusPoll   = 250 * time.Millisecond
+	statusMinGap = time.Second
+)
+
+// statusSource is what the STATUS= reporter reads: *agent.Agent.
+type statusSource interface{ Status() localapi.Status }
+
+// statusText is the STATUS= line for st: "connected to wss://broker/mqtt, 0 queued". It holds no
+// secret: the endpoint loses any user info, query string (a presigned URL's signature) or fragment.
+func statusText(st localapi.Status) string {
+	endpoint := st.Endpoint
+	if i := strings.IndexAny(endpoint, "?#"); i >= 0 {
+		endpoint = endpoint[:i]
+	}
+	if scheme, rest, ok := strings.Cut(endpoint, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 && at < strings.IndexByte(rest+"/", '/') {
+			endpoint = scheme + "://" + rest[at+1:]
+		}
+	}
+	var b strings.Builder
+	switch st.State {
+	case "connected":
+		b.WriteString("connected to " + endpoint)
+	case "connecting":
+		b.WriteString("connecting to " + endpoint)
+	case "disconnected":
+		b.WriteString("disconnected from " + endpoint + ", retrying")
+	default:
+		b.WriteString(st.State)
+	}
+	fmt.Fprintf(&b, ", %d queued", st.Queue.Depth)
+	if st.Queue.DeadLetters > 0 {
+		fmt.Fprintf(&b, ", %d dead letters", st.Queue.DeadLetters)
+	}
+	return b.String()
+}
+
+// statusThrottle decides when STATUS= is sent. Not safe for concurrent use.
+type statusThrottle struct {
+	minGap time.Duration
+	text   string    // last sent
+	state  string    // connection state last sent
+	since  time.Time // its Since: a reconnect between two polls changes it even if State reads the same
+	sentAt time.Time
+}
+
+// next returns the text to send for st at now, or ok false when nothing is due.
+func (t *statusThrottle) next(st localapi.Status, now time.Time) (text string, ok bool) {
+	text = statusText(st)
+	stateChanged := t.sentAt.IsZero() || st.State != t.state || !st.Since.Equal(t.since)
+	if !stateChanged && (text == t.text || now.Sub(t.sentAt) < t.minGap) {
+		return "", false // unchanged, or a depth change within the gap: a later poll sends the latest
+	}
+	t.text, t.state, t.since, t.sentAt = text, st.State, st.Since, now
+	return text, true
+}
+
+// reportStatus keeps STATUS= current until ctx is done (see statusPoll). It returns when ctx is
+// done; the caller waits for it.
+func (n *notifier) reportStatus(ctx context.Context, poll, minGap time.Duration, status func() localapi.Status, onErr func(error)) {
+	th := statusThrottle{minGap: minGap}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		if text, ok := th.next(status(), time.Now()); ok && ctx.Err() == nil {
+			if err := n.Notify("STATUS=" + text); err != nil {
+				onErr(err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

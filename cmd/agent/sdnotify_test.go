@@ -7,9 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/localapi"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -127,4 +131,135 @@ func TestWatchdogPings(t *testing.T) {
 	}
 	cancel()
 	wg.Wait() // returns once ctx is done
+}
+
+func TestStatusText(t *testing.T) {
+	st := func(state, endpoint string, depth, dead int) localapi.Status {
+		s := localapi.Status{State: state, Endpoint: endpoint}
+		s.Queue.Depth, s.Queue.DeadLetters = depth, dead
+		return s
+	}
+	tests := []struct {
+		st   localapi.Status
+		want string
+	}{
+		{st("connected", "wss://broker.example.com/mqtt", 0, 0), "connected to wss://broker.example.com/mqtt, 0 queued"},
+		{st("connecting", "ws://127.0.0.1:8080/mqtt", 12, 0), "connecting to ws://127.0.0.1:8080/mqtt, 12 queued"},
+		{st("disconnected", "wss://h/mqtt", 3, 2), "disconnected from wss://h/mqtt, retrying, 3 queued, 2 dead letters"},
+		{st("stopped", "wss://h/mqtt", 1, 0), "stopped, 1 queued"},
+		// Never a signature, a token or a password, whatever the endpoint carries.
+		{st("connected", "wss://a-ats.iot.eu-west-1.amazonaws.com/mqtt?X-Amz-Signature=abc&X-Amz-Security-Token=tok", 0, 0),
+			"connected to wss://a-ats.iot.eu-west-1.amazonaws.com/mqtt, 0 queued"},
+		{st("connected", "wss://user:pw@h/mqtt#frag", 0, 0), "connected to wss://h/mqtt, 0 queued"},
+	}
+	for _, tt := range tests {
+		if got := statusText(tt.st); got != tt.want {
+			t.Errorf("%+v:\n got %q\nwant %q", tt.st, got, tt.want)
+		}
+	}
+}
+
+// STATUS= follows state changes at once and the queue depth at most once per gap (simulated clock).
+func TestStatusThrottle(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	since := t0
+	th := statusThrottle{minGap: time.Second}
+	step := func(at time.Duration, state string, depth int, want string) {
+		t.Helper()
+		st := localapi.Status{State: state, Endpoint: "wss://h/mqtt", Since: since}
+		st.Queue.Depth = depth
+		got, ok := th.next(st, t0.Add(at))
+		if !ok {
+			got = "(nothing)"
+		}
+		if got != want {
+			t.Fatalf("at %v %s/%d: got %q, want %q", at, state, depth, got, want)
+		}
+	}
+	step(0, "connecting", 0, "connecting to wss://h/mqtt, 0 queued") // the first is sent at once
+	step(250*time.Millisecond, "connecting", 0, "(nothing)")         // unchanged
+	step(500*time.Millisecond, "connecting", 5, "(nothing)")         // depth within the gap
+	step(750*time.Millisecond, "connecting", 9, "(nothing)")
+	step(time.Second, "connecting", 9, "connecting to wss://h/mqtt, 9 queued") // gap over: the latest depth
+	since = t0.Add(1100 * time.Millisecond)
+	step(1100*time.Millisecond, "connected", 9, "connected to wss://h/mqtt, 9 queued") // state: at once
+	step(1200*time.Millisecond, "connected", 0, "(nothing)")
+	step(2200*time.Millisecond, "connected", 0, "connected to wss://h/mqtt, 0 queued")
+	since = t0.Add(2300 * time.Millisecond) // lost and back between two polls: still a state change
+	step(2300*time.Millisecond, "connected", 0, "connected to wss://h/mqtt, 0 queued")
+	step(9*time.Second, "connected", 0, "(nothing)")
+}
+
+// statusRunner is a fakeRunner whose Status the test changes.
+type statusRunner struct {
+	fakeRunner
+	mu sync.Mutex
+	st localapi.Status
+}
+
+func (r *statusRunner) Status() localapi.Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st
+}
+
+func (r *statusRunner) set(state string, depth int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.st.State, r.st.Queue.Depth, r.st.Since = state, depth, time.Now()
+}
+
+// The daemon keeps STATUS= current over a real notify socket: connection state and queue depth,
+// then STATUS=stopping on shutdown, with nothing after it.
+func TestServeReportsStatus(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "notify.sock")
+	l := listenNotify(t, name)
+	r := &statusRunner{st: localapi.Status{Endpoint: "wss://broker.example.com/mqtt?X-Amz-Signature=s3cret"}}
+	r.set("connecting", 0)
+	log, _ := newLogger(config.Log{Level: "info", Format: "text"}, &syncBuffer{})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- serve(ctx, r, "/run/x.sock", log, env(map[string]string{"NOTIFY_SOCKET": name})) }()
+
+	want := func(text string) {
+		t.Helper()
+		for {
+			got := recv(t, l)
+			if strings.Contains(got, "s3cret") {
+				t.Fatalf("a signature in %q", got)
+			}
+			if got == "STATUS="+text {
+				return
+			}
+			if !strings.HasPrefix(got, "READY=1") && !strings.HasPrefix(got, "STATUS=connecting") {
+				t.Fatalf("got %q while waiting for STATUS=%s", got, text)
+			}
+		}
+	}
+	want("connecting to wss://broker.example.com/mqtt, 0 queued")
+	r.set("connected", 0)
+	want("connected to wss://broker.example.com/mqtt, 0 queued")
+	r.mu.Lock()
+	r.st.Queue.Depth = 42 // a depth change alone
+	r.mu.Unlock()
+	want("connected to wss://broker.example.com/mqtt, 42 queued")
+	cancel()
+	for {
+		got := recv(t, l)
+		if got == "STOPPING=1\nSTATUS=stopping" {
+			break
+		}
+		if !strings.HasPrefix(got, "STATUS=connected") {
+			t.Fatalf("got %q, want STOPPING=1", got)
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	// serve has returned and waited for the reporter: nothing follows STATUS=stopping.
+	l.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	buf := make([]byte, 512)
+	if n, _, err := l.ReadFrom(buf); err == nil {
+		t.Fatalf("after STOPPING=1: %q", buf[:n])
+	}
 }
