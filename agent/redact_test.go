@@ -17,6 +17,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/fakeaws"
 	"github.com/edge-agent/edge-agent/internal/testca"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/redact"
 )
 
@@ -75,11 +76,6 @@ func TestServerEchoedSecretsAreScrubbed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sockDir, err := os.MkdirTemp("", "ea")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	ta := startAgentWith(t, fmt.Sprintf(`
 [broker]
 provider = "aws-iot"
@@ -94,16 +90,16 @@ identity_pool_id = %q
 endpoint = %q
 login_provider = %q
 login_token_file = %q
-`, iot.Listener.Addr(), caFile, cog.PoolID(), cogSrv.URL, loginProvider, tokFile), t.TempDir(), filepath.Join(sockDir, "agent.sock"))
+`, iot.Listener.Addr(), caFile, cog.PoolID(), cogSrv.URL, loginProvider, tokFile), t.TempDir(), testutil.SocketPath(t, "agent.sock"))
 	if redact.SetOf(ta.a.log.Handler()) == nil {
 		t.Fatal("the agent's logger does not scrub")
 	}
 
-	waitFor(t, 15*time.Second, "a 403 echoing the session token", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "a 403 echoing the session token", func() bool {
 		return refusals.Load() > 0 && strings.Contains(ta.status().LastError, "403")
 	})
 	echo.Store(true)
-	waitFor(t, 20*time.Second, "a Cognito error echoing the login token", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "a Cognito error echoing the login token", func() bool {
 		st := ta.status()
 		return st.AWS != nil && strings.Contains(st.AWS.LastError, "NotAuthorizedException")
 	})

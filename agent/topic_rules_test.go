@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/topic"
 )
 
@@ -22,7 +23,7 @@ func TestTopicRulesAtTheSocket(t *testing.T) {
 	b := mosquitto.Start(t)
 	sub := mosquitto.Subscribe(t, b.TCPAddr(), "rules/#")
 	ta := startAgent(t, b.WSURL(), "")
-	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 
 	if r := ta.publish("rules/before", "1"); r.status != http.StatusAccepted {
 		t.Fatalf("publish: %d %s", r.status, r.raw)
@@ -69,7 +70,7 @@ func TestTopicRulesAtTheSocket(t *testing.T) {
 	if msgs[0].Topic != "rules/before" || msgs[1].Topic != "rules/after" {
 		t.Fatalf("broker got %s, %s", msgs[0].Topic, msgs[1].Topic)
 	}
-	waitFor(t, 10*time.Second, "an empty queue", func() bool { return ta.status().Queue.Depth == 0 })
+	testutil.WaitFor(t, 10*time.Second, "an empty queue", func() bool { return ta.status().Queue.Depth == 0 })
 	if st := ta.status(); st.Accepted != 2 {
 		t.Fatalf("accepted %d, want 2: a refused topic must not be queued", st.Accepted)
 	}

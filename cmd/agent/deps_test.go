@@ -2,6 +2,7 @@ package main
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -9,7 +10,8 @@ import (
 // The import graph goes one way (SPEC.md: cmd/agent → {agent, localapi}, agent → {localapi, queue,
 // transport, …}, localapi → queue but never transport, transport →
 // nothing of ours but topic rules, awsiot → sigv4), the leaf packages topic and redact import
-// nothing of ours (and only the standard library), and test fixtures never reach the binary.
+// nothing of ours (and only the standard library), test fixtures never reach the binary, and the
+// shared test helpers (internal/testutil) reach no package at all.
 func TestImportGraph(t *testing.T) {
 	const mod = "github.com/edge-agent/edge-agent/"
 	deps := func(pkg string) map[string]bool {
@@ -41,6 +43,28 @@ func TestImportGraph(t *testing.T) {
 			if dep != mod+leaf && strings.Contains(strings.Split(dep, "/")[0], ".") {
 				t.Errorf("leaf package %s depends on %s", leaf, dep)
 			}
+		}
+	}
+	// The shared test helpers are for _test.go files only: no package of the module (a test fixture
+	// such as internal/mosquitto included) builds with them, and they import only the standard
+	// library, so any package's tests may use them.
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, mod+"...").Output()
+	if err != nil {
+		t.Fatalf("go list %s...: %v", mod, err)
+	}
+	pkgs := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(pkgs) < 10 {
+		t.Fatalf("go list %s... listed %d packages", mod, len(pkgs))
+	}
+	for _, l := range pkgs {
+		f := strings.Fields(l)
+		if f[0] != mod+"internal/testutil" && slices.Contains(f[1:], mod+"internal/testutil") {
+			t.Errorf("%s (not a test) depends on internal/testutil", f[0])
+		}
+	}
+	for dep := range deps("internal/testutil") {
+		if dep != mod+"internal/testutil" && strings.Contains(strings.Split(dep, "/")[0], ".") {
+			t.Errorf("internal/testutil depends on %s", dep)
 		}
 	}
 	// The CLI talks to the agent only through the local API's client.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/gorilla/websocket"
+
+	"github.com/edge-agent/edge-agent/topic"
 )
 
 // Ways to hang up (Options.HangUpWith).
@@ -415,14 +417,15 @@ func (c *conn) onSubscribe(p *packets.Subscribe) {
 	}
 }
 
-// matches reports whether the connection has a subscription for topic, and the highest QoS granted.
-func (c *conn) matches(topic string) (byte, bool) {
+// matches reports whether the connection has a subscription matching the topic name, and the highest
+// QoS granted. The topic rules are the agent's own (package topic): an invalid filter matches nothing.
+func (c *conn) matches(name string) (byte, bool) {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	var q byte
 	found := false
 	for f, g := range c.subs {
-		if Match(f, topic) {
+		if topic.Match(f, name) {
 			q, found = max(q, g), true
 		}
 	}
@@ -611,23 +614,6 @@ func encodeVBI(n int) []byte {
 			return out
 		}
 	}
-}
-
-// Match reports whether an MQTT topic filter matches a topic name [MQTT-4.7].
-func Match(filter, topic string) bool {
-	if strings.HasPrefix(topic, "$") && !strings.HasPrefix(filter, "$") {
-		return false // [MQTT-4.7.2-1]
-	}
-	fs, ts := strings.Split(filter, "/"), strings.Split(topic, "/")
-	for i, f := range fs {
-		if f == "#" {
-			return true
-		}
-		if i >= len(ts) || (f != "+" && f != ts[i]) {
-			return false
-		}
-	}
-	return len(fs) == len(ts)
 }
 
 // wsReader reads the byte stream across binary WebSocket messages.
