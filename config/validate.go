@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,13 +12,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/edge-agent/edge-agent/awsregion"
 	"github.com/edge-agent/edge-agent/topic"
 )
 
 var (
-	awsIoTHost   = regexp.MustCompile(`^[a-z0-9.-]+\.iot\.([a-z]{2}(?:-[a-z]+)+-[0-9]+)\.amazonaws\.com(?:\.cn)?$`)
-	awsRegion    = regexp.MustCompile(`^[a-z]{2}(?:-[a-z]+)+-[0-9]+$`)
-	cognitoPool  = regexp.MustCompile(`^[a-z]{2}(?:-[a-z]+)+-[0-9]+:[0-9a-fA-F-]+$`)
 	knownLevels  = []string{"debug", "info", "warn", "error"}
 	knownFormats = []string{"text", "json"}
 )
@@ -152,8 +149,8 @@ func (v *checker) brokerURL() {
 		v.bad("broker.url", "must not have a query string for AWS IoT: the agent signs the URL itself")
 	}
 	if v.aws && b.Region == "" && u.Hostname() != "" {
-		if m := awsIoTHost.FindStringSubmatch(strings.ToLower(u.Hostname())); m != nil {
-			b.Region = m[1]
+		if r, ok := awsregion.FromHost(u.Hostname()); ok {
+			b.Region = r
 		} else {
 			v.bad("broker.region", "missing, and the host %q is not of the form <id>.iot.<region>.amazonaws.com: set region", u.Hostname())
 		}
@@ -165,7 +162,7 @@ func (v *checker) brokerAWS() {
 	b := &v.c.Broker
 	if b.Region != "" && !v.aws {
 		v.warn("broker.region", "ignored: only used with provider %q", ProviderAWSIoT)
-	} else if b.Region != "" && !awsRegion.MatchString(b.Region) {
+	} else if b.Region != "" && !awsregion.Valid(b.Region) {
 		v.bad("broker.region", "%q is not an AWS region name (like \"eu-west-1\")", b.Region)
 	}
 	if v.aws && b.Username != "" {
@@ -256,7 +253,7 @@ func (v *checker) cognito() {
 	switch {
 	case c.Cognito.IdentityPoolID == "":
 		v.bad("cognito.identity_pool_id", `missing: set it ("<region>:<uuid>") or remove the [cognito] table`)
-	case !cognitoPool.MatchString(c.Cognito.IdentityPoolID):
+	case !validPoolID(c.Cognito.IdentityPoolID):
 		v.bad("cognito.identity_pool_id", "%q is not an identity pool id (\"<region>:<uuid>\")", c.Cognito.IdentityPoolID)
 	}
 	if e := c.Cognito.Endpoint; e != "" {
@@ -450,4 +447,10 @@ func validLoginProvider(p string) bool {
 		}
 	}
 	return true
+}
+
+// validPoolID reports whether id is a Cognito identity pool id ("<region>:<uuid>").
+func validPoolID(id string) bool {
+	_, ok := awsregion.FromID(id)
+	return ok
 }

@@ -9,7 +9,7 @@ import (
 
 // The import graph goes one way (SPEC.md: cmd/agent → {agent, localapi}, agent → {localapi, queue,
 // transport, …}, localapi → queue but never transport, transport →
-// nothing of ours but topic rules, awsiot → sigv4), the leaf packages topic and redact import
+// nothing of ours but topic rules, awsiot → sigv4), the leaf packages topic, redact and awsregion import
 // nothing of ours (and only the standard library), test fixtures never reach the binary, and the
 // shared test helpers (internal/testutil) reach no package at all.
 func TestImportGraph(t *testing.T) {
@@ -32,13 +32,13 @@ func TestImportGraph(t *testing.T) {
 		"transport": {mod + "queue", mod + "agent", mod + "awsiot", mod + "config", "go.etcd.io/bbolt"},
 		"sigv4":     {mod + "queue", mod + "transport", mod + "agent", "github.com/eclipse/paho.golang", "go.etcd.io/bbolt"},
 		"awsiot":    {mod + "queue", mod + "transport", mod + "agent", "github.com/eclipse/paho.golang", "go.etcd.io/bbolt"},
-		"config":    {mod + "queue", mod + "transport", mod + "agent", mod + "awsiot", mod + "redact"},
+		"config":    {mod + "queue", mod + "transport", mod + "agent", mod + "awsiot", mod + "sigv4", mod + "redact"},
 		// The local API speaks HTTP and nothing else: it reaches the broker only through the agent
 		// (localapi.Backend), never the transport or a provider.
 		"localapi": {mod + "agent", mod + "transport", mod + "awsiot", mod + "sigv4", "github.com/eclipse/paho.golang"},
 	}
 	// Leaf packages: only the standard library (a path without a dot in its first element).
-	for _, leaf := range []string{"topic", "redact"} {
+	for _, leaf := range []string{"topic", "redact", "awsregion"} {
 		for dep := range deps(leaf) {
 			if dep != mod+leaf && strings.Contains(strings.Split(dep, "/")[0], ".") {
 				t.Errorf("leaf package %s depends on %s", leaf, dep)
