@@ -619,6 +619,7 @@ max_dead_letters = 50
 	for _, bad := range []struct{ doc, key string }{
 		{"[broker]\nurl = \"ws://b.test/mqtt\"\nmax_publish_rate = -1\n", "broker.max_publish_rate"},
 		{"[broker]\nurl = \"ws://b.test/mqtt\"\nmax_subscriptions = -1\n", "broker.max_subscriptions"},
+		{"[broker]\nurl = \"ws://b.test/mqtt\"\nmax_byte_rate = -1\n", "broker.max_byte_rate"},
 		{"[broker]\nurl = \"ws://b.test/mqtt\"\n[queue]\nmax_age = \"-1s\"\n", "queue.max_age"},
 		{"[broker]\nurl = \"ws://b.test/mqtt\"\n[queue]\nmax_dead_letters = -5\n", "queue.max_dead_letters"},
 	} {

@@ -196,29 +196,25 @@ func (v *checker) brokerSession() {
 		v.warn("broker.max_inflight", "%d is above the %s limit of %d unacknowledged QoS 1 messages; using %d", b.MaxInflight, lim.Name, lim.MaxInflight, lim.MaxInflight)
 		b.MaxInflight = lim.MaxInflight
 	}
-	switch {
-	case b.MaxPublishRate < 0:
-		v.bad("broker.max_publish_rate", "%v is negative: use 0 for no limit", b.MaxPublishRate)
-	case b.MaxPublishRate == 0 && !v.ix.has("broker.max_publish_rate"):
-		b.MaxPublishRate = lim.PublishRate
-	}
-	switch {
-	case b.MaxByteRate < 0:
-		v.bad("broker.max_byte_rate", "%v is negative: use 0 for no limit", b.MaxByteRate)
-	case b.MaxByteRate == 0 && !v.ix.has("broker.max_byte_rate"):
-		b.MaxByteRate = lim.ByteRate
-	}
-	switch {
-	case b.MaxSubscriptions < 0:
-		v.bad("broker.max_subscriptions", "%d is negative: use 0 for no limit", b.MaxSubscriptions)
-	case b.MaxSubscriptions == 0 && !v.ix.has("broker.max_subscriptions"):
-		b.MaxSubscriptions = lim.MaxSubscriptions
-	}
+	providerLimit(v, "broker.max_publish_rate", &b.MaxPublishRate, lim.PublishRate)
+	providerLimit(v, "broker.max_byte_rate", &b.MaxByteRate, lim.ByteRate)
+	providerLimit(v, "broker.max_subscriptions", &b.MaxSubscriptions, lim.MaxSubscriptions)
 	switch rmin, rmax := b.ReconnectMin.Duration, b.ReconnectMax.Duration; {
 	case rmin < 10*time.Millisecond || rmin > time.Hour:
 		v.bad("broker.reconnect_min", "%v is outside 10ms..1h", rmin)
 	case rmax < rmin || rmax > 24*time.Hour:
 		v.bad("broker.reconnect_max", "%v: must be at least reconnect_min (%v) and at most 24h", rmax, rmin)
+	}
+}
+
+// providerLimit checks a limit key where 0 means no limit: a negative value is refused, and a key
+// the file leaves out takes the provider's default def (0 too for provider "mqtt").
+func providerLimit[T ~int | ~int64 | ~float64](v *checker, key string, val *T, def T) {
+	switch {
+	case *val < 0:
+		v.bad(key, "%v is negative: use 0 for no limit", *val)
+	case *val == 0 && !v.ix.has(key):
+		*val = def
 	}
 }
 
