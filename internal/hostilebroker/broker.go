@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/gorilla/websocket"
 
+	"github.com/edge-agent/edge-agent/internal/wsstream"
 	"github.com/edge-agent/edge-agent/topic"
 )
 
@@ -290,7 +291,7 @@ func (c *conn) serve() {
 		c.kill()
 		c.wg.Wait()
 	}()
-	rd := &wsReader{ws: c.ws}
+	rd := &wsstream.Reader{WS: c.ws}
 	cp, err := packets.ReadPacket(rd)
 	if err != nil {
 		return
@@ -613,35 +614,5 @@ func encodeVBI(n int) []byte {
 		if n == 0 {
 			return out
 		}
-	}
-}
-
-// wsReader reads the byte stream across binary WebSocket messages.
-type wsReader struct {
-	ws *websocket.Conn
-	r  io.Reader
-}
-
-func (r *wsReader) Read(p []byte) (int, error) {
-	for {
-		if r.r == nil {
-			typ, rd, err := r.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if typ != websocket.BinaryMessage {
-				return 0, errors.New("hostilebroker: non-binary WebSocket message")
-			}
-			r.r = rd
-		}
-		n, err := r.r.Read(p)
-		if err == io.EOF {
-			r.r = nil
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		return n, err
 	}
 }

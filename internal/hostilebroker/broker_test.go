@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/edge-agent/edge-agent/internal/testutil"
+	"github.com/edge-agent/edge-agent/internal/wsstream"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -36,7 +37,7 @@ func start(t *testing.T, opts Options) *Broker {
 type client struct {
 	t  *testing.T
 	ws *websocket.Conn
-	rd *wsReader
+	rd *wsstream.Reader
 }
 
 func dial(t *testing.T, b *Broker, maxPacket uint32) *client {
@@ -47,7 +48,7 @@ func dial(t *testing.T, b *Broker, maxPacket uint32) *client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ws.Close() })
-	c := &client{t: t, ws: ws, rd: &wsReader{ws: ws}}
+	c := &client{t: t, ws: ws, rd: &wsstream.Reader{WS: ws}}
 	cp := &packets.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "t", CleanStart: true, Properties: &packets.Properties{}}
 	if maxPacket > 0 {
 		cp.Properties.MaximumPacketSize = &maxPacket
