@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,7 +15,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/edge-agent/edge-agent/localapi"
 )
@@ -210,13 +208,7 @@ func (c *cli) pubLines(ctx context.Context, api *localapi.Client, o pubOptions, 
 // as base64.
 func batchLine(o pubOptions, data []byte) *localapi.BatchLine {
 	m := localapi.BatchLine{Topic: &o.topic, QoS: &o.qos, Retain: &o.retain} // every field, as a reader expects
-	if utf8.Valid(data) {
-		s := string(data)
-		m.Payload = &s
-	} else {
-		s := base64.StdEncoding.EncodeToString(data)
-		m.PayloadBase64 = &s
-	}
+	m.Payload, m.PayloadBase64 = localapi.EncodePayload(data)
 	return &m
 }
 
