@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/internal/mqttwire"
 	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/topic"
 )
@@ -87,8 +88,8 @@ func TestTopicRulesAgreeWithMosquitto(t *testing.T) {
 		"a\ufdcfb", "a\ufdd0b", "a\ufdefb", "a\ufdf0b", "a\ufffdb", "a\ufffeb", "a\uffffb",
 		"a\U0001fffeb", "a\U0010fffdb", "a\U0010ffffb",
 	} {
-		pub := mosquittoAnswer(t, b.WSURL(), fmt.Sprintf("rules-p%d", i), 0x32, append(append(testutil.MQTTString(s), 0, 1, 0), 'x'))
-		sub := mosquittoAnswer(t, b.WSURL(), fmt.Sprintf("rules-s%d", i), 0x82, append(append([]byte{0, 1, 0}, testutil.MQTTString(s+"/#")...), 1))
+		pub := mosquittoAnswer(t, b.WSURL(), fmt.Sprintf("rules-p%d", i), 0x32, append(append(mqttwire.String(s), 0, 1, 0), 'x'))
+		sub := mosquittoAnswer(t, b.WSURL(), fmt.Sprintf("rules-s%d", i), 0x82, append(append([]byte{0, 1, 0}, mqttwire.String(s+"/#")...), 1))
 		pubRefused, subRefused := pub == "DISCONNECT 0x81", sub == "DISCONNECT 0x81"
 		perr, ferr := topic.Validate(s), topic.ValidateFilter(s+"/#")
 		t.Logf("%-14q PUBLISH: %-16s SUBSCRIBE: %-16s ours: %v", s, pub, sub, perr)
@@ -110,14 +111,14 @@ func mosquittoAnswer(t *testing.T, wsURL, clientID string, typ byte, body []byte
 	}
 	defer conn.Close()
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	connect := append(append(testutil.MQTTString("MQTT"), 5, 0x02, 0, 30, 0), testutil.MQTTString(clientID)...) // v5, clean start, keepalive 30 s
-	if err := conn.WriteMessage(websocket.BinaryMessage, testutil.MQTTPacket(0x10, connect)); err != nil {
+	connect := append(append(mqttwire.String("MQTT"), 5, 0x02, 0, 30, 0), mqttwire.String(clientID)...) // v5, clean start, keepalive 30 s
+	if err := conn.WriteMessage(websocket.BinaryMessage, mqttwire.Packet(0x10, connect)); err != nil {
 		t.Fatal(err)
 	}
 	if _, ack, err := conn.ReadMessage(); err != nil || len(ack) < 4 || ack[0] != 0x20 || ack[3] != 0 {
 		t.Fatalf("CONNACK: % x %v", ack, err)
 	}
-	if err := conn.WriteMessage(websocket.BinaryMessage, testutil.MQTTPacket(typ, body)); err != nil {
+	if err := conn.WriteMessage(websocket.BinaryMessage, mqttwire.Packet(typ, body)); err != nil {
 		t.Fatal(err)
 	}
 	_, r, err := conn.ReadMessage()

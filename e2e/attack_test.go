@@ -22,7 +22,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/devbroker"
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
-	"github.com/edge-agent/edge-agent/internal/testutil"
+	"github.com/edge-agent/edge-agent/internal/mqttwire"
 )
 
 // TestAttack attacks the real agent binary, run under the unit's memory conditions (see memcg_test.go),
@@ -929,8 +929,8 @@ func mqttFlood(addr, topic string, n int, payload func(i int) []byte) error {
 	c.SetDeadline(time.Now().Add(90 * time.Second))
 	var vh bytes.Buffer
 	vh.Write([]byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60}) // MQTT 3.1.1, clean session, keepalive 60 s
-	vh.Write(testutil.MQTTString(fmt.Sprintf("edge-agent-e2e-flood-%d", time.Now().UnixNano())))
-	if _, err := c.Write(testutil.MQTTPacket(0x10, vh.Bytes())); err != nil {
+	vh.Write(mqttwire.String(fmt.Sprintf("edge-agent-e2e-flood-%d", time.Now().UnixNano())))
+	if _, err := c.Write(mqttwire.Packet(0x10, vh.Bytes())); err != nil {
 		return err
 	}
 	connack := make([]byte, 4)
@@ -969,17 +969,17 @@ func mqttFlood(addr, topic string, n int, payload func(i int) []byte) error {
 			return fmt.Errorf("after %d messages: %v", i, err)
 		}
 		var p bytes.Buffer
-		p.Write(testutil.MQTTString(topic))
+		p.Write(mqttwire.String(topic))
 		id := uint16(i%65535 + 1)
 		p.Write([]byte{byte(id >> 8), byte(id)})
 		p.Write(payload(i))
-		if _, err := c.Write(testutil.MQTTPacket(0x32, p.Bytes())); err != nil {
+		if _, err := c.Write(mqttwire.Packet(0x32, p.Bytes())); err != nil {
 			return fail(err)
 		}
 	}
 	if err := <-acked; err != nil {
 		return err
 	}
-	_, err = c.Write(testutil.MQTTPacket(0xe0, nil)) // DISCONNECT
+	_, err = c.Write(mqttwire.Packet(0xe0, nil)) // DISCONNECT
 	return err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/gorilla/websocket"
 
+	"github.com/edge-agent/edge-agent/internal/mqttwire"
 	"github.com/edge-agent/edge-agent/internal/wsstream"
 	"github.com/edge-agent/edge-agent/topic"
 )
@@ -494,10 +495,8 @@ func (c *conn) streamPublish(topic string, size int, qos byte) error {
 		rem += 2
 	}
 	hdr.WriteByte(packets.PUBLISH<<4 | qos<<1 | 1) // retained
-	hdr.Write(encodeVBI(rem))
-	hdr.WriteByte(byte(len(topic) >> 8))
-	hdr.WriteByte(byte(len(topic)))
-	hdr.WriteString(topic)
+	hdr.Write(mqttwire.VarInt(rem))
+	hdr.Write(mqttwire.String(topic))
 	if qos > 0 {
 		id := c.nextPacketID()
 		hdr.WriteByte(byte(id >> 8))
@@ -535,7 +534,7 @@ func (c *conn) sendHugeHeader() {
 		return
 	}
 	c.wmu.Lock()
-	err := c.writeLocked(append([]byte{c.b.opts.HugeHeaderType << 4}, encodeVBI(HugeRemainingLength)...))
+	err := c.writeLocked(append([]byte{c.b.opts.HugeHeaderType << 4}, mqttwire.VarInt(HugeRemainingLength)...))
 	c.mute = true
 	c.wmu.Unlock()
 	if err != nil || c.b.opts.HugeHeaderTrickle <= 0 {
@@ -600,19 +599,4 @@ func (b *Broker) recordAck(a Ack) {
 	b.mu.Lock()
 	b.acks = append(b.acks, a)
 	b.mu.Unlock()
-}
-
-func encodeVBI(n int) []byte {
-	var out []byte
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		out = append(out, d)
-		if n == 0 {
-			return out
-		}
-	}
 }
