@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // The child half of TestAccessRulesWithRealPeers: run as another user, do one request over the socket
@@ -48,11 +49,7 @@ func TestAccessRulesWithRealPeers(t *testing.T) {
 	const nobody = 65534
 	b := mosquitto.Start(t)
 	// The socket's directory and a copy of this test binary must be reachable by the other user.
-	dir, err := os.MkdirTemp("", "ea")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := testutil.SocketDir(t)
 	os.Chmod(dir, 0o755)
 	self, _ := os.Executable()
 	client := filepath.Join(dir, "client")

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -106,8 +107,39 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 // A cancelled ctx is a clean shutdown and returns nil.
 func (a *Agent) Run(ctx context.Context, ready func()) error {
 	a.started = time.Now()
+	q, err := a.openQueue()
+	if err != nil {
+		return err
+	}
+	a.q = q
+	a.hub = newHub(a.log.With("component", "subscribers"), hubLimitsFor(a.cfg))
+	tr, err := transport.New(a.transportConfig(), (*source)(a))
+	if err != nil {
+		q.Close()
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.tr = tr
+	a.hub.tr = tr
+	ln, err := a.api.Listen()
+	if err != nil {
+		q.Close()
+		return err
+	}
+
+	r := a.start(ctx, ln)
+	a.log.Info("serving local API", "socket", a.cfg.Socket, "provider", a.cfg.Broker.Provider,
+		"endpoint", tr.Status().URL, "client_id", a.cfg.ClientID)
+	if ready != nil {
+		ready()
+	}
+	return a.shutdown(r, r.wait(ctx, a.log))
+}
+
+// openQueue creates state_dir and opens the queue in it; a damaged queue file is moved aside, what
+// can be salvaged from it is kept, and the recovery is logged and kept for /v1/status.
+func (a *Agent) openQueue() (*queue.Queue, error) {
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
-		return fmt.Errorf("agent: state_dir: %w", err)
+		return nil, fmt.Errorf("agent: state_dir: %w", err)
 	}
 	overflow := queue.DropOldest
 	if a.cfg.Queue.Overflow == "reject" {
@@ -128,13 +160,17 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 			"salvaged_dead_letters", rec.SalvagedDeadLetters, "salvage_error", rec.SalvageError)
 	}
 	if err != nil {
-		return fmt.Errorf("agent: open queue %s: %w", qpath, err)
+		return nil, fmt.Errorf("agent: open queue %s: %w", qpath, err)
 	}
-	a.q = q
 	st := q.Stats()
 	a.log.Info("queue open", "path", qpath, "depth", st.Depth, "bytes", st.Bytes, "dead_letters", st.DeadLetters)
+	return q, nil
+}
 
-	a.hub = newHub(a.log.With("component", "subscribers"), hubLimitsFor(a.cfg))
+// transportConfig is the transport's configuration: the broker keys of the resolved config (with the
+// provider's limits already applied by config), the subscriptions, and the agent's callbacks. It
+// needs a.hub.
+func (a *Agent) transportConfig() transport.Config {
 	subs := make([]transport.Subscription, 0, len(a.cfg.Subscribe))
 	for _, s := range a.cfg.Subscribe {
 		subs = append(subs, transport.Subscription{Filter: s.Topic, QoS: byte(s.QoS)})
@@ -170,61 +206,63 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	if a.aws != nil {
 		tcfg.Endpoint = a.aws.Endpoint
 	}
-	tr, err := transport.New(tcfg, (*source)(a))
-	if err != nil {
-		q.Close()
-		return fmt.Errorf("agent: %w", err)
-	}
-	a.tr = tr
-	a.hub.tr = tr
+	return tcfg
+}
 
-	ln, err := a.api.Listen()
-	if err != nil {
-		q.Close()
-		return err
-	}
+// running is what Run started: the transport, the local API server and (aws-iot) the credential
+// refresher, each on a goroutine that wg waits for. The transport and the refresher stop when
+// stopTransport is called, not when Run's ctx is done, so that they outlive the API's shutdown.
+type running struct {
+	wg            sync.WaitGroup
+	stopTransport context.CancelFunc
+	trDone        chan error // the transport's Run result; buffered, read once more at shutdown
+	srvDone       chan error // the API server's Serve result; likewise
+}
 
+// start starts the goroutines of a running agent that serves the API on ln.
+func (a *Agent) start(ctx context.Context, ln net.Listener) *running {
 	trCtx, stopTransport := context.WithCancel(context.WithoutCancel(ctx))
-
-	var wg sync.WaitGroup
+	r := &running{stopTransport: stopTransport, trDone: make(chan error, 1), srvDone: make(chan error, 1)}
 	if a.aws != nil {
-		wg.Add(1)
+		r.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer r.wg.Done()
 			if err := a.aws.Run(trCtx); err != nil {
 				a.log.Error("credential refresher stopped", "err", err)
 			}
 		}()
 	}
-	trDone := make(chan error, 1)
-	wg.Add(2)
+	r.wg.Add(2)
 	go func() {
-		defer wg.Done()
-		trDone <- tr.Run(trCtx)
+		defer r.wg.Done()
+		r.trDone <- a.tr.Run(trCtx)
 	}()
-	srvDone := make(chan error, 1)
 	go func() {
-		defer wg.Done()
-		srvDone <- a.api.Serve(ln)
+		defer r.wg.Done()
+		r.srvDone <- a.api.Serve(ln)
 	}()
-	a.log.Info("serving local API", "socket", a.cfg.Socket, "provider", a.cfg.Broker.Provider,
-		"endpoint", tr.Status().URL, "client_id", a.cfg.ClientID)
-	if ready != nil {
-		ready()
-	}
+	return r
+}
 
-	var runErr error
+// wait blocks until ctx is done (a clean stop: nil) or the API server or the transport stops on its
+// own (an error). A result it reads is put back for shutdown.
+func (r *running) wait(ctx context.Context, log *slog.Logger) error {
 	select {
 	case <-ctx.Done():
-		a.log.Info("shutting down")
-	case err := <-srvDone:
-		srvDone <- err
-		runErr = fmt.Errorf("agent: local API stopped: %w", err)
-	case err := <-trDone:
-		trDone <- err
-		runErr = fmt.Errorf("agent: transport stopped: %w", err)
+		log.Info("shutting down")
+		return nil
+	case err := <-r.srvDone:
+		r.srvDone <- err
+		return fmt.Errorf("agent: local API stopped: %w", err)
+	case err := <-r.trDone:
+		r.trDone <- err
+		return fmt.Errorf("agent: transport stopped: %w", err)
 	}
+}
 
+// shutdown stops what start started, in order, and closes the queue. It returns runErr, or else the
+// first error of the shutdown.
+func (a *Agent) shutdown(r *running, runErr error) error {
 	// 1. Stop accepting, end subscriber streams, let in-flight publishes finish.
 	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := a.api.Shutdown(shCtx); err != nil {
@@ -232,16 +270,16 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	}
 	cancel()
 	// 2. Stop the transport: it waits briefly for outstanding PUBACKs.
-	stopTransport()
-	wg.Wait()
-	if err := <-trDone; err != nil && runErr == nil {
+	r.stopTransport()
+	r.wg.Wait()
+	if err := <-r.trDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("agent: transport: %w", err)
 	}
-	if err := <-srvDone; err != nil && runErr == nil {
+	if err := <-r.srvDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("agent: local API: %w", err)
 	}
 	// 3. Close the queue: flushes acknowledgements, closes bbolt cleanly.
-	if err := q.Close(); err != nil && runErr == nil {
+	if err := a.q.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("agent: close queue: %w", err)
 	}
 	a.log.Info("stopped")

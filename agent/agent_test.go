@@ -17,6 +17,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
 	"github.com/edge-agent/edge-agent/internal/netproxy"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/localapi"
 	"github.com/edge-agent/edge-agent/queue"
 )
@@ -71,7 +72,7 @@ func TestPublishReachesBroker(t *testing.T) {
 	if msgs[1].Topic != "t/bin" || string(msgs[1].Payload) != string(bin) {
 		t.Errorf("second message = %q %x", msgs[1].Topic, msgs[1].Payload)
 	}
-	waitFor(t, 5*time.Second, "queue to drain", func() bool { return ta.status().Queue.Depth == 0 })
+	testutil.WaitFor(t, 5*time.Second, "queue to drain", func() bool { return ta.status().Queue.Depth == 0 })
 	st := ta.status()
 	if st.State != "connected" || st.Delivered != 2 || st.Accepted != 2 {
 		t.Errorf("status = %+v", st)
@@ -84,7 +85,7 @@ func TestNetworkCutQueuesThenDrainsInOrder(t *testing.T) {
 	b, proxy, url := proxiedBroker(t)
 	sub := mosquitto.Subscribe(t, b.TCPAddr(), "cut/#")
 	ta := startAgent(t, url, "")
-	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 
 	const before, during = 50, 300
 	n := 0
@@ -104,7 +105,7 @@ func TestNetworkCutQueuesThenDrainsInOrder(t *testing.T) {
 		t.Fatalf("before the cut: %v", err)
 	}
 	proxy.Cut()
-	waitFor(t, 10*time.Second, "the agent to notice the cut", func() bool { return ta.status().State != "connected" })
+	testutil.WaitFor(t, 10*time.Second, "the agent to notice the cut", func() bool { return ta.status().State != "connected" })
 	for i := 0; i < during/50; i++ {
 		publishN(50)
 	}
@@ -122,7 +123,7 @@ func TestNetworkCutQueuesThenDrainsInOrder(t *testing.T) {
 		t.Fatalf("after restore: %v\nagent log:\n%s", err, ta.logs)
 	}
 	assertInOrder(t, msgs, before+during)
-	waitFor(t, 10*time.Second, "queue to drain", func() bool { return ta.status().Queue.Depth == 0 })
+	testutil.WaitFor(t, 10*time.Second, "queue to drain", func() bool { return ta.status().Queue.Depth == 0 })
 }
 
 // assertInOrder checks that payloads 1..n all arrived and that first arrivals are in order;
@@ -140,14 +141,14 @@ func TestWaitDelivered(t *testing.T) {
 	b, proxy, url := proxiedBroker(t)
 	sub := mosquitto.Subscribe(t, b.TCPAddr(), "w/#")
 	ta := startAgent(t, url, "")
-	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 
 	r := ta.do("POST", "/v1/publish?topic=w/1&wait=delivered", "", []byte("a"))
 	if r.status != http.StatusOK || r.body["delivered"] != true {
 		t.Fatalf("wait=delivered online: %d %s", r.status, r.raw)
 	}
 	proxy.Cut()
-	waitFor(t, 10*time.Second, "disconnect", func() bool { return ta.status().State != "connected" })
+	testutil.WaitFor(t, 10*time.Second, "disconnect", func() bool { return ta.status().State != "connected" })
 	r = ta.do("POST", "/v1/publish?topic=w/2&wait=delivered&timeout=300ms", "", []byte("b"))
 	if r.status != http.StatusGatewayTimeout || !strings.Contains(r.raw, "stays queued") {
 		t.Fatalf("wait=delivered offline: %d %s", r.status, r.raw)
@@ -316,7 +317,7 @@ func TestBatchIsOneCommitAndOrdered(t *testing.T) {
 func TestSubscribeStream(t *testing.T) {
 	b := mosquitto.Start(t)
 	ta := startAgent(t, b.WSURL(), "")
-	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 
 	for _, sse := range []bool{false, true} {
 		t.Run(fmt.Sprintf("sse=%v", sse), func(t *testing.T) {
@@ -375,7 +376,7 @@ func TestSubscribeStream(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, 5*time.Second, "subscribers to go away", func() bool { return ta.status().Subscribers == 0 })
+	testutil.WaitFor(t, 5*time.Second, "subscribers to go away", func() bool { return ta.status().Subscribers == 0 })
 }
 
 // TestRestartKeepsQueue: messages accepted while offline survive a clean restart of the agent.
@@ -457,7 +458,7 @@ func TestHealthy(t *testing.T) {
 func TestMetricsAndStatus(t *testing.T) {
 	b := mosquitto.Start(t)
 	ta := startAgent(t, b.WSURL(), "")
-	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 	st := ta.status()
 	if st.Provider != "mqtt" || st.Endpoint != b.WSURL() || st.ClientID == "" || st.Queue.MaxBytes != 256<<20 || st.Queue.Overflow != "drop-oldest" {
 		t.Fatalf("status = %+v", st)
@@ -476,7 +477,7 @@ func TestSubscriberStreamsBounded(t *testing.T) {
 	const maxSubscribers = 4
 	b := mosquitto.Start(t)
 	ta := startAgent(t, b.WSURL(), fmt.Sprintf("[api]\nmax_subscribers = %d\n", maxSubscribers))
-	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 	open := func() *http.Response {
 		req, _ := http.NewRequest("GET", "http://agent/v1/subscribe?topic=bound/%23", nil)
 		resp, err := ta.http.Do(req)
@@ -505,7 +506,7 @@ func TestSubscriberStreamsBounded(t *testing.T) {
 	}
 	streams[0].Body.Close()
 	streams = streams[1:]
-	waitFor(t, 5*time.Second, "a slot to free", func() bool { return ta.status().Subscribers < maxSubscribers })
+	testutil.WaitFor(t, 5*time.Second, "a slot to free", func() bool { return ta.status().Subscribers < maxSubscribers })
 	again := open()
 	if again.StatusCode != 200 {
 		t.Fatalf("after a stream ended: %d", again.StatusCode)

@@ -14,6 +14,7 @@ import (
 	"github.com/edge-agent/edge-agent/awsiot"
 	"github.com/edge-agent/edge-agent/internal/fakeaws"
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/localapi"
 )
 
@@ -61,12 +62,7 @@ func startAWSAgent(t *testing.T, f *fakeAWS, state, sock string) *testAgent {
 		state = t.TempDir()
 	}
 	if sock == "" {
-		dir, err := os.MkdirTemp("", "ea")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		sock = filepath.Join(dir, "agent.sock")
+		sock = testutil.SocketPath(t, "agent.sock")
 	}
 	return startAgentWith(t, f.config(), state, sock)
 }
@@ -85,7 +81,7 @@ func TestAWSHappyPath(t *testing.T) {
 	f := newFakeAWS(t)
 	sub := mosquitto.Subscribe(t, f.broker.TCPAddr(), "dt/#")
 	ta := startAWSAgent(t, f, "", "")
-	waitFor(t, 15*time.Second, "connected through the fake AWS IoT", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 15*time.Second, "connected through the fake AWS IoT", func() bool { return ta.status().State == "connected" })
 
 	if r := ta.publish("dt/gw/temp", "21.5"); r.status != http.StatusAccepted {
 		t.Fatalf("publish: %d %s", r.status, r.raw)
@@ -143,7 +139,7 @@ func TestAWSLimitsOnTheLocalAPI(t *testing.T) {
 		t.Errorf("deep filter: %d %s", r.status, r.raw)
 	}
 	// 50 subscriptions per connection: the 51st distinct filter is refused.
-	waitFor(t, 15*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 15*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 	var streams []*http.Response
 	defer func() {
 		for _, s := range streams {
@@ -186,11 +182,11 @@ func TestAWSCredentialsRefreshed(t *testing.T) {
 	f.cog.SetCredentialLifetime(4 * time.Second)
 	sub := mosquitto.Subscribe(t, f.broker.TCPAddr(), "rf/#")
 	ta := startAWSAgent(t, f, "", "")
-	waitFor(t, 15*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 15*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 	first := f.acceptedKeys()[0]
-	waitFor(t, 15*time.Second, "a credentials refresh", func() bool { return len(f.cog.Issued()) >= 2 })
+	testutil.WaitFor(t, 15*time.Second, "a credentials refresh", func() bool { return len(f.cog.Issued()) >= 2 })
 	f.iot.CloseAll() // as AWS does at the 24-hour limit
-	waitFor(t, 20*time.Second, "a reconnect with new credentials", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "a reconnect with new credentials", func() bool {
 		keys := f.acceptedKeys()
 		return len(keys) >= 2 && keys[len(keys)-1] != first && ta.status().State == "connected"
 	})
@@ -225,7 +221,7 @@ func TestAWSCognitoUnavailableThenRecovers(t *testing.T) {
 			t.Fatalf("publish while Cognito is down: %d %s", r.status, r.raw)
 		}
 	}
-	waitFor(t, 15*time.Second, "a diagnosis about Cognito", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "a diagnosis about Cognito", func() bool {
 		st := ta.status()
 		return st.State != "connected" && strings.Contains(st.Diagnosis, "Cognito")
 	})
@@ -238,7 +234,7 @@ func TestAWSCognitoUnavailableThenRecovers(t *testing.T) {
 		t.Fatalf("%v\n%s", err, ta.logs)
 	}
 	assertInOrder(t, msgs, 10)
-	waitFor(t, 5*time.Second, "diagnosis cleared", func() bool { return ta.status().Diagnosis == "" })
+	testutil.WaitFor(t, 5*time.Second, "diagnosis cleared", func() bool { return ta.status().Diagnosis == "" })
 }
 
 // The identity id is kept in state_dir and reused after a restart: no second GetId.
@@ -246,7 +242,7 @@ func TestAWSIdentityReusedAfterRestart(t *testing.T) {
 	f := newFakeAWS(t)
 	state := t.TempDir()
 	ta := startAWSAgent(t, f, state, "")
-	waitFor(t, 15*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 15*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 	id := ta.status().AWS.IdentityID
 	ta.stop()
 	fi, err := os.Stat(filepath.Join(state, awsiot.IdentityFileName))
@@ -254,7 +250,7 @@ func TestAWSIdentityReusedAfterRestart(t *testing.T) {
 		t.Fatalf("identity file: %v %v", fi, err)
 	}
 	ta2 := startAWSAgent(t, f, state, "")
-	waitFor(t, 15*time.Second, "connected again", func() bool { return ta2.status().State == "connected" })
+	testutil.WaitFor(t, 15*time.Second, "connected again", func() bool { return ta2.status().State == "connected" })
 	if got := ta2.status().AWS.IdentityID; got != id {
 		t.Fatalf("identity after restart %q, want %q", got, id)
 	}
@@ -269,7 +265,7 @@ func TestAWSClockSkew(t *testing.T) {
 	f.cog.SetClockOffset(time.Hour)
 	f.iot.SetClockOffset(time.Hour)
 	ta := startAWSAgent(t, f, "", "")
-	waitFor(t, 20*time.Second, "connected despite the skew", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 20*time.Second, "connected despite the skew", func() bool { return ta.status().State == "connected" })
 	st := ta.status()
 	if st.AWS.ClockSkewSeconds < 3590 || st.AWS.ClockSkewSeconds > 3610 {
 		t.Fatalf("clock skew %v s, want about 3600", st.AWS.ClockSkewSeconds)
@@ -290,7 +286,7 @@ func TestAWSClosedAfterConnectDiagnosis(t *testing.T) {
 	f.iot.CloseAfterConnect(true)
 	ta := startAWSAgent(t, f, "", "")
 	var st localapi.Status
-	waitFor(t, 20*time.Second, "the policy diagnosis", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the policy diagnosis", func() bool {
 		st = ta.status()
 		return strings.Contains(st.Diagnosis, "attach-policy")
 	})
@@ -309,7 +305,7 @@ func TestAWSClosedAfterConnectDiagnosis(t *testing.T) {
 	raw, _ := json.MarshalIndent(st, "", "  ")
 	t.Logf("status:\n%s", raw)
 	f.iot.CloseAfterConnect(false)
-	waitFor(t, 30*time.Second, "connected once the policy is attached", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 30*time.Second, "connected once the policy is attached", func() bool { return ta.status().State == "connected" })
 	if d := ta.status().Diagnosis; d != "" {
 		t.Fatalf("diagnosis not cleared after connecting: %q", d)
 	}
@@ -336,7 +332,7 @@ func TestAWSAuthenticatedIdentity(t *testing.T) {
 	ta := startAWSAgent(t, f, "", "")
 
 	var st localapi.Status
-	waitFor(t, 20*time.Second, "the policy diagnosis", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the policy diagnosis", func() bool {
 		st = ta.status()
 		return strings.Contains(st.Diagnosis, "attach-policy")
 	})
@@ -350,7 +346,7 @@ func TestAWSAuthenticatedIdentity(t *testing.T) {
 	}
 
 	f.iot.CloseAfterConnect(false) // the operator attached the policy
-	waitFor(t, 30*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 30*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 	if r := ta.publish("au/x", "signed-in"); r.status != http.StatusAccepted {
 		t.Fatalf("publish: %d %s", r.status, r.raw)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/localapi"
 )
 
@@ -37,7 +38,7 @@ func TestBodyBudgetRefusesWith503(t *testing.T) {
 	b := mosquitto.Start(t)
 	ta := startAgent(t, b.WSURL(), "[api]\nmax_payload = \"64KiB\"\nmax_batch_bytes = \"64KiB\"\nbody_budget = \"256KiB\"\n")
 	hold := stalledUpload(t, ta.sock, "/v1/publish?topic=budget/held", 64<<10)
-	waitFor(t, 10*time.Second, "the stalled upload to hold its reservation", func() bool { return ta.status().LocalAPI.BodyBudgetInUse > 0 })
+	testutil.WaitFor(t, 10*time.Second, "the stalled upload to hold its reservation", func() bool { return ta.status().LocalAPI.BodyBudgetInUse > 0 })
 
 	big := strings.Repeat("b", 64<<10)
 	r := ta.do("POST", "/v1/publish?topic=budget/x", "", []byte(big))
@@ -76,7 +77,7 @@ func TestBodyBudgetRefusesWith503(t *testing.T) {
 		t.Fatalf("metrics lack the refusals:\n%s", m.raw)
 	}
 	hold.Close()
-	waitFor(t, 10*time.Second, "the reservation to be released", func() bool { return ta.status().LocalAPI.BodyBudgetInUse == 0 })
+	testutil.WaitFor(t, 10*time.Second, "the reservation to be released", func() bool { return ta.status().LocalAPI.BodyBudgetInUse == 0 })
 	if r := ta.publish("budget/x", big); r.status != http.StatusAccepted {
 		t.Fatalf("after release: %d %s", r.status, r.raw)
 	}
@@ -139,7 +140,7 @@ func TestNDJSONInvalidTextNamesLine(t *testing.T) {
 func TestReadTimeoutCutsUploadsNotStreams(t *testing.T) {
 	b := mosquitto.Start(t)
 	ta := startAgent(t, b.WSURL(), "[api]\nread_timeout = \"300ms\"\n")
-	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -163,7 +164,7 @@ func TestReadTimeoutCutsUploadsNotStreams(t *testing.T) {
 
 	// The stream has now lived several read timeouts; it still delivers.
 	deadline := time.Now().Add(3 * time.Second) // > 10 read timeouts
-	waitFor(t, 10*time.Second, "several read timeouts", func() bool { return time.Now().After(deadline) })
+	testutil.WaitFor(t, 10*time.Second, "several read timeouts", func() bool { return time.Now().After(deadline) })
 	if r := ta.publish("long/x", "still here"); r.status != 202 {
 		t.Fatalf("publish: %d %s", r.status, r.raw)
 	}
@@ -183,12 +184,12 @@ func TestConnectionLimit(t *testing.T) {
 	ta := startAgent(t, b.WSURL(), "[api]\nmax_connections = 3\nread_timeout = \"20s\"\n")
 	ta.a.api.ExemptSelf(false) // the test's clients share the agent's process
 	ta.http.CloseIdleConnections()
-	waitFor(t, 10*time.Second, "idle connections to close", func() bool { return ta.a.api.Connections() == 0 })
+	testutil.WaitFor(t, 10*time.Second, "idle connections to close", func() bool { return ta.a.api.Connections() == 0 })
 	var held []net.Conn
 	for i := 0; i < 3; i++ {
 		held = append(held, stalledUpload(t, ta.sock, "/v1/publish?topic=conn/x", 100))
 	}
-	waitFor(t, 10*time.Second, "3 connections", func() bool { return ta.a.api.Connections() == 3 })
+	testutil.WaitFor(t, 10*time.Second, "3 connections", func() bool { return ta.a.api.Connections() == 3 })
 	for i := 0; i < 5; i++ {
 		c, err := net.Dial("unix", ta.sock)
 		if err != nil {
@@ -214,7 +215,7 @@ func TestConnectionLimit(t *testing.T) {
 		t.Fatalf("refused connections took slots: %d active", n)
 	}
 	held[0].Close()
-	waitFor(t, 10*time.Second, "a slot to free", func() bool { return ta.a.api.Connections() < 3 })
+	testutil.WaitFor(t, 10*time.Second, "a slot to free", func() bool { return ta.a.api.Connections() < 3 })
 	st := ta.status()
 	if st.LocalAPI.ConnectionsRefused != 5 || st.LocalAPI.MaxConnections != 3 {
 		t.Fatalf("status: %+v", st.LocalAPI)
@@ -230,7 +231,7 @@ func TestConnectionLimit(t *testing.T) {
 func TestSlowSubscriberDropsVisible(t *testing.T) {
 	b := mosquitto.Start(t)
 	ta := startAgent(t, b.WSURL(), "[api]\nsubscriber_buffer = \"16KiB\"\nsubscriber_budget = \"16KiB\"\n")
-	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://agent/v1/subscribe?topic=slow/%23", nil)
@@ -246,7 +247,7 @@ func TestSlowSubscriberDropsVisible(t *testing.T) {
 	if r := ta.do("POST", "/v1/publish", "application/x-ndjson", []byte(batch.String())); r.status != 202 {
 		t.Fatalf("batch: %d %s", r.status, r.raw)
 	}
-	waitFor(t, 30*time.Second, "drops to be counted", func() bool { return ta.status().InboundDropped[dropSlowSubscriber] > 0 })
+	testutil.WaitFor(t, 30*time.Second, "drops to be counted", func() bool { return ta.status().InboundDropped[dropSlowSubscriber] > 0 })
 	st := ta.status()
 	if st.LocalAPI.SubscriberBytes > 16<<10 {
 		t.Fatalf("held for the subscriber: %d bytes", st.LocalAPI.SubscriberBytes)
@@ -268,7 +269,7 @@ func TestSlowSubscriberDropsVisible(t *testing.T) {
 	t.Logf("dropped %v for a subscriber that never read", st.InboundDropped)
 	cancel()
 	resp.Body.Close()
-	waitFor(t, 10*time.Second, "the stream's bytes to be released", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the stream's bytes to be released", func() bool {
 		st := ta.status()
 		return st.Subscribers == 0 && st.LocalAPI.SubscriberBytes == 0
 	})
@@ -288,7 +289,7 @@ func TestDeadLetterPagesByBytes(t *testing.T) {
 			t.Fatalf("publish: %d %s", r.status, r.raw)
 		}
 	}
-	waitFor(t, 30*time.Second, "the dead letters", func() bool { return ta.status().Queue.DeadLetters == n })
+	testutil.WaitFor(t, 30*time.Second, "the dead letters", func() bool { return ta.status().Queue.DeadLetters == n })
 	seen := map[uint64]bool{}
 	pages := 0
 	after := uint64(0)

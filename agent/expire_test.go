@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/localapi"
 )
 
@@ -19,7 +20,7 @@ func TestExpiredOnTheWayOutIsNotReportedDelivered(t *testing.T) {
 	// One message a second with a burst of one: five messages published at once reach the wire about a
 	// second apart, so the later ones outlive their 2 s ttl in the sender, after the queue handed them out.
 	ta := startAgent(t, b.WSURL(), "max_publish_rate = 1\n")
-	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 	for i := 1; i <= 4; i++ {
 		if r := ta.do("POST", fmt.Sprintf("/v1/publish?topic=ttl/%d&ttl=2s", i), "", []byte("x")); r.status != 202 {
 			t.Fatalf("publish %d: %d %s", i, r.status, r.raw)
@@ -30,7 +31,7 @@ func TestExpiredOnTheWayOutIsNotReportedDelivered(t *testing.T) {
 		t.Fatalf("the last message expired before it could be sent, yet wait=delivered answered %d %s\n%s", r.status, r.raw, ta.logs)
 	}
 	var st localapi.Status
-	waitFor(t, 15*time.Second, "every message settled", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "every message settled", func() bool {
 		st = ta.status()
 		return st.Queue.Depth == 0 && st.Queue.Expired > 0
 	})

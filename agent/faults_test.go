@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/localapi"
 	"github.com/edge-agent/edge-agent/queue"
 )
@@ -27,7 +28,7 @@ func TestPoisonMessageDeadLettered(t *testing.T) {
 	b := mosquitto.Start(t, mosquitto.WithConfig("acl_file "+acl))
 	sub := mosquitto.Subscribe(t, b.TCPAddr(), "ok/#")
 	ta := startAgent(t, b.WSURL(), "")
-	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 
 	var body strings.Builder
 	body.WriteString(`{"topic":"ok/n","payload":"1"}` + "\n")
@@ -41,7 +42,7 @@ func TestPoisonMessageDeadLettered(t *testing.T) {
 		t.Fatalf("the refused message blocked the queue: %v\n%s", err, ta.logs)
 	}
 	assertInOrder(t, msgs, 2)
-	waitFor(t, 10*time.Second, "the dead letter", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the dead letter", func() bool {
 		st := ta.status()
 		return st.Queue.DeadLetters == 1 && st.Queue.Depth == 0
 	})
@@ -79,7 +80,7 @@ func TestPoisonMessageDeadLettered(t *testing.T) {
 	if r.status != 200 || r.body["requeued"] != float64(1) {
 		t.Fatalf("requeue: %d %s", r.status, r.raw)
 	}
-	waitFor(t, 10*time.Second, "the requeued message to be refused again", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the requeued message to be refused again", func() bool {
 		st := ta.status()
 		return st.Queue.DeadLettered == 3 && st.Queue.DeadLetters == 2
 	})
@@ -111,9 +112,7 @@ func TestCorruptQueueMovedAside(t *testing.T) {
 	if err := os.WriteFile(qpath, garbage, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dir, _ := os.MkdirTemp("", "ea")
-	defer os.RemoveAll(dir)
-	ta := startAgentAt(t, b.WSURL(), "", state, filepath.Join(dir, "agent.sock"))
+	ta := startAgentAt(t, b.WSURL(), "", state, testutil.SocketPath(t, "agent.sock"))
 	st := ta.status()
 	if st.Queue.Recovered == nil || !strings.HasPrefix(st.Queue.Recovered.MovedTo, qpath+".corrupt-") {
 		t.Fatalf("status.queue.recovered = %+v", st.Queue.Recovered)
@@ -162,7 +161,7 @@ func TestExpiredMessagesDroppedAndCounted(t *testing.T) {
 	if _, err := sub.WaitCount(1, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "expired counted and queue empty", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "expired counted and queue empty", func() bool {
 		st := ta.status()
 		return st.Queue.Expired == 2 && st.Queue.Depth == 0
 	})
@@ -197,9 +196,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	_, proxy, url := proxiedBroker(t)
 	proxy.Cut() // offline: nothing drains, the queue only grows
-	dir, _ := os.MkdirTemp("", "ea")
-	defer os.RemoveAll(dir)
-	ta := startAgentAt(t, url, "[api]\nmax_payload = \"64KiB\"\n", state, filepath.Join(dir, "agent.sock"))
+	ta := startAgentAt(t, url, "[api]\nmax_payload = \"64KiB\"\n", state, testutil.SocketPath(t, "agent.sock"))
 	payload := strings.Repeat("d", 16<<10)
 	accepted, full := 0, false
 	for i := 0; i < 400 && !full; i++ {

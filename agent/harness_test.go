@@ -9,15 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/localapi"
 )
 
@@ -34,20 +32,14 @@ type testAgent struct {
 	cancel context.CancelFunc
 	done   chan error
 	http   *http.Client
-	logs   *syncBuffer
+	logs   *testutil.Buffer
 }
 
 // startAgent runs an agent against brokerURL; extra is appended to the TOML config.
 func startAgent(t *testing.T, brokerURL, extra string) *testAgent {
 	t.Helper()
 	state := t.TempDir()
-	// Unix socket paths are limited to 108 bytes; t.TempDir() can be longer.
-	sockDir, err := os.MkdirTemp("", "ea")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	return startAgentAt(t, brokerURL, extra, state, filepath.Join(sockDir, "agent.sock"))
+	return startAgentAt(t, brokerURL, extra, state, testutil.SocketPath(t, "agent.sock"))
 }
 
 func startAgentAt(t *testing.T, brokerURL, extra, state, sock string) *testAgent {
@@ -77,7 +69,7 @@ socket    = %q
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, toml)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := New(cfg, log)
 	if err != nil {
@@ -165,34 +157,4 @@ func (ta *testAgent) status() localapi.Status {
 		ta.t.Fatal(err)
 	}
 	return st
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers (the agent's log sink).
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/hostilebroker"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // startHostile starts an in-process hostile broker and stops it when the test ends.
@@ -37,7 +38,7 @@ func TestHangUpMessageIsDeadLettered(t *testing.T) {
 					t.Fatalf("publish %s: %d %s", topic, r.status, r.raw)
 				}
 			}
-			waitFor(t, 30*time.Second, "a, b, c delivered and the poison message dead-lettered", func() bool {
+			testutil.WaitFor(t, 30*time.Second, "a, b, c delivered and the poison message dead-lettered", func() bool {
 				st := ta.status()
 				return st.Queue.Depth == 0 && st.Queue.DeadLetters == 1 && st.Delivered == 3
 			})
@@ -91,7 +92,7 @@ func TestOversizedRetainedMessageIsDiscarded(t *testing.T) {
 [[subscribe]]
 topic = "cmd/#"
 qos = 1`)
-	waitFor(t, 30*time.Second, "the oversized retained message discarded", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the oversized retained message discarded", func() bool {
 		return ta.status().InboundDropped["too_large"] >= 1
 	})
 	for i := range 5 {
@@ -99,7 +100,7 @@ qos = 1`)
 			t.Fatalf("publish: %d %s", r.status, r.raw)
 		}
 	}
-	waitFor(t, 30*time.Second, "publishes after the discard delivered", func() bool { return ta.status().Delivered == 5 })
+	testutil.WaitFor(t, 30*time.Second, "publishes after the discard delivered", func() bool { return ta.status().Delivered == 5 })
 	st := ta.status()
 	if st.Connects != 1 || st.InboundTooLarge < 1 || st.MaxPacketSize != 64<<10 {
 		t.Fatalf("connects %d (want 1: the link stays up), inbound_too_large %d, max_packet_size %d",

@@ -3,10 +3,8 @@ package agent
 import (
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/fakeaws"
 	"github.com/edge-agent/edge-agent/internal/testca"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/redact"
 )
 
@@ -28,26 +27,10 @@ func TestServerEchoedSecretsAreScrubbed(t *testing.T) {
 	const loginProvider = "accounts.example.com"
 	loginToken := "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJndy0wMDAxIn0.LOGIN-TOKEN-" + strings.Repeat("Zq9", 20)
 
-	// Cognito, behind a proxy that starts echoing once told to.
+	// Cognito, which echoes the request body in its errors once told to.
 	cog := fakeaws.NewCognito(t)
 	cog.RequireLogin(loginProvider, loginToken)
 	cog.SetCredentialLifetime(4 * time.Second) // refreshed about every 2 s
-	var echo atomic.Bool
-	up, _ := url.Parse(cog.URL())
-	proxy := httputil.NewSingleHostReverseProxy(up)
-	cogSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !echo.Load() {
-			proxy.ServeHTTP(w, r)
-			return
-		}
-		body, _ := io.ReadAll(r.Body)
-		msg := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace("Invalid login token in " + string(body))
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		w.Header().Set("X-Amzn-Errortype", "NotAuthorizedException:")
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprintf(w, `{"__type":"NotAuthorizedException","message":"%s"}`, msg)
-	}))
-	t.Cleanup(cogSrv.Close)
 
 	// AWS IoT that refuses every upgrade with a body echoing the token.
 	ca, err := testca.New("redact test CA")
@@ -75,11 +58,6 @@ func TestServerEchoedSecretsAreScrubbed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sockDir, err := os.MkdirTemp("", "ea")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	ta := startAgentWith(t, fmt.Sprintf(`
 [broker]
 provider = "aws-iot"
@@ -94,16 +72,16 @@ identity_pool_id = %q
 endpoint = %q
 login_provider = %q
 login_token_file = %q
-`, iot.Listener.Addr(), caFile, cog.PoolID(), cogSrv.URL, loginProvider, tokFile), t.TempDir(), filepath.Join(sockDir, "agent.sock"))
+`, iot.Listener.Addr(), caFile, cog.PoolID(), cog.URL(), loginProvider, tokFile), t.TempDir(), testutil.SocketPath(t, "agent.sock"))
 	if redact.SetOf(ta.a.log.Handler()) == nil {
 		t.Fatal("the agent's logger does not scrub")
 	}
 
-	waitFor(t, 15*time.Second, "a 403 echoing the session token", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "a 403 echoing the session token", func() bool {
 		return refusals.Load() > 0 && strings.Contains(ta.status().LastError, "403")
 	})
-	echo.Store(true)
-	waitFor(t, 20*time.Second, "a Cognito error echoing the login token", func() bool {
+	cog.SetEchoingErrors(true)
+	testutil.WaitFor(t, 20*time.Second, "a Cognito error echoing the login token", func() bool {
 		st := ta.status()
 		return st.AWS != nil && strings.Contains(st.AWS.LastError, "NotAuthorizedException")
 	})

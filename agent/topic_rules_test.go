@@ -12,6 +12,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/internal/mqttwire"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/topic"
 )
 
@@ -22,7 +24,7 @@ func TestTopicRulesAtTheSocket(t *testing.T) {
 	b := mosquitto.Start(t)
 	sub := mosquitto.Subscribe(t, b.TCPAddr(), "rules/#")
 	ta := startAgent(t, b.WSURL(), "")
-	waitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ta.status().State == "connected" })
 
 	if r := ta.publish("rules/before", "1"); r.status != http.StatusAccepted {
 		t.Fatalf("publish: %d %s", r.status, r.raw)
@@ -69,7 +71,7 @@ func TestTopicRulesAtTheSocket(t *testing.T) {
 	if msgs[0].Topic != "rules/before" || msgs[1].Topic != "rules/after" {
 		t.Fatalf("broker got %s, %s", msgs[0].Topic, msgs[1].Topic)
 	}
-	waitFor(t, 10*time.Second, "an empty queue", func() bool { return ta.status().Queue.Depth == 0 })
+	testutil.WaitFor(t, 10*time.Second, "an empty queue", func() bool { return ta.status().Queue.Depth == 0 })
 	if st := ta.status(); st.Accepted != 2 {
 		t.Fatalf("accepted %d, want 2: a refused topic must not be queued", st.Accepted)
 	}
@@ -86,8 +88,8 @@ func TestTopicRulesAgreeWithMosquitto(t *testing.T) {
 		"a\ufdcfb", "a\ufdd0b", "a\ufdefb", "a\ufdf0b", "a\ufffdb", "a\ufffeb", "a\uffffb",
 		"a\U0001fffeb", "a\U0010fffdb", "a\U0010ffffb",
 	} {
-		pub := mosquittoAnswer(t, b.WSURL(), fmt.Sprintf("rules-p%d", i), 0x32, append(append(mqttStr(s), 0, 1, 0), 'x'))
-		sub := mosquittoAnswer(t, b.WSURL(), fmt.Sprintf("rules-s%d", i), 0x82, append(append([]byte{0, 1, 0}, mqttStr(s+"/#")...), 1))
+		pub := mosquittoAnswer(t, b.WSURL(), fmt.Sprintf("rules-p%d", i), 0x32, append(append(mqttwire.String(s), 0, 1, 0), 'x'))
+		sub := mosquittoAnswer(t, b.WSURL(), fmt.Sprintf("rules-s%d", i), 0x82, append(append([]byte{0, 1, 0}, mqttwire.String(s+"/#")...), 1))
 		pubRefused, subRefused := pub == "DISCONNECT 0x81", sub == "DISCONNECT 0x81"
 		perr, ferr := topic.Validate(s), topic.ValidateFilter(s+"/#")
 		t.Logf("%-14q PUBLISH: %-16s SUBSCRIBE: %-16s ours: %v", s, pub, sub, perr)
@@ -98,26 +100,10 @@ func TestTopicRulesAgreeWithMosquitto(t *testing.T) {
 	}
 }
 
-func mqttStr(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-
 // mosquittoAnswer connects with MQTT 5 over WebSocket, sends one packet of type typ and body, and
 // describes the broker's first answer.
 func mosquittoAnswer(t *testing.T, wsURL, clientID string, typ byte, body []byte) string {
 	t.Helper()
-	frame := func(typ byte, body []byte) []byte {
-		var rl []byte // variable byte integer [MQTT-1.5.5]
-		for n := len(body); ; {
-			c := byte(n % 128)
-			if n /= 128; n > 0 {
-				c |= 0x80
-			}
-			rl = append(rl, c)
-			if n == 0 {
-				break
-			}
-		}
-		return append(append([]byte{typ}, rl...), body...)
-	}
 	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
 	conn, _, err := d.Dial(wsURL, http.Header{})
 	if err != nil {
@@ -125,14 +111,14 @@ func mosquittoAnswer(t *testing.T, wsURL, clientID string, typ byte, body []byte
 	}
 	defer conn.Close()
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	connect := append(append(mqttStr("MQTT"), 5, 0x02, 0, 30, 0), mqttStr(clientID)...) // v5, clean start, keepalive 30 s
-	if err := conn.WriteMessage(websocket.BinaryMessage, frame(0x10, connect)); err != nil {
+	connect := append(append(mqttwire.String("MQTT"), 5, 0x02, 0, 30, 0), mqttwire.String(clientID)...) // v5, clean start, keepalive 30 s
+	if err := conn.WriteMessage(websocket.BinaryMessage, mqttwire.Packet(0x10, connect)); err != nil {
 		t.Fatal(err)
 	}
 	if _, ack, err := conn.ReadMessage(); err != nil || len(ack) < 4 || ack[0] != 0x20 || ack[3] != 0 {
 		t.Fatalf("CONNACK: % x %v", ack, err)
 	}
-	if err := conn.WriteMessage(websocket.BinaryMessage, frame(typ, body)); err != nil {
+	if err := conn.WriteMessage(websocket.BinaryMessage, mqttwire.Packet(typ, body)); err != nil {
 		t.Fatal(err)
 	}
 	_, r, err := conn.ReadMessage()

@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cognitoidentity"
 	"github.com/aws/aws-sdk-go-v2/service/cognitoidentity/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/edge-agent/edge-agent/awsregion"
 )
 
 // ErrIdentityNotFound means Cognito no longer knows the stored identity id
@@ -205,6 +207,6 @@ func (p *Provider) explainCognito(op, id string, err error) error {
 }
 
 func regionOf(poolOrIdentity string) string {
-	r, _ := splitRegionUUID(poolOrIdentity)
+	r, _ := awsregion.FromID(poolOrIdentity)
 	return r
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/fakeaws"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 func TestIdentityCreatedOnceAndReusedAfterRestart(t *testing.T) {
@@ -201,7 +202,7 @@ func TestRunRefreshesBeforeExpiry(t *testing.T) {
 		}
 	}()
 
-	eventually(t, 15*time.Second, "three credential sets", func() bool { return len(cog.Issued()) >= 3 })
+	testutil.WaitFor(t, 15*time.Second, "three credential sets", func() bool { return len(cog.Issued()) >= 3 })
 	mu.Lock()
 	got := append([]issue(nil), issues...)
 	mu.Unlock()
@@ -385,14 +386,14 @@ func TestRunRecoversFromCognitoOutage(t *testing.T) {
 		<-done
 	}()
 
-	eventually(t, 15*time.Second, "two failed refresh rounds", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "two failed refresh rounds", func() bool {
 		return logs.Count("refreshing AWS credentials from Cognito failed") >= 2
 	})
 	if st := p.Status(); st.LastError == "" || !st.CredentialsExpire.IsZero() {
 		t.Fatalf("Status during outage = %+v", st)
 	}
 	cog.SetUnavailable(false)
-	eventually(t, 15*time.Second, "credentials after the outage", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "credentials after the outage", func() bool {
 		return !p.Status().CredentialsExpire.IsZero()
 	})
 	if st := p.Status(); st.LastError != "" {

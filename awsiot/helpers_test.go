@@ -1,7 +1,6 @@
 package awsiot
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -11,29 +10,10 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/fakeaws"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 const testIoTURL = "wss://a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com/mqtt"
-
-// logBuf is a concurrency-safe log sink for assertions on log output.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuf) Count(s string) int { return strings.Count(l.String(), s) }
 
 // testClock is real time plus an adjustable offset.
 type testClock struct {
@@ -65,9 +45,9 @@ func testHTTPClient(t *testing.T) *http.Client {
 type provOpt func(*Options)
 
 // newCognitoProvider builds a Provider against the fake Cognito.
-func newCognitoProvider(t *testing.T, cog *fakeaws.Cognito, stateDir string, fns ...provOpt) (*Provider, *logBuf) {
+func newCognitoProvider(t *testing.T, cog *fakeaws.Cognito, stateDir string, fns ...provOpt) (*Provider, *testutil.Buffer) {
 	t.Helper()
-	logs := &logBuf{}
+	logs := &testutil.Buffer{}
 	o := Options{
 		URL:             testIoTURL,
 		IdentityPoolID:  cog.PoolID(),
@@ -115,16 +95,4 @@ func parseSigned(t *testing.T, raw string) signedParams {
 	}
 	return signedParams{AccessKeyID: parts[0], Date: parts[1], Region: parts[2], Service: parts[3],
 		Token: q.Get("X-Amz-Security-Token"), SignedAt: at}
-}
-
-// eventually polls cond every 20 ms until it holds or the bound passes.
-func eventually(t *testing.T, bound time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", bound, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -8,65 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/edge-agent/edge-agent/awsregion"
 )
-
-// splitRegionUUID checks the "<region>:<uuid>" form shared by identity pool
-// ids and identity ids (e.g. "eu-west-1:0a1b2c3d-0000-4000-8000-00000000abcd")
-// and returns the region.
-func splitRegionUUID(s string) (region string, ok bool) {
-	region, id, found := strings.Cut(s, ":")
-	if !found || !validRegion(region) || !validUUID(id) {
-		return "", false
-	}
-	return region, true
-}
-
-// validRegion accepts AWS region names: lower-case letters and digits in
-// dash-separated parts, at least three parts, the last one a number
-// ("eu-west-1", "us-gov-west-1", "cn-north-1").
-func validRegion(r string) bool {
-	parts := strings.Split(r, "-")
-	if len(parts) < 3 || len(r) > 32 {
-		return false
-	}
-	for i, part := range parts {
-		if part == "" {
-			return false
-		}
-		for _, c := range part {
-			isDigit := c >= '0' && c <= '9'
-			isLower := c >= 'a' && c <= 'z'
-			if i == len(parts)-1 && !isDigit || !isDigit && !isLower {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// validUUID accepts the 8-4-4-4-12 hex form (either case).
-func validUUID(u string) bool {
-	if len(u) != 36 {
-		return false
-	}
-	for i, c := range u {
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
-}
 
 // ValidIdentityID reports whether id has the form of a Cognito identity id.
 func ValidIdentityID(id string) bool {
-	_, ok := splitRegionUUID(id)
+	_, ok := awsregion.FromID(id)
 	return ok
 }
 

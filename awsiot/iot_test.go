@@ -9,6 +9,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/edge-agent/edge-agent/internal/fakeaws"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // dialIoT opens the WebSocket upgrade to the fake IoT endpoint with the URL
@@ -75,8 +76,8 @@ func TestPresignedURLAcceptedByIoTFake(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	eventually(t, 10*time.Second, "a refresh", func() bool { return len(cog.Issued()) >= 2 })
-	eventually(t, 10*time.Second, "the first credentials to expire", func() bool { return iot.Now().After(first.Expires) })
+	testutil.WaitFor(t, 10*time.Second, "a refresh", func() bool { return len(cog.Issued()) >= 2 })
+	testutil.WaitFor(t, 10*time.Second, "the first credentials to expire", func() bool { return iot.Now().After(first.Expires) })
 	if status, _ := dialIoT(t, iot, p); status != http.StatusSwitchingProtocols {
 		a := lastAttempt(t, iot)
 		t.Fatalf("upgrade after refresh answered %d (%s: %s), want 101", status, a.Reason, a.Message)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/fakeaws"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 const testLoginProvider = "cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf"
@@ -156,7 +157,7 @@ func TestWrongLoginTokenIsAClearErrorWithoutTheToken(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(runCtx) }()
-	eventually(t, 10*time.Second, "Run's retry to be logged", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "Run's retry to be logged", func() bool {
 		return strings.Contains(logs.String(), "refreshing AWS credentials from Cognito failed")
 	})
 	stop()

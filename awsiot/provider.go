@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/cognitoidentity"
 
+	"github.com/edge-agent/edge-agent/awsregion"
 	"github.com/edge-agent/edge-agent/redact"
 	"github.com/edge-agent/edge-agent/sigv4"
 )
@@ -117,7 +118,7 @@ func New(opts Options) (*Provider, error) {
 	}
 	p.region = strings.TrimSpace(opts.Region)
 	if p.region == "" {
-		r, ok := sigv4.RegionFromHost(u.Hostname())
+		r, ok := awsregion.FromHost(u.Hostname())
 		if !ok {
 			return nil, fmt.Errorf("awsiot: cannot tell the AWS region from host %q: set broker.region (e.g. \"eu-west-1\")", u.Hostname())
 		}
@@ -132,7 +133,7 @@ func New(opts Options) (*Provider, error) {
 		return p, nil
 	}
 
-	poolRegion, ok := splitRegionUUID(p.poolID)
+	poolRegion, ok := awsregion.FromID(p.poolID)
 	if !ok {
 		return nil, fmt.Errorf("awsiot: cognito.identity_pool_id %q is not an identity pool id (want <region>:<uuid>, e.g. eu-west-1:0a1b2c3d-…; copy it from the Cognito console)", p.poolID)
 	}

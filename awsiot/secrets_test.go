@@ -3,44 +3,15 @@ package awsiot
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/fakeaws"
 	"github.com/edge-agent/edge-agent/redact"
 )
-
-// echoingCognito is the fake Cognito behind a proxy that, once echo is set, refuses every call with
-// an error message echoing the request body (which holds the login token), as a careless server
-// might.
-func echoingCognito(t *testing.T, cog *fakeaws.Cognito, echo *atomic.Bool) string {
-	t.Helper()
-	up, _ := url.Parse(cog.URL())
-	proxy := httputil.NewSingleHostReverseProxy(up)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !echo.Load() {
-			proxy.ServeHTTP(w, r)
-			return
-		}
-		body, _ := io.ReadAll(r.Body)
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		w.Header().Set("X-Amzn-Errortype", "NotAuthorizedException:")
-		w.WriteHeader(http.StatusBadRequest)
-		msg := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace("Invalid login token in request " + string(body))
-		w.Write([]byte(`{"__type":"NotAuthorizedException","message":"` + msg + `"}`))
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
 
 // The provider registers each secret it reads with Options.Secrets, so an error that echoes one is
 // scrubbed in Status and, through a redact.Handler, in the log.
@@ -49,13 +20,10 @@ func TestSecretsLearntAndScrubbed(t *testing.T) {
 	cog.RequireLogin(testLoginProvider, tokenOne)
 	tokFile := filepath.Join(t.TempDir(), "id-token")
 	writeToken(t, tokFile, tokenOne+"\n")
-	var echo atomic.Bool
-	endpoint := echoingCognito(t, cog, &echo)
 	secrets := redact.NewSet()
 	clock := &testClock{}
 	var logs bytes.Buffer
 	p, _ := newCognitoProvider(t, cog, t.TempDir(), withLogin(tokFile), func(o *Options) {
-		o.CognitoEndpoint = endpoint
 		o.Secrets = secrets
 		o.Now = clock.Now
 		o.Logger = slog.New(redact.NewHandler(slog.NewTextHandler(&logs, nil), secrets))
@@ -74,7 +42,7 @@ func TestSecretsLearntAndScrubbed(t *testing.T) {
 		t.Errorf("Secrets holds %d values, want 3 (secret key, session token, login token)", secrets.Len())
 	}
 
-	echo.Store(true)
+	cog.SetEchoingErrors(true)
 	clock.Advance(2 * time.Hour) // the credentials are due: refresh asks Cognito again
 	err := p.refresh(ctx)
 	if err == nil || !strings.Contains(err.Error(), "TOKEN-ONE-SECRET") {

@@ -168,16 +168,8 @@ func (ix *index) header(parts []string, array bool, line int) (path, plain strin
 	t = configType
 	reported := false
 	for i, part := range parts {
-		if !reported && t != nil && tomlTagCache[t] == nil {
-			ix.schema = append(ix.schema, notATable(ix.file, line, path, t))
-			reported = true
-		}
-		ft, known := field(t, part)
-		path, plain = join(path, part), join(plain, part)
-		if !known && !reported {
-			ix.schema = append(ix.schema, &Error{File: ix.file, Line: line, Key: path, Msg: msgUnknownKey})
-			reported = true
-		}
+		var ft reflect.Type
+		ft, path, plain = ix.step(t, path, plain, part, line, &reported)
 		if i == len(parts)-1 && array {
 			c := ix.counts[path]
 			ix.counts[path] = c + 1
@@ -194,6 +186,23 @@ func (ix *index) header(parts []string, array bool, line int) (path, plain strin
 	}
 	ix.add(path, plain, line)
 	return path, plain, t
+}
+
+// step goes one part of a key down from the table t at path (plain: the same without array
+// indexes) and returns the part's type and paths. It reports, once per key (*reported), a part below
+// a value that is not a table and a part the schema does not know.
+func (ix *index) step(t reflect.Type, path, plain, part string, line int, reported *bool) (reflect.Type, string, string) {
+	if !*reported && t != nil && tomlTagCache[t] == nil {
+		ix.schema = append(ix.schema, notATable(ix.file, line, path, t))
+		*reported = true
+	}
+	ft, known := field(t, part)
+	path, plain = join(path, part), join(plain, part)
+	if !known && !*reported {
+		ix.schema = append(ix.schema, &Error{File: ix.file, Line: line, Key: path, Msg: msgUnknownKey})
+		*reported = true
+	}
+	return ft, path, plain
 }
 
 // notATable reports a table header or dotted key that goes below a key
@@ -213,17 +222,7 @@ func (ix *index) keyValue(n *unstable.Node, table, plainTable string, t reflect.
 	path, plain := table, plainTable
 	reported := false
 	for _, part := range parts {
-		if !reported && t != nil && tomlTagCache[t] == nil {
-			ix.schema = append(ix.schema, notATable(ix.file, line, path, t))
-			reported = true
-		}
-		ft, known := field(t, part)
-		path, plain = join(path, part), join(plain, part)
-		if !known && !reported {
-			ix.schema = append(ix.schema, &Error{File: ix.file, Line: line, Key: path, Msg: msgUnknownKey})
-			reported = true
-		}
-		t = ft
+		t, path, plain = ix.step(t, path, plain, part, line, &reported)
 	}
 	ix.add(path, plain, line)
 	v := n.Value()

@@ -7,7 +7,6 @@ import (
 	"math"
 	"net"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,13 +14,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/edge-agent/edge-agent/awsregion"
 	"github.com/edge-agent/edge-agent/topic"
 )
 
 var (
-	awsIoTHost   = regexp.MustCompile(`^[a-z0-9.-]+\.iot\.([a-z]{2}(?:-[a-z]+)+-[0-9]+)\.amazonaws\.com(?:\.cn)?$`)
-	awsRegion    = regexp.MustCompile(`^[a-z]{2}(?:-[a-z]+)+-[0-9]+$`)
-	cognitoPool  = regexp.MustCompile(`^[a-z]{2}(?:-[a-z]+)+-[0-9]+:[0-9a-fA-F-]+$`)
 	knownLevels  = []string{"debug", "info", "warn", "error"}
 	knownFormats = []string{"text", "json"}
 )
@@ -160,8 +157,8 @@ func (v *checker) brokerURL() {
 		v.bad("broker.url", "must not have a query string for AWS IoT: the agent signs the URL itself")
 	}
 	if v.aws && b.Region == "" && u.Hostname() != "" {
-		if m := awsIoTHost.FindStringSubmatch(strings.ToLower(u.Hostname())); m != nil {
-			b.Region = m[1]
+		if r, ok := awsregion.FromHost(u.Hostname()); ok {
+			b.Region = r
 		} else {
 			v.bad("broker.region", "missing, and the host %q is not of the form <id>.iot.<region>.amazonaws.com: set region", u.Hostname())
 		}
@@ -173,7 +170,7 @@ func (v *checker) brokerAWS() {
 	b := &v.c.Broker
 	if b.Region != "" && !v.aws {
 		v.warn("broker.region", "ignored: only used with provider %q", ProviderAWSIoT)
-	} else if b.Region != "" && !awsRegion.MatchString(b.Region) {
+	} else if b.Region != "" && !awsregion.Valid(b.Region) {
 		v.bad("broker.region", "%q is not an AWS region name (like \"eu-west-1\")", b.Region)
 	}
 	if v.aws && b.Username != "" {
@@ -212,24 +209,9 @@ func (v *checker) brokerSession() {
 		b.MaxInflight3 = b.MaxInflight
 	}
 	v.brokerProtocol()
-	switch {
-	case b.MaxPublishRate < 0:
-		v.bad("broker.max_publish_rate", "%v is negative: use 0 for no limit", b.MaxPublishRate)
-	case b.MaxPublishRate == 0 && !v.ix.has("broker.max_publish_rate"):
-		b.MaxPublishRate = lim.PublishRate
-	}
-	switch {
-	case b.MaxByteRate < 0:
-		v.bad("broker.max_byte_rate", "%v is negative: use 0 for no limit", b.MaxByteRate)
-	case b.MaxByteRate == 0 && !v.ix.has("broker.max_byte_rate"):
-		b.MaxByteRate = lim.ByteRate
-	}
-	switch {
-	case b.MaxSubscriptions < 0:
-		v.bad("broker.max_subscriptions", "%d is negative: use 0 for no limit", b.MaxSubscriptions)
-	case b.MaxSubscriptions == 0 && !v.ix.has("broker.max_subscriptions"):
-		b.MaxSubscriptions = lim.MaxSubscriptions
-	}
+	providerLimit(v, "broker.max_publish_rate", &b.MaxPublishRate, lim.PublishRate)
+	providerLimit(v, "broker.max_byte_rate", &b.MaxByteRate, lim.ByteRate)
+	providerLimit(v, "broker.max_subscriptions", &b.MaxSubscriptions, lim.MaxSubscriptions)
 	if b.ReconnectMin.Duration < lim.MinReconnect {
 		v.warn("broker.reconnect_min", "%v: %s allows one CONNECT per client id per %v; quicker retries may be throttled (the default is 1s)",
 			b.ReconnectMin.Duration, lim.Name, lim.MinReconnect)
@@ -267,6 +249,17 @@ func (v *checker) brokerProtocol() {
 	}
 }
 
+// providerLimit checks a limit key where 0 means no limit: a negative value is refused, and a key
+// the file leaves out takes the provider's default def (0 too for provider "mqtt").
+func providerLimit[T ~int | ~int64 | ~float64](v *checker, key string, val *T, def T) {
+	switch {
+	case *val < 0:
+		v.bad(key, "%v is negative: use 0 for no limit", *val)
+	case *val == 0 && !v.ix.has(key):
+		*val = def
+	}
+}
+
 // brokerBounds checks the inbound bounds that are set in the file (memoryBudget fills in the others).
 func (v *checker) brokerBounds() {
 	b := &v.c.Broker
@@ -298,7 +291,7 @@ func (v *checker) cognito() {
 	switch {
 	case c.Cognito.IdentityPoolID == "":
 		v.bad("cognito.identity_pool_id", `missing: set it ("<region>:<uuid>") or remove the [cognito] table`)
-	case !cognitoPool.MatchString(c.Cognito.IdentityPoolID):
+	case !validPoolID(c.Cognito.IdentityPoolID):
 		v.bad("cognito.identity_pool_id", "%q is not an identity pool id (\"<region>:<uuid>\")", c.Cognito.IdentityPoolID)
 	}
 	if e := c.Cognito.Endpoint; e != "" {
@@ -511,4 +504,10 @@ func validLoginProvider(p string) bool {
 		}
 	}
 	return true
+}
+
+// validPoolID reports whether id is a Cognito identity pool id ("<region>:<uuid>").
+func validPoolID(id string) bool {
+	_, ok := awsregion.FromID(id)
+	return ok
 }

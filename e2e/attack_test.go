@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/devbroker"
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/internal/mqttwire"
 )
 
 // TestAttack attacks the real agent binary, run under the unit's memory conditions (see memcg_test.go),
@@ -929,8 +929,8 @@ func mqttFlood(addr, topic string, n int, payload func(i int) []byte) error {
 	c.SetDeadline(time.Now().Add(90 * time.Second))
 	var vh bytes.Buffer
 	vh.Write([]byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60}) // MQTT 3.1.1, clean session, keepalive 60 s
-	mqttString(&vh, fmt.Sprintf("edge-agent-e2e-flood-%d", time.Now().UnixNano()))
-	if err := mqttPacket(c, 0x10, vh.Bytes()); err != nil {
+	vh.Write(mqttwire.String(fmt.Sprintf("edge-agent-e2e-flood-%d", time.Now().UnixNano())))
+	if _, err := c.Write(mqttwire.Packet(0x10, vh.Bytes())); err != nil {
 		return err
 	}
 	connack := make([]byte, 4)
@@ -969,38 +969,17 @@ func mqttFlood(addr, topic string, n int, payload func(i int) []byte) error {
 			return fmt.Errorf("after %d messages: %v", i, err)
 		}
 		var p bytes.Buffer
-		mqttString(&p, topic)
+		p.Write(mqttwire.String(topic))
 		id := uint16(i%65535 + 1)
 		p.Write([]byte{byte(id >> 8), byte(id)})
 		p.Write(payload(i))
-		if err := mqttPacket(c, 0x32, p.Bytes()); err != nil {
+		if _, err := c.Write(mqttwire.Packet(0x32, p.Bytes())); err != nil {
 			return fail(err)
 		}
 	}
 	if err := <-acked; err != nil {
 		return err
 	}
-	return mqttPacket(c, 0xe0, nil) // DISCONNECT
-}
-
-func mqttString(b *bytes.Buffer, s string) {
-	b.Write([]byte{byte(len(s) >> 8), byte(len(s))})
-	b.WriteString(s)
-}
-
-func mqttPacket(w io.Writer, header byte, body []byte) error {
-	pkt := []byte{header}
-	for n := len(body); ; {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		pkt = append(pkt, d)
-		if n == 0 {
-			break
-		}
-	}
-	_, err := w.Write(slices.Concat(pkt, body))
+	_, err = c.Write(mqttwire.Packet(0xe0, nil)) // DISCONNECT
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // TestDeadLettersCLI: a message the broker refuses does not block the stream; `edge-agent deadletters`
@@ -32,7 +33,7 @@ func TestDeadLettersCLI(t *testing.T) {
 		t.Fatalf("the refused message blocked the one behind it: %v", err)
 	}
 	var out string
-	waitFor(t, 10*time.Second, "the dead letter to be listed", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the dead letter to be listed", func() bool {
 		out, _, _ = ag.cli("", "deadletters")
 		return strings.Contains(out, "forbidden/x")
 	})
@@ -43,7 +44,7 @@ func TestDeadLettersCLI(t *testing.T) {
 	if o, e, code := ag.cli("", "deadletters", "--requeue", "all"); code != 0 || !strings.Contains(o, "requeued 1") {
 		t.Fatalf("--requeue all: %d %s %s", code, o, e)
 	}
-	waitFor(t, 10*time.Second, "the requeued message to be refused again", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the requeued message to be refused again", func() bool {
 		out, _, _ = ag.cli("", "deadletters", "--json")
 		return strings.Count(out, `"topic":"forbidden/x"`) == 1
 	})

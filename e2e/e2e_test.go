@@ -24,6 +24,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
 	"github.com/edge-agent/edge-agent/internal/netproxy"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 var (
@@ -106,12 +107,7 @@ func newAgentWith(t *testing.T, brokerURL string, o agentOptions) *agentProc {
 		o.Keepalive = "5s"
 	}
 	dir := t.TempDir()
-	sockDir, err := os.MkdirTemp("", "ea")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	p := &agentProc{t: t, bin: agentBin, cfg: filepath.Join(dir, "agent.toml"), sock: filepath.Join(sockDir, "agent.sock"), state: filepath.Join(dir, "state")}
+	p := &agentProc{t: t, bin: agentBin, cfg: filepath.Join(dir, "agent.toml"), sock: testutil.SocketPath(t, "agent.sock"), state: filepath.Join(dir, "state")}
 	toml := fmt.Sprintf("client_id = \"e2e-%d\"\nstate_dir = %q\nsocket = %q\n\n[broker]\nprovider = \"mqtt\"\nurl = %q\nkeepalive = %q\n",
 		time.Now().UnixNano(), p.state, p.sock, brokerURL, o.Keepalive)
 	if o.FastReconnect {
@@ -237,17 +233,6 @@ func numbered(from, to int) string {
 	return b.String()
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestStoreAndForwardAcrossCutAndKill is the issue's acceptance run: 2,000 messages published with
 // `edge-agent pub -l`, across a network cut and a kill -9 of the agent, all reach a Mosquitto
 // subscriber, in order, none lost.
@@ -274,10 +259,10 @@ func TestStoreAndForwardAcrossCutAndKill(t *testing.T) {
 	if _, err := sub.WaitCount(500, 30*time.Second); err != nil {
 		t.Fatalf("online phase: %v", err)
 	}
-	waitFor(t, 10*time.Second, "every PUBACK of the online phase", func() bool { return ag.status().Queue.Depth == 0 })
+	testutil.WaitFor(t, 10*time.Second, "every PUBACK of the online phase", func() bool { return ag.status().Queue.Depth == 0 })
 
 	proxy.Cut()
-	waitFor(t, 15*time.Second, "agent to see the cut", func() bool { return ag.status().State != "connected" })
+	testutil.WaitFor(t, 15*time.Second, "agent to see the cut", func() bool { return ag.status().State != "connected" })
 	pub(501, 1500)
 	if d := ag.status().Queue.Depth; d != 1000 {
 		t.Fatalf("queue depth while offline = %d, want 1000", d)
@@ -303,7 +288,7 @@ func TestStoreAndForwardAcrossCutAndKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("2000 published, 2000 delivered in order, %d duplicates, 0 lost", dups)
-	waitFor(t, 10*time.Second, "queue to drain", func() bool { return ag.status().Queue.Depth == 0 })
+	testutil.WaitFor(t, 10*time.Second, "queue to drain", func() bool { return ag.status().Queue.Depth == 0 })
 	if code := ag.terminate(); code != 0 {
 		t.Fatalf("SIGTERM exit code %d, want 0", code)
 	}
@@ -314,7 +299,7 @@ func TestSubPrintsBrokerMessages(t *testing.T) {
 	b := mosquitto.Start(t)
 	ag := newAgent(t, b.WSURL())
 	ag.start()
-	waitFor(t, 10*time.Second, "connected", func() bool { return ag.status().State == "connected" })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ag.status().State == "connected" })
 
 	cmd := exec.Command(agentBin, "sub", "-t", "down/#", "-v", "-C", "2")
 	cmd.Env = append(os.Environ(), "EDGE_AGENT_SOCKET="+ag.sock)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 func TestBudgetAcquireGrowRelease(t *testing.T) {
@@ -42,7 +44,7 @@ func TestBudgetAcquireGrowRelease(t *testing.T) {
 		}
 		got <- err
 	}()
-	waitFor(t, 5*time.Second, "a waiter", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 })
+	testutil.WaitFor(t, 5*time.Second, "a waiter", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 })
 	r1.release()
 	r1.release() // idempotent
 	if err := <-got; err != nil {
@@ -69,7 +71,7 @@ func TestBudgetWaiterGivesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
 	go func() { _, err := b.acquire(ctx, 100, time.Minute); first <- err }()
-	waitFor(t, 5*time.Second, "the first waiter", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 })
+	testutil.WaitFor(t, 5*time.Second, "the first waiter", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 })
 	second := make(chan error, 1)
 	go func() {
 		r, err := b.acquire(context.Background(), 10, time.Minute)
@@ -78,7 +80,7 @@ func TestBudgetWaiterGivesUp(t *testing.T) {
 		}
 		second <- err
 	}()
-	waitFor(t, 5*time.Second, "the second waiter", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 2 })
+	testutil.WaitFor(t, 5*time.Second, "the second waiter", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 2 })
 	cancel()
 	if err := <-first; !errors.Is(err, errBudgetExhausted) {
 		t.Fatalf("cancelled waiter: %v", err)

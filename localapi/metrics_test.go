@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // fleetBackend reports a status with every labelled and optional metric filled in.
@@ -194,12 +196,12 @@ func TestMetricsConnectionLimit(t *testing.T) {
 	if n, err := extra.Read(make([]byte, 1)); err == nil {
 		t.Fatalf("connection over the limit answered (%d bytes)", n)
 	}
-	waitFor(t, 5*time.Second, "refused counted", func() bool { return srv.metricsRefused.Load() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "refused counted", func() bool { return srv.metricsRefused.Load() == 1 })
 	// A slot is freed when a held connection goes; the next scrape is served.
 	held[0].Close()
 	held = held[1:]
 	var resp *http.Response
-	waitFor(t, 5*time.Second, "scrape after a slot freed", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "scrape after a slot freed", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			return false

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,24 +14,13 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/queue"
 	"github.com/edge-agent/edge-agent/topic"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // memBackend is a Backend that keeps messages in memory: enough to test the HTTP layer alone.
@@ -71,12 +58,7 @@ func (b *memBackend) Identity(context.Context) (Identity, error) {
 // startServer serves a Server in front of b on a real Unix socket and returns it with a Client.
 func startServer(t *testing.T, b Backend, access []config.Access, prep func(*Server)) *Client {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "ea")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "api.sock")
+	sock := testutil.SocketPath(t, "api.sock")
 	s, err := New(b, Options{Socket: sock, Access: access, Limits: Limits{
 		MaxPayload: 1 << 10, MaxTopicBytes: 256, MaxBatchBytes: 4 << 20, MaxBatchLines: 20000, MaxFilters: 4,
 		BodyBudget: 64 << 20, MaxConnections: 8, ReadTimeout: 10 * time.Second, IdleTimeout: time.Minute}})

@@ -9,16 +9,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // socketPathOfLen returns a path of exactly n bytes in a fresh directory under the temp dir.
 func socketPathOfLen(t *testing.T, n int) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "ea")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.SocketDir(t)
 	pad := n - len(dir) - len("/") - len(".sock")
 	if pad < 1 {
 		t.Skipf("temp dir %s too long for a %d-byte socket path", dir, n)

@@ -112,15 +112,20 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// EncodePayload returns p as the API writes a payload: as text (payload) when it is UTF-8, else in
+// base64 (payload_base64); the other result is nil. The CLI's pub -l writes its batch lines with it.
+func EncodePayload(p []byte) (text, b64 *string) {
+	if utf8.Valid(p) {
+		s := string(p)
+		return &s, nil
+	}
+	s := base64.StdEncoding.EncodeToString(p)
+	return nil, &s
+}
+
 // toMessage is a message as the API shows it: the payload as text when it is UTF-8, else base64.
 func toMessage(topic string, payload []byte, qos byte, retain bool) Message {
 	l := Message{Topic: topic, QoS: qos, Retain: retain}
-	if utf8.Valid(payload) {
-		s := string(payload)
-		l.Payload = &s
-	} else {
-		s := base64.StdEncoding.EncodeToString(payload)
-		l.PayloadBase64 = &s
-	}
+	l.Payload, l.PayloadBase64 = EncodePayload(payload)
 	return l
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 func deadSeqs(t testing.TB, q *Queue) []uint64 {
@@ -39,7 +41,7 @@ func TestDeadLetterMovesRecord(t *testing.T) {
 	entered, release := holdCommits(t, q)
 	errc := make(chan error, 1)
 	go func() { errc <- q.WaitAcked(ctxT(t), seqs[1]) }()
-	waitFor(t, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[1]]) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[1]]) == 1 })
 	q.DeadLetter(seqs[1], "PUBACK 0x87 not authorized")
 	<-entered
 	msgs, err := q.Next(ctxT(t), 0, 10)

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 func TestNextSkipsAndRemovesExpired(t *testing.T) {
@@ -26,7 +28,7 @@ func TestNextSkipsAndRemovesExpired(t *testing.T) {
 	)
 	errc := make(chan error, 1)
 	go func() { errc <- q.WaitAcked(ctxT(t), seqs[1]) }()
-	waitFor(t, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[1]]) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[1]]) == 1 })
 
 	msgs, err := q.Next(ctxT(t), 0, 10)
 	if err != nil {
@@ -85,7 +87,7 @@ func TestCommitExpiresHead(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- q.WaitAcked(ctxT(t), seqs[1]) }()
-	waitFor(t, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[1]]) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[1]]) == 1 })
 
 	fresh := mustAppend(t, q, m, m, m) // fits only because the expired head goes first
 	if err := <-errc; !errors.Is(err, ErrExpired) {
@@ -135,7 +137,7 @@ func TestExpireAfterNext(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- q.WaitAcked(ctxT(t), seqs[0]) }()
-	waitFor(t, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[0]]) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[0]]) == 1 })
 	q.Expire(seqs[0])
 	q.Ack(seqs[0], seqs[1])
 	if err := <-errc; !errors.Is(err, ErrExpired) {

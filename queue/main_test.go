@@ -79,18 +79,6 @@ func storedSeqs(t testing.TB, q *Queue) []uint64 {
 	return seqs
 }
 
-// waitFor polls cond (a test helper, not production code) with a bound.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func pendingLen(q *Queue) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -385,8 +385,42 @@ const initialMmapSize = 64<<20 + (strconv.IntSize/64)*(192<<20)
 // the in-memory counters by scanning the records. deep also runs bbolt's
 // consistency check and decodes every record (OpenOrRecover).
 func (q *Queue) load(deep bool) error {
-	create := false
-	err := q.db.View(func(tx *bolt.Tx) error {
+	create, err := q.checkFormat()
+	if err != nil {
+		return err
+	}
+	if create {
+		if err := q.initialise(); err != nil {
+			return err
+		}
+	}
+	bad, err := q.count(deep)
+	if err != nil {
+		return err
+	}
+	if deep {
+		// bad >= 2 and more than half: one bad record is a damaged value that
+		// Next discards (Stats.Corrupt); a majority means the file is garbage.
+		if bad >= 2 && bad*2 > q.depth {
+			return fmt.Errorf("queue: %s: %w: %d of %d records cannot be decoded", q.path, ErrCorrupt, bad, q.depth)
+		}
+		if err := q.check(); err != nil {
+			return err
+		}
+	}
+	if q.deadN > q.opts.MaxDeadLetters {
+		// MaxDeadLetters was lowered since the file was written.
+		return q.trimDeadLettersAtOpen()
+	}
+	return nil
+}
+
+// checkFormat reads the meta bucket: it reports create when the file is new
+// (or of an earlier build without the dead-letter bucket), and an error, with
+// the file untouched, when it is not a queue file, is damaged or is of
+// another format version.
+func (q *Queue) checkFormat() (create bool, err error) {
+	err = q.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(metaBucket)
 		if meta == nil {
 			if tx.Bucket(dataBucket) != nil || tx.Bucket(deadBucket) != nil {
@@ -419,34 +453,40 @@ func (q *Queue) load(deep bool) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if create {
-		err := q.db.Update(func(tx *bolt.Tx) error {
-			meta, err := tx.CreateBucketIfNotExists(metaBucket)
-			if err != nil {
-				return err
-			}
-			if meta.Get(keyFormatVersion) == nil {
-				if err := meta.Put(keyFormatVersion, be64(FormatVersion)); err != nil {
-					return err
-				}
-				if err := meta.Put(keyDropped, be64(0)); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.CreateBucketIfNotExists(dataBucket); err != nil {
-				return err
-			}
-			_, err = tx.CreateBucketIfNotExists(deadBucket)
-			return err
-		})
+	return create, err
+}
+
+// initialise creates what checkFormat found missing: the buckets and, in a
+// new file, the format version and the drop counter.
+func (q *Queue) initialise() error {
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(metaBucket)
 		if err != nil {
-			return fmt.Errorf("queue: initialise %s: %w", q.path, err)
+			return err
 		}
+		if meta.Get(keyFormatVersion) == nil {
+			if err := meta.Put(keyFormatVersion, be64(FormatVersion)); err != nil {
+				return err
+			}
+			if err := meta.Put(keyDropped, be64(0)); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.CreateBucketIfNotExists(dataBucket); err != nil {
+			return err
+		}
+		_, err = tx.CreateBucketIfNotExists(deadBucket)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("queue: initialise %s: %w", q.path, err)
 	}
-	bad := 0
+	return nil
+}
+
+// count rebuilds the in-memory counters from the meta bucket and the records;
+// with deep it also counts the records that cannot be decoded (bad).
+func (q *Queue) count(deep bool) (bad int, err error) {
 	err = q.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(metaBucket)
 		q.dropped = metaCounter(meta, keyDropped)
@@ -474,33 +514,23 @@ func (q *Queue) load(deep bool) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if deep {
-		// bad >= 2 and more than half: one bad record is a damaged value that
-		// Next discards (Stats.Corrupt); a majority means the file is garbage.
-		if bad >= 2 && bad*2 > q.depth {
-			return fmt.Errorf("queue: %s: %w: %d of %d records cannot be decoded", q.path, ErrCorrupt, bad, q.depth)
-		}
-		if err := q.check(); err != nil {
+	return bad, err
+}
+
+// trimDeadLettersAtOpen drops the oldest dead letters down to
+// MaxDeadLetters, before the committer starts.
+func (q *Queue) trimDeadLettersAtOpen() error {
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		w := &writer{q: q, tx: tx, meta: tx.Bucket(metaBucket), dead: tx.Bucket(deadBucket),
+			res: &commitResult{fileState: q.fileState}}
+		if err := w.trimDeadLetters(); err != nil {
 			return err
 		}
-	}
-	if q.deadN > q.opts.MaxDeadLetters {
-		// MaxDeadLetters was lowered since the file was written.
-		err := q.db.Update(func(tx *bolt.Tx) error { // before the committer starts
-			w := &writer{q: q, tx: tx, meta: tx.Bucket(metaBucket), dead: tx.Bucket(deadBucket),
-				res: &commitResult{fileState: q.fileState}}
-			if err := w.trimDeadLetters(); err != nil {
-				return err
-			}
-			q.fileState = w.res.fileState
-			return w.meta.Put(keyDeadDropped, be64(q.deadDropped))
-		})
-		if err != nil {
-			return fmt.Errorf("queue: trim the dead-letter store of %s to %d records: %w", q.path, q.opts.MaxDeadLetters, err)
-		}
+		q.fileState = w.res.fileState
+		return w.meta.Put(keyDeadDropped, be64(q.deadDropped))
+	})
+	if err != nil {
+		return fmt.Errorf("queue: trim the dead-letter store of %s to %d records: %w", q.path, q.opts.MaxDeadLetters, err)
 	}
 	return nil
 }

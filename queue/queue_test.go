@@ -13,6 +13,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 func TestOrderAcrossManyAppends(t *testing.T) {
@@ -232,7 +234,7 @@ func TestGroupCommitSharesOneTransaction(t *testing.T) {
 		}()
 	}
 	<-entered
-	waitFor(t, "10 pending appends", func() bool { return pendingLen(q) == 10 })
+	testutil.WaitFor(t, 10*time.Second, "10 pending appends", func() bool { return pendingLen(q) == 10 })
 	release()
 	wg.Wait()
 	for i, r := range results {
@@ -380,7 +382,7 @@ func TestMixedBatchAllOrNothing(t *testing.T) {
 		if i == 0 {
 			<-entered
 		}
-		waitFor(t, "the call to be pending", func() bool { return pendingLen(q) == i+1 })
+		testutil.WaitFor(t, 10*time.Second, "the call to be pending", func() bool { return pendingLen(q) == i+1 })
 	}
 	// An invalid call fails on its own, before the commit.
 	if _, err := q.Append(ctxT(t), small, Message{Topic: "x", QoS: 9}); !errors.Is(err, ErrInvalid) {
@@ -421,7 +423,7 @@ func TestAppendCtxCanceledBeforeCommit(t *testing.T) {
 		_, err := q.Append(ctx, msg("t", "x"))
 		done <- err
 	}()
-	waitFor(t, "the append to be pending", func() bool { return pendingLen(q) == 2 })
+	testutil.WaitFor(t, 10*time.Second, "the append to be pending", func() bool { return pendingLen(q) == 2 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Append = %v, want context.Canceled", err)
@@ -533,7 +535,7 @@ func TestWaitAcked(t *testing.T) {
 	// Registered before the ack.
 	errc := make(chan error, 2)
 	go func() { errc <- q.WaitAcked(ctxT(t), seqs[1]) }()
-	waitFor(t, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[1]]) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[1]]) == 1 })
 	q.Ack(seqs[1])
 	if err := <-errc; err != nil {
 		t.Fatalf("WaitAcked(acked) = %v", err)
@@ -551,7 +553,7 @@ func TestWaitAcked(t *testing.T) {
 
 	// Registered before the drop.
 	go func() { errc <- q.WaitAcked(ctxT(t), seqs[0]) }()
-	waitFor(t, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[0]]) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[0]]) == 1 })
 	more := mustAppend(t, q, m, m, m) // drops seqs[0] and seqs[2]
 	if err := <-errc; !errors.Is(err, ErrDropped) {
 		t.Fatalf("WaitAcked(dropped) = %v, want ErrDropped", err)
@@ -582,7 +584,7 @@ func TestWaitAcked(t *testing.T) {
 	}
 	// Close wakes a waiter.
 	go func() { errc <- q.WaitAcked(context.Background(), more[1]) }()
-	waitFor(t, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[more[1]]) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[more[1]]) == 1 })
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -713,7 +715,7 @@ func TestCorruptRecordIsDiscarded(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- q.WaitAcked(ctxT(t), seqs[1]) }()
-	waitFor(t, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[1]]) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the waiter", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.waiters[seqs[1]]) == 1 })
 	msgs, err := q.Next(ctxT(t), 0, 10)
 	if err != nil {
 		t.Fatal(err)

@@ -79,11 +79,7 @@ command -v dpkg-deb >/dev/null || missing+=(dpkg)
 command -v systemd-analyze >/dev/null && command -v systemctl >/dev/null || missing+=(systemd)
 command -v useradd >/dev/null || missing+=(passwd)
 if [ ${#missing[@]} -gt 0 ]; then
-	[ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null ||
-		die "missing ${missing[*]}: as root, run apt-get update && apt-get install -y ${missing[*]}; then run this script again."
-	say "installing ${missing[*]} with apt-get"
-	DEBIAN_FRONTEND=noninteractive apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+	apt_install "${missing[*]}" "${missing[@]}"
 	command -v dpkg-deb >/dev/null && command -v systemd-analyze >/dev/null && command -v useradd >/dev/null ||
 		die "dpkg-deb, systemd-analyze or useradd still missing after apt-get install ${missing[*]}"
 fi

@@ -12,6 +12,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/edge-agent/edge-agent/awsregion"
 )
 
 // Service is the SigV4 service name of the AWS IoT Core data plane (device
@@ -71,7 +73,7 @@ func PresignIoT(rawURL, region string, creds Credentials, now time.Time) (string
 	if region == "" {
 		return "", fmt.Errorf("%w: region is empty: set broker.region (e.g. eu-west-1) or use an *.iot.<region>.amazonaws.com endpoint", ErrInvalidInput)
 	}
-	if !validRegion(region) {
+	if !awsregion.Valid(region) {
 		return "", fmt.Errorf("%w: region %q is not an AWS region name like eu-west-1", ErrInvalidInput, region)
 	}
 	if creds.AccessKeyID == "" || creds.SecretAccessKey == "" {

@@ -30,6 +30,9 @@ func setupRun(fs *flag.FlagSet) func(context.Context, *cli) int {
 		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		agent.Version = version
+		if commit != "unknown" {
+			agent.Commit = commit
+		}
 		a, err := agent.New(cfg, log) // registers the secrets it reads with the logger's redact.Set
 		secrets := redact.SetOf(log.Handler())
 		if err != nil {

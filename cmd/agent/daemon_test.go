@@ -8,12 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 func writeConfig(t *testing.T, content string) string {
@@ -174,7 +174,7 @@ func TestWatchdogOnlyWhileHealthy(t *testing.T) {
 	name := filepath.Join(t.TempDir(), "notify.sock")
 	l := listenNotify(t, name)
 	getenv := env(map[string]string{"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "20000"}) // check every 10ms
-	var logs syncBuffer
+	var logs testutil.Buffer
 	log, _ := newLogger(config.Log{Level: "info", Format: "text"}, &logs)
 	unhealthy := new(atomic.Bool)
 	unhealthy.Store(true)
@@ -203,19 +203,6 @@ func TestWatchdogOnlyWhileHealthy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestServeWithoutSystemd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())

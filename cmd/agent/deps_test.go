@@ -2,14 +2,16 @@ package main
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
 
 // The import graph goes one way (SPEC.md: cmd/agent → {agent, localapi}, agent → {localapi, queue,
 // transport, …}, localapi → queue but never transport, transport →
-// nothing of ours but topic rules, awsiot → sigv4), the leaf packages topic and redact import
-// nothing of ours (and only the standard library), and test fixtures never reach the binary.
+// nothing of ours but topic rules, awsiot → sigv4), the leaf packages topic, redact and awsregion import
+// nothing of ours (and only the standard library), test fixtures never reach the binary, and the
+// shared test helpers (internal/testutil) reach no package at all.
 func TestImportGraph(t *testing.T) {
 	const mod = "github.com/edge-agent/edge-agent/"
 	deps := func(pkg string) map[string]bool {
@@ -30,13 +32,37 @@ func TestImportGraph(t *testing.T) {
 		"transport": {mod + "queue", mod + "agent", mod + "awsiot", mod + "config", "go.etcd.io/bbolt"},
 		"sigv4":     {mod + "queue", mod + "transport", mod + "agent", "github.com/eclipse/paho.golang", "go.etcd.io/bbolt"},
 		"awsiot":    {mod + "queue", mod + "transport", mod + "agent", "github.com/eclipse/paho.golang", "go.etcd.io/bbolt"},
-		"config":    {mod + "queue", mod + "transport", mod + "agent", mod + "awsiot", mod + "redact"},
+		"config":    {mod + "queue", mod + "transport", mod + "agent", mod + "awsiot", mod + "sigv4", mod + "redact"},
 		// The local API speaks HTTP and nothing else: it reaches the broker only through the agent
 		// (localapi.Backend), never the transport or a provider.
 		"localapi": {mod + "agent", mod + "transport", mod + "awsiot", mod + "sigv4", "github.com/eclipse/paho.golang"},
 	}
 	// Leaf packages: only the standard library (a path without a dot in its first element).
 	for _, leaf := range []string{"topic", "redact", "logging"} {
+		for dep := range deps(leaf) {
+			if dep != mod+leaf && strings.Contains(strings.Split(dep, "/")[0], ".") {
+				t.Errorf("leaf package %s depends on %s", leaf, dep)
+			}
+		}
+	}
+	// The shared test helpers are for _test.go files only: no package of the module (a test fixture
+	// such as internal/mosquitto included) builds with them, and they import only the standard
+	// library, so any package's tests may use them.
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, mod+"...").Output()
+	if err != nil {
+		t.Fatalf("go list %s...: %v", mod, err)
+	}
+	pkgs := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(pkgs) < 10 {
+		t.Fatalf("go list %s... listed %d packages", mod, len(pkgs))
+	}
+	for _, l := range pkgs {
+		f := strings.Fields(l)
+		if f[0] != mod+"internal/testutil" && slices.Contains(f[1:], mod+"internal/testutil") {
+			t.Errorf("%s (not a test) depends on internal/testutil", f[0])
+		}
+	}
+	for _, leaf := range []string{"internal/testutil", "internal/mqttwire", "awsregion"} {
 		for dep := range deps(leaf) {
 			if dep != mod+leaf && strings.Contains(strings.Split(dep, "/")[0], ".") {
 				t.Errorf("leaf package %s depends on %s", leaf, dep)

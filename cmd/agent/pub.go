@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,7 +15,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/edge-agent/edge-agent/localapi"
 )
@@ -154,38 +152,18 @@ func (c *cli) pubLines(ctx context.Context, api *localapi.Client, o pubOptions, 
 		wg.Wait()
 	}()
 
-	var (
-		batch    bytes.Buffer
-		enc      = json.NewEncoder(&batch)
-		inBatch  int // lines in batch
-		first    = 1 // line number of the batch's first line
-		taken    int // lines taken from stdin
-		accepted int // messages the agent answered 202 for
-	)
-	enc.SetEscapeHTML(false)
+	b := newPubBatch(ctx, api)
 	timer := time.NewTimer(batchIdle)
 	timer.Stop()
 	defer timer.Stop()
-
+	taken := 0 // lines taken from stdin
+	fail := func(line int, err error) int {
+		return c.errorf("%d of %d messages accepted; stopped at line %d: %v", b.accepted, taken, line, err)
+	}
 	// flush sends the batch; on failure it returns the batch's first line.
 	flush := func() (int, error) {
 		timer.Stop()
-		if inBatch == 0 {
-			return 0, nil
-		}
-		start, n := first, inBatch
-		first += inBatch
-		inBatch = 0
-		got, err := postBatch(ctx, api, batch.Bytes())
-		batch.Reset()
-		accepted += min(got, n)
-		if err == nil && got != n {
-			err = fmt.Errorf("the agent accepted %d of the batch's %d messages", got, n)
-		}
-		return start, err
-	}
-	fail := func(line int, err error) int {
-		return c.errorf("%d of %d messages accepted; stopped at line %d: %v", accepted, taken, line, err)
+		return b.flush()
 	}
 	for {
 		select {
@@ -206,19 +184,10 @@ func (c *cli) pubLines(ctx context.Context, api *localapi.Client, o pubOptions, 
 				return fail(taken+boolInt(!errors.Is(it.err, errLineTooLong)), it.err)
 			}
 			taken++
-			m := localapi.BatchLine{Topic: &o.topic, QoS: &o.qos, Retain: &o.retain} // every field, as a reader expects
-			if utf8.Valid(it.data) {
-				s := string(it.data)
-				m.Payload = &s
-			} else {
-				s := base64.StdEncoding.EncodeToString(it.data)
-				m.PayloadBase64 = &s
-			}
-			if err := enc.Encode(&m); err != nil { // cannot fail for these types
+			if err := b.add(batchLine(o, it.data)); err != nil { // cannot fail for these types
 				return fail(taken, err)
 			}
-			inBatch++
-			if inBatch >= batchLines || batch.Len() >= batchBytes {
+			if b.lines >= batchLines || b.buf.Len() >= batchBytes {
 				if line, err := flush(); err != nil {
 					return fail(line, err)
 				}
@@ -230,9 +199,61 @@ func (c *cli) pubLines(ctx context.Context, api *localapi.Client, o pubOptions, 
 				return fail(line, err)
 			}
 		case <-ctx.Done():
-			return fail(first, ctx.Err())
+			return fail(b.first, ctx.Err())
 		}
 	}
+}
+
+// batchLine is the batch line for one line of stdin: its payload as text when it is UTF-8, else
+// as base64.
+func batchLine(o pubOptions, data []byte) *localapi.BatchLine {
+	m := localapi.BatchLine{Topic: &o.topic, QoS: &o.qos, Retain: &o.retain} // every field, as a reader expects
+	m.Payload, m.PayloadBase64 = localapi.EncodePayload(data)
+	return &m
+}
+
+// pubBatch is the NDJSON batch that pubLines fills from stdin and posts to the agent.
+type pubBatch struct {
+	ctx      context.Context
+	api      *localapi.Client
+	buf      bytes.Buffer
+	enc      *json.Encoder
+	lines    int // lines in buf
+	first    int // line number of the batch's first line
+	accepted int // messages the agent answered 202 for, in all batches sent
+}
+
+func newPubBatch(ctx context.Context, api *localapi.Client) *pubBatch {
+	b := &pubBatch{ctx: ctx, api: api, first: 1}
+	b.enc = json.NewEncoder(&b.buf)
+	b.enc.SetEscapeHTML(false)
+	return b
+}
+
+// add appends one line to the batch.
+func (b *pubBatch) add(m *localapi.BatchLine) error {
+	if err := b.enc.Encode(m); err != nil {
+		return err
+	}
+	b.lines++
+	return nil
+}
+
+// flush sends the batch, if it holds any line; on failure it returns the batch's first line.
+func (b *pubBatch) flush() (int, error) {
+	if b.lines == 0 {
+		return 0, nil
+	}
+	start, n := b.first, b.lines
+	b.first += b.lines
+	b.lines = 0
+	got, err := postBatch(b.ctx, b.api, b.buf.Bytes())
+	b.buf.Reset()
+	b.accepted += min(got, n)
+	if err == nil && got != n {
+		err = fmt.Errorf("the agent accepted %d of the batch's %d messages", got, n)
+	}
+	return start, err
 }
 
 func boolInt(b bool) int {

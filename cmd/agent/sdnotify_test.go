@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/config"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/localapi"
 )
 
@@ -216,7 +217,7 @@ func TestServeReportsStatus(t *testing.T) {
 	l := listenNotify(t, name)
 	r := &statusRunner{st: localapi.Status{Endpoint: "wss://broker.example.com/mqtt?X-Amz-Signature=s3cret"}}
 	r.set("connecting", 0)
-	log, _ := newLogger(config.Log{Level: "info", Format: "text"}, &syncBuffer{})
+	log, _ := newLogger(config.Log{Level: "info", Format: "text"}, &testutil.Buffer{})
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- serve(ctx, r, "/run/x.sock", log, env(map[string]string{"NOTIFY_SOCKET": name})) }()

@@ -11,6 +11,8 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
+
+	"github.com/edge-agent/edge-agent/internal/wsstream"
 )
 
 // Options describe one run.
@@ -51,7 +53,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("barepub: websocket dial %s: %w", o.URL, err)
 	}
-	conn := &wsConn{ws: ws}
+	conn := &wsConn{ws: ws, rd: wsstream.Reader{WS: ws}}
 	cli := paho.NewClient(paho.ClientConfig{ClientID: o.ClientID, Conn: conn})
 	ca, err := cli.Connect(dctx, &paho.Connect{ClientID: o.ClientID, KeepAlive: 60, CleanStart: true})
 	if err != nil {

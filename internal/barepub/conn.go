@@ -2,12 +2,13 @@ package barepub
 
 import (
 	"bytes"
-	"io"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/edge-agent/edge-agent/internal/wsstream"
 )
 
 // wsConn is the usual WebSocket-as-net.Conn adapter of paho users (as in autopaho): reads run across
@@ -15,7 +16,7 @@ import (
 // written under it go out as one binary message.
 type wsConn struct {
 	ws  *websocket.Conn
-	r   io.Reader
+	rd  wsstream.Reader
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
@@ -33,26 +34,7 @@ func (c *wsConn) Unlock() {
 // Write is only called by paho between Lock and Unlock.
 func (c *wsConn) Write(p []byte) (int, error) { return c.buf.Write(p) }
 
-func (c *wsConn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			_, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if err == io.EOF {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
+func (c *wsConn) Read(p []byte) (int, error) { return c.rd.Read(p) }
 
 func (c *wsConn) Close() error         { return c.ws.Close() }
 func (c *wsConn) LocalAddr() net.Addr  { return c.ws.LocalAddr() }

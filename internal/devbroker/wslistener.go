@@ -3,8 +3,6 @@ package devbroker
 import (
 	"context"
 	"crypto/tls"
-	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +11,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/edge-agent/edge-agent/internal/wsstream"
 )
 
 // wsListener is a mochi listener for MQTT over WebSocket on path /mqtt. Unlike mochi's own, it binds
@@ -73,7 +73,7 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 		if err != nil {
 			return
 		}
-		c := &serverConn{Conn: ws.NetConn(), ws: ws}
+		c := &serverConn{Conn: ws.NetConn(), ws: ws, rd: wsstream.Reader{WS: ws}}
 		defer c.Close()
 		_ = establish(l.id, c)
 	})
@@ -114,32 +114,10 @@ type serverConn struct {
 	net.Conn // the raw connection, for deadlines, addresses and Close
 	ws       *websocket.Conn
 	wmu      sync.Mutex
-	r        io.Reader
+	rd       wsstream.Reader
 }
 
-func (c *serverConn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			typ, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if typ != websocket.BinaryMessage {
-				return 0, errors.New("non-binary websocket message")
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if err == io.EOF {
-			c.r = nil
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		return n, err
-	}
-}
+func (c *serverConn) Read(p []byte) (int, error) { return c.rd.Read(p) }
 
 func (c *serverConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()

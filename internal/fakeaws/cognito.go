@@ -35,7 +35,8 @@ type Cognito struct {
 	login       requiredLogin
 	logins      []LoginsCall
 	unavailable bool
-	failures    int // answers given while unavailable (alternates 503 and 500)
+	echoing     bool // refuse every call, echoing its body (SetEchoingErrors)
+	failures    int  // answers given while unavailable (alternates 503 and 500)
 	offset      time.Duration
 	lifetime    time.Duration
 	onIssue     []func(akid, secret, token string, expires time.Time)
@@ -99,6 +100,15 @@ func (c *Cognito) Region() string { return c.region }
 func (c *Cognito) SetUnavailable(v bool) {
 	c.mu.Lock()
 	c.unavailable = v
+	c.mu.Unlock()
+}
+
+// SetEchoingErrors makes every request fail with NotAuthorizedException (HTTP 400) whose message
+// quotes the request body, and with it any login token, as a careless server might; until called
+// with false. Tests use it to check that such a secret is scrubbed from logs and status.
+func (c *Cognito) SetEchoingErrors(v bool) {
+	c.mu.Lock()
+	c.echoing = v
 	c.mu.Unlock()
 }
 
@@ -273,7 +283,7 @@ func (c *Cognito) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Authorization") != "" {
 		c.signedCalls++
 	}
-	unavailable := c.unavailable
+	unavailable, echoing := c.unavailable, c.echoing
 	if unavailable {
 		c.failures++
 	}
@@ -297,6 +307,10 @@ func (c *Cognito) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
 		cognitoError(w, http.StatusBadRequest, "SerializationException", err.Error())
+		return
+	}
+	if echoing {
+		cognitoError(w, http.StatusBadRequest, "NotAuthorizedException", "Invalid login token in request "+string(body))
 		return
 	}
 	switch op {

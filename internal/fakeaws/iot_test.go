@@ -18,6 +18,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/gorilla/websocket"
 
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/sigv4"
 )
 
@@ -129,21 +130,6 @@ func lastAttempt(t *testing.T, f *IoT) Attempt {
 	return as[len(as)-1]
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
-}
-
 func TestIoTAcceptsPresignedURLAndRelays(t *testing.T) {
 	echo := newEchoServer(t)
 	f := NewIoT(t, IoTOptions{Upstream: echo.ln.Addr().String()})
@@ -200,7 +186,7 @@ func TestIoTAcceptsPresignedURLAndRelays(t *testing.T) {
 	if _, _, err := ws.ReadMessage(); err == nil {
 		t.Fatal("read after CloseAll succeeded")
 	}
-	waitFor(t, "the connection to be forgotten", func() bool { return f.Conns() == 0 })
+	testutil.WaitFor(t, 10*time.Second, "the connection to be forgotten", func() bool { return f.Conns() == 0 })
 
 	// The fake keeps serving: a fresh signature connects again.
 	u = presign(t, f.URL(), f.Region(), sigv4.Credentials{AccessKeyID: testAKID, SecretAccessKey: testSecret, SessionToken: testToken}, time.Now())
@@ -376,7 +362,7 @@ func TestIoTCloseAfterConnect(t *testing.T) {
 	if n := echo.accepted.Load(); n != 0 {
 		t.Fatalf("upstream dialled %d times in CloseAfterConnect mode", n)
 	}
-	waitFor(t, "the connection to be forgotten", func() bool { return f.Conns() == 0 })
+	testutil.WaitFor(t, 10*time.Second, "the connection to be forgotten", func() bool { return f.Conns() == 0 })
 
 	// Switched off, the next connection relays.
 	f.CloseAfterConnect(false)
@@ -407,7 +393,7 @@ func TestIoTCloseWithOpenConnections(t *testing.T) {
 		}
 		conns = append(conns, ws)
 	}
-	waitFor(t, "3 upstream connections", func() bool { return echo.accepted.Load() == 3 })
+	testutil.WaitFor(t, 10*time.Second, "3 upstream connections", func() bool { return echo.accepted.Load() == 3 })
 	f.Close()
 	if f.Conns() != 0 {
 		t.Fatalf("%d connections after Close", f.Conns())

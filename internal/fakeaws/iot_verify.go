@@ -114,7 +114,49 @@ func verifyPresigned(r *http.Request, now time.Time, region string, maxSkew time
 		return &refusal{ReasonWrongRegion, "Credential should be scoped to a valid region, not '" + parts[2] + "'. "}
 	}
 
-	// Time.
+	if ref := checkTime(params, signedAt, now, maxSkew); ref != nil {
+		return ref
+	}
+
+	// Credentials.
+	c, ok := creds.Lookup(info.accessKeyID)
+	if !ok {
+		return &refusal{ReasonUnknownCredentials, "The security token included in the request is invalid."}
+	}
+	if !c.Expires.IsZero() && !now.Before(c.Expires) {
+		return &refusal{ReasonExpiredCredentials, "The security token included in the request is expired"}
+	}
+	switch {
+	case c.SessionToken != "" && !hasToken:
+		return &refusal{ReasonMissingToken, "The security token included in the request is invalid."}
+	case hasToken && token != c.SessionToken:
+		return &refusal{ReasonBadToken, "The security token included in the request is invalid."}
+	}
+
+	names, ref := signedHeaderNames(params["X-Amz-SignedHeaders"])
+	if ref != nil {
+		return ref
+	}
+
+	// Signature: first the AWS IoT way (token outside the canonical
+	// request), then, only to tell the failures apart, with the token inside.
+	key := signingKey(c.SecretAccessKey, parts[1], parts[2], parts[3])
+	want := params["X-Amz-Signature"]
+	sig := signature(key, r, params, names, signedAt, cred[len(parts[0])+1:], false)
+	if hmac.Equal([]byte(sig), []byte(want)) {
+		return nil
+	}
+	if hasToken && hmac.Equal([]byte(signature(key, r, params, names, signedAt, cred[len(parts[0])+1:], true)), []byte(want)) {
+		return &refusal{ReasonTokenSigned, "The request signature we calculated does not match the signature you provided. " +
+			"(X-Amz-Security-Token must not be part of the canonical request for AWS IoT: append it after signing.)"}
+	}
+	return &refusal{ReasonBadSignature, "The request signature we calculated does not match the signature you provided. " +
+		"Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
+}
+
+// checkTime refuses a request signed more than maxSkew away from now, or whose X-Amz-Expires has
+// passed.
+func checkTime(params map[string]string, signedAt, now time.Time, maxSkew time.Duration) *refusal {
 	mins := int(maxSkew / time.Minute)
 	switch d := now.Sub(signedAt); {
 	case d > maxSkew:
@@ -133,52 +175,26 @@ func verifyPresigned(r *http.Request, now time.Time, region string, maxSkew time
 			return &refusal{ReasonURLExpired, "Request has expired"}
 		}
 	}
+	return nil
+}
 
-	// Credentials.
-	c, ok := creds.Lookup(info.accessKeyID)
-	if !ok {
-		return &refusal{ReasonUnknownCredentials, "The security token included in the request is invalid."}
-	}
-	if !c.Expires.IsZero() && !now.Before(c.Expires) {
-		return &refusal{ReasonExpiredCredentials, "The security token included in the request is expired"}
-	}
-	switch {
-	case c.SessionToken != "" && !hasToken:
-		return &refusal{ReasonMissingToken, "The security token included in the request is invalid."}
-	case hasToken && token != c.SessionToken:
-		return &refusal{ReasonBadToken, "The security token included in the request is invalid."}
-	}
-
-	// Signed headers.
-	signedHeaders := params["X-Amz-SignedHeaders"]
+// signedHeaderNames splits X-Amz-SignedHeaders, which must be lower-case, sorted, unique and name
+// host.
+func signedHeaderNames(signedHeaders string) ([]string, *refusal) {
 	names := strings.Split(signedHeaders, ";")
 	hasHost := false
 	for i, n := range names {
 		if n == "" || n != strings.ToLower(n) || (i > 0 && names[i-1] >= n) {
-			return &refusal{ReasonSignedHeaders, "X-Amz-SignedHeaders must be lower-case, sorted and unique: '" + signedHeaders + "'"}
+			return nil, &refusal{ReasonSignedHeaders, "X-Amz-SignedHeaders must be lower-case, sorted and unique: '" + signedHeaders + "'"}
 		}
 		if n == "host" {
 			hasHost = true
 		}
 	}
 	if !hasHost {
-		return &refusal{ReasonSignedHeaders, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."}
+		return nil, &refusal{ReasonSignedHeaders, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."}
 	}
-
-	// Signature: first the AWS IoT way (token outside the canonical
-	// request), then, only to tell the failures apart, with the token inside.
-	key := signingKey(c.SecretAccessKey, parts[1], parts[2], parts[3])
-	want := params["X-Amz-Signature"]
-	sig := signature(key, r, params, names, signedAt, cred[len(parts[0])+1:], false)
-	if hmac.Equal([]byte(sig), []byte(want)) {
-		return nil
-	}
-	if hasToken && hmac.Equal([]byte(signature(key, r, params, names, signedAt, cred[len(parts[0])+1:], true)), []byte(want)) {
-		return &refusal{ReasonTokenSigned, "The request signature we calculated does not match the signature you provided. " +
-			"(X-Amz-Security-Token must not be part of the canonical request for AWS IoT: append it after signing.)"}
-	}
-	return &refusal{ReasonBadSignature, "The request signature we calculated does not match the signature you provided. " +
-		"Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
+	return names, nil
 }
 
 // parseQueryStrict decodes a raw query into single values, refusing

@@ -13,6 +13,10 @@ import (
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/gorilla/websocket"
+
+	"github.com/edge-agent/edge-agent/internal/mqttwire"
+	"github.com/edge-agent/edge-agent/internal/wsstream"
+	"github.com/edge-agent/edge-agent/topic"
 )
 
 // Ways to hang up (Options.HangUpWith).
@@ -288,7 +292,7 @@ func (c *conn) serve() {
 		c.kill()
 		c.wg.Wait()
 	}()
-	rd := &wsReader{ws: c.ws}
+	rd := &wsstream.Reader{WS: c.ws}
 	cp, err := packets.ReadPacket(rd)
 	if err != nil {
 		return
@@ -415,14 +419,15 @@ func (c *conn) onSubscribe(p *packets.Subscribe) {
 	}
 }
 
-// matches reports whether the connection has a subscription for topic, and the highest QoS granted.
-func (c *conn) matches(topic string) (byte, bool) {
+// matches reports whether the connection has a subscription matching the topic name, and the highest
+// QoS granted. The topic rules are the agent's own (package topic): an invalid filter matches nothing.
+func (c *conn) matches(name string) (byte, bool) {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	var q byte
 	found := false
 	for f, g := range c.subs {
-		if Match(f, topic) {
+		if topic.Match(f, name) {
 			q, found = max(q, g), true
 		}
 	}
@@ -490,10 +495,8 @@ func (c *conn) streamPublish(topic string, size int, qos byte) error {
 		rem += 2
 	}
 	hdr.WriteByte(packets.PUBLISH<<4 | qos<<1 | 1) // retained
-	hdr.Write(encodeVBI(rem))
-	hdr.WriteByte(byte(len(topic) >> 8))
-	hdr.WriteByte(byte(len(topic)))
-	hdr.WriteString(topic)
+	hdr.Write(mqttwire.VarInt(rem))
+	hdr.Write(mqttwire.String(topic))
 	if qos > 0 {
 		id := c.nextPacketID()
 		hdr.WriteByte(byte(id >> 8))
@@ -531,7 +534,7 @@ func (c *conn) sendHugeHeader() {
 		return
 	}
 	c.wmu.Lock()
-	err := c.writeLocked(append([]byte{c.b.opts.HugeHeaderType << 4}, encodeVBI(HugeRemainingLength)...))
+	err := c.writeLocked(append([]byte{c.b.opts.HugeHeaderType << 4}, mqttwire.VarInt(HugeRemainingLength)...))
 	c.mute = true
 	c.wmu.Unlock()
 	if err != nil || c.b.opts.HugeHeaderTrickle <= 0 {
@@ -596,66 +599,4 @@ func (b *Broker) recordAck(a Ack) {
 	b.mu.Lock()
 	b.acks = append(b.acks, a)
 	b.mu.Unlock()
-}
-
-func encodeVBI(n int) []byte {
-	var out []byte
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		out = append(out, d)
-		if n == 0 {
-			return out
-		}
-	}
-}
-
-// Match reports whether an MQTT topic filter matches a topic name [MQTT-4.7].
-func Match(filter, topic string) bool {
-	if strings.HasPrefix(topic, "$") && !strings.HasPrefix(filter, "$") {
-		return false // [MQTT-4.7.2-1]
-	}
-	fs, ts := strings.Split(filter, "/"), strings.Split(topic, "/")
-	for i, f := range fs {
-		if f == "#" {
-			return true
-		}
-		if i >= len(ts) || (f != "+" && f != ts[i]) {
-			return false
-		}
-	}
-	return len(fs) == len(ts)
-}
-
-// wsReader reads the byte stream across binary WebSocket messages.
-type wsReader struct {
-	ws *websocket.Conn
-	r  io.Reader
-}
-
-func (r *wsReader) Read(p []byte) (int, error) {
-	for {
-		if r.r == nil {
-			typ, rd, err := r.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if typ != websocket.BinaryMessage {
-				return 0, errors.New("hostilebroker: non-binary WebSocket message")
-			}
-			r.r = rd
-		}
-		n, err := r.r.Read(p)
-		if err == io.EOF {
-			r.r = nil
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		return n, err
-	}
 }

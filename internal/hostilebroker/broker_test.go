@@ -11,6 +11,9 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/edge-agent/edge-agent/internal/testutil"
+	"github.com/edge-agent/edge-agent/internal/wsstream"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -34,7 +37,7 @@ func start(t *testing.T, opts Options) *Broker {
 type client struct {
 	t  *testing.T
 	ws *websocket.Conn
-	rd *wsReader
+	rd *wsstream.Reader
 }
 
 func dial(t *testing.T, b *Broker, maxPacket uint32) *client {
@@ -45,7 +48,7 @@ func dial(t *testing.T, b *Broker, maxPacket uint32) *client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ws.Close() })
-	c := &client{t: t, ws: ws, rd: &wsReader{ws: ws}}
+	c := &client{t: t, ws: ws, rd: &wsstream.Reader{WS: ws}}
 	cp := &packets.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "t", CleanStart: true, Properties: &packets.Properties{}}
 	if maxPacket > 0 {
 		cp.Properties.MaximumPacketSize = &maxPacket
@@ -123,7 +126,7 @@ func TestPlainBrokerRecordsAndRoutes(t *testing.T) {
 	if got := b.Received(); len(got) != 1 || got[0].Topic != "a/b" || got[0].QoS != 1 {
 		t.Fatalf("received %+v", got)
 	}
-	waitFor(t, "the PUBACK to be recorded", func() bool { return len(b.Acks()) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the PUBACK to be recorded", func() bool { return len(b.Acks()) == 1 })
 	if a := b.Acks()[0]; a.ReasonCode != 0x10 || a.Type != packets.PUBACK {
 		t.Fatalf("ack %+v", a)
 	}
@@ -198,30 +201,5 @@ func TestRetainedStreamed(t *testing.T) {
 	p := c.read().Content.(*packets.Publish)
 	if p.Topic != "big/retained" || !p.Retain || p.QoS != 1 || len(p.Payload) != size || p.Payload[size-1] != 'x' {
 		t.Fatalf("got topic %q retain %v qos %d, %d bytes", p.Topic, p.Retain, p.QoS, len(p.Payload))
-	}
-}
-
-func TestMatch(t *testing.T) {
-	for _, tc := range []struct {
-		f, t string
-		want bool
-	}{
-		{"a/b", "a/b", true}, {"a/+", "a/b", true}, {"a/+", "a/b/c", false}, {"a/#", "a", true},
-		{"a/#", "a/b/c", true}, {"#", "$SYS/x", false}, {"+/b", "a/b", true}, {"a/b", "a/c", false},
-	} {
-		if got := Match(tc.f, tc.t); got != tc.want {
-			t.Errorf("Match(%q, %q) = %v", tc.f, tc.t, got)
-		}
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

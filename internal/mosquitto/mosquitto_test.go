@@ -17,28 +17,11 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/edge-agent/edge-agent/internal/mqttwire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// mqttString encodes an MQTT UTF-8 string / binary data field.
-func mqttString(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-
-func packet(typ byte, body []byte) []byte {
-	var rl []byte // variable byte integer [MQTT-1.5.5]
-	for n := len(body); ; {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		rl = append(rl, b)
-		if n == 0 {
-			break
-		}
-	}
-	return append(append([]byte{typ}, rl...), body...)
-}
 
 // wsPublish connects with MQTT 5 over WebSocket, publishes one QoS 0 message and
 // disconnects cleanly. Hand-written packets keep this package free of MQTT clients.
@@ -54,9 +37,9 @@ func wsPublish(t *testing.T, url string, tlsCfg *tls.Config, topic string, paylo
 		return fmt.Errorf("subprotocol %q, want mqtt", resp.Header.Get("Sec-WebSocket-Protocol"))
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	connect := append(mqttString("MQTT"), 5, 0x02, 0, 30, 0) // v5, clean start, keepalive 30s, no properties
-	connect = append(connect, mqttString("ws-test-"+randomHex(4))...)
-	if err := conn.WriteMessage(websocket.BinaryMessage, packet(0x10, connect)); err != nil {
+	connect := append(mqttwire.String("MQTT"), 5, 0x02, 0, 30, 0) // v5, clean start, keepalive 30s, no properties
+	connect = append(connect, mqttwire.String("ws-test-"+randomHex(4))...)
+	if err := conn.WriteMessage(websocket.BinaryMessage, mqttwire.Packet(0x10, connect)); err != nil {
 		return err
 	}
 	_, connack, err := conn.ReadMessage()
@@ -66,9 +49,9 @@ func wsPublish(t *testing.T, url string, tlsCfg *tls.Config, topic string, paylo
 	if len(connack) < 4 || connack[0] != 0x20 || connack[3] != 0 {
 		return fmt.Errorf("bad CONNACK % x", connack)
 	}
-	pub := append(mqttString(topic), 0) // no properties
+	pub := append(mqttwire.String(topic), 0) // no properties
 	pub = append(pub, payload...)
-	if err := conn.WriteMessage(websocket.BinaryMessage, packet(0x30, pub)); err != nil {
+	if err := conn.WriteMessage(websocket.BinaryMessage, mqttwire.Packet(0x30, pub)); err != nil {
 		return err
 	}
 	return conn.WriteMessage(websocket.BinaryMessage, []byte{0xe0, 0x01, 0x00}) // DISCONNECT, normal

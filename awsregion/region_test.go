@@ -1,11 +1,11 @@
-package sigv4
+package awsregion
 
 import (
 	"strings"
 	"testing"
 )
 
-func TestRegionFromHost(t *testing.T) {
+func TestFromHost(t *testing.T) {
 	tests := []struct {
 		host, want string
 		ok         bool
@@ -35,14 +35,14 @@ func TestRegionFromHost(t *testing.T) {
 		{".amazonaws.com", "", false},
 	}
 	for _, tc := range tests {
-		got, ok := RegionFromHost(tc.host)
+		got, ok := FromHost(tc.host)
 		if got != tc.want || ok != tc.ok {
-			t.Errorf("RegionFromHost(%q) = %q, %t; want %q, %t", tc.host, got, ok, tc.want, tc.ok)
+			t.Errorf("FromHost(%q) = %q, %t; want %q, %t", tc.host, got, ok, tc.want, tc.ok)
 		}
 	}
 }
 
-func FuzzRegionFromHost(f *testing.F) {
+func FuzzFromHost(f *testing.F) {
 	for _, s := range []string{
 		"a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com", "x.iot.cn-north-1.amazonaws.com.cn",
 		"x.iot.us-gov-west-1.amazonaws.com:443", "iot.eu-west-1.amazonaws.com", "[::1]:443", "",
@@ -51,22 +51,39 @@ func FuzzRegionFromHost(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, host string) {
-		region, ok := RegionFromHost(host)
+		region, ok := FromHost(host)
 		if !ok {
 			if region != "" {
-				t.Fatalf("RegionFromHost(%q) = %q with ok=false", host, region)
+				t.Fatalf("FromHost(%q) = %q with ok=false", host, region)
 			}
 			return
 		}
-		if !validRegion(region) {
-			t.Fatalf("RegionFromHost(%q) = invalid region %q", host, region)
+		if !Valid(region) {
+			t.Fatalf("FromHost(%q) = invalid region %q", host, region)
 		}
 		if !strings.Contains(strings.ToLower(host), ".iot."+region+".amazonaws.com") {
-			t.Fatalf("RegionFromHost(%q) = %q, not taken from .iot.<region>.amazonaws.com", host, region)
+			t.Fatalf("FromHost(%q) = %q, not taken from .iot.<region>.amazonaws.com", host, region)
 		}
 		// Case does not matter for DNS names.
-		if r2, ok2 := RegionFromHost(strings.ToUpper(host)); strings.EqualFold(host, strings.ToLower(host)) && (r2 != region || !ok2) {
-			t.Fatalf("RegionFromHost(upper(%q)) = %q, %t; want %q", host, r2, ok2, region)
+		if r2, ok2 := FromHost(strings.ToUpper(host)); strings.EqualFold(host, strings.ToLower(host)) && (r2 != region || !ok2) {
+			t.Fatalf("FromHost(upper(%q)) = %q, %t; want %q", host, r2, ok2, region)
 		}
 	})
+}
+
+func TestFromID(t *testing.T) {
+	for id, want := range map[string]string{
+		"eu-west-1:0a1b2c3d-0000-4000-8000-00000000abcd":     "eu-west-1",
+		"us-gov-west-1:0A1B2C3D-0000-4000-8000-00000000ABCD": "us-gov-west-1",
+		"eu-west-1:0a1b2c3d-0000-4000-8000-00000000abc":      "", // short uuid
+		"eu-west-1:00ab": "",
+		"eu-west:0a1b2c3d-0000-4000-8000-00000000abcd": "", // no region number
+		"0a1b2c3d-0000-4000-8000-00000000abcd":         "",
+		"":                                             "",
+	} {
+		got, ok := FromID(id)
+		if got != want || ok != (want != "") {
+			t.Errorf("FromID(%q) = %q, %t; want %q", id, got, ok, want)
+		}
+	}
 }
