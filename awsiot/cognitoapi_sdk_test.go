@@ -32,7 +32,7 @@ const (
 // recorded is one request as the server saw it.
 type recorded struct {
 	Method, Path, Target, ContentType, Authorization string
-	Body                                              any // decoded JSON
+	Body                                             any // decoded JSON
 }
 
 // answer is a canned HTTP answer.
