@@ -57,3 +57,38 @@ func TestImportGraph(t *testing.T) {
 		}
 	}
 }
+
+// aws-sdk-go-v2 is a test dependency (the oracle for awsiot's own Cognito
+// client) and not part of the binary: no service client, no endpoint rules
+// (they pull in regexp), no retryer. The one exception today is sigv4, which
+// signs with the SDK's v4 signer: every SDK or smithy-go package the agent
+// links must be one sigv4 needs. The day sigv4 signs by itself, that set is
+// empty and so is this allowance.
+func TestNoAWSSDKButTheSigner(t *testing.T) {
+	const mod = "github.com/edge-agent/edge-agent/"
+	sdk := func(pkg string) map[string]bool {
+		out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		m := map[string]bool{}
+		for _, l := range strings.Fields(string(out)) {
+			if strings.HasPrefix(l, "github.com/aws/aws-sdk-go-v2") || strings.HasPrefix(l, "github.com/aws/smithy-go") {
+				m[l] = true
+			}
+		}
+		return m
+	}
+	agent, signer := sdk("cmd/agent"), sdk("sigv4")
+	for dep := range agent {
+		if !signer[dep] {
+			t.Errorf("the agent links %s, which sigv4's signer does not need: Cognito and everything else AWS must use our own clients", dep)
+		}
+	}
+	for _, bad := range []string{"github.com/aws/aws-sdk-go-v2/service/cognitoidentity", "github.com/aws/smithy-go/endpoints",
+		"github.com/aws/aws-sdk-go-v2/aws/retry"} {
+		if agent[bad] {
+			t.Errorf("the agent links %s", bad)
+		}
+	}
+}
