@@ -281,8 +281,8 @@ func parseCognitoError(resp *http.Response, data []byte) (*APIError, error) {
 	e := &APIError{Code: "UnknownError", Message: info.Message, Status: resp.StatusCode, RequestID: resp.Header.Get("X-Amzn-RequestId")}
 	code, _ := info.Code.(string)
 	for _, c := range []string{header, info.Type, code} {
-		if c != "" {
-			e.Code = sanitizeErrorCode(c)
+		if c = sanitizeErrorCode(c); c != "" {
+			e.Code = c
 			break
 		}
 	}
