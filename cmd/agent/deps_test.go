@@ -6,23 +6,28 @@ import (
 	"testing"
 )
 
+const mod = "github.com/edge-agent/edge-agent/"
+
+// goListDeps is the set of packages pkg (of this module) depends on, itself included.
+func goListDeps(t *testing.T, pkg string) map[string]bool {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	m := map[string]bool{}
+	for _, l := range strings.Fields(string(out)) {
+		m[l] = true
+	}
+	return m
+}
+
 // The import graph goes one way (SPEC.md: cmd/agent → {agent, localapi}, agent → {localapi, queue,
 // transport, …}, localapi → queue but never transport, transport →
 // nothing of ours but topic rules, awsiot → sigv4), the leaf packages topic and redact import
 // nothing of ours (and only the standard library), and test fixtures never reach the binary.
 func TestImportGraph(t *testing.T) {
-	const mod = "github.com/edge-agent/edge-agent/"
-	deps := func(pkg string) map[string]bool {
-		out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()
-		if err != nil {
-			t.Fatalf("go list -deps %s: %v", pkg, err)
-		}
-		m := map[string]bool{}
-		for _, l := range strings.Fields(string(out)) {
-			m[l] = true
-		}
-		return m
-	}
+	deps := func(pkg string) map[string]bool { return goListDeps(t, pkg) }
 	forbidden := map[string][]string{
 		"cmd/agent": {mod + "internal/", "github.com/mochi-mqtt/", "testing", "go.uber.org/goleak",
 			"github.com/aws/aws-sdk-go-v2/config"},
@@ -65,16 +70,11 @@ func TestImportGraph(t *testing.T) {
 // links must be one sigv4 needs. The day sigv4 signs by itself, that set is
 // empty and so is this allowance.
 func TestNoAWSSDKButTheSigner(t *testing.T) {
-	const mod = "github.com/edge-agent/edge-agent/"
 	sdk := func(pkg string) map[string]bool {
-		out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()
-		if err != nil {
-			t.Fatalf("go list -deps %s: %v", pkg, err)
-		}
 		m := map[string]bool{}
-		for _, l := range strings.Fields(string(out)) {
-			if strings.HasPrefix(l, "github.com/aws/aws-sdk-go-v2") || strings.HasPrefix(l, "github.com/aws/smithy-go") {
-				m[l] = true
+		for dep := range goListDeps(t, pkg) {
+			if strings.HasPrefix(dep, "github.com/aws/aws-sdk-go-v2") || strings.HasPrefix(dep, "github.com/aws/smithy-go") {
+				m[dep] = true
 			}
 		}
 		return m
