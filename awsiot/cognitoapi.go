@@ -186,8 +186,9 @@ func epochSeconds(n json.Number) (time.Time, error) {
 }
 
 // call sends op with body in, retrying a transient failure (network,
-// throttling, HTTP 5xx) up to c.attempts in all with jittered backoff, and decodes a 2xx answer into out. A failure is an *APIError
-// when the service answered with an error.
+// throttling, HTTP 5xx) up to c.attempts in all with jittered backoff, and
+// decodes a 2xx answer into out. A failure is an *APIError when the service
+// answered with an error.
 func (c *cognitoClient) call(ctx context.Context, op string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
