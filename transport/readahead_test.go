@@ -6,6 +6,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/gorilla/websocket"
 )
 
 // countingNext is a Source whose Next counts its calls and returns one message of size bytes each time.
@@ -75,5 +78,74 @@ func TestReadAheadIsBoundedByBytes(t *testing.T) {
 	waitCalls(3)
 	if third := take(); third.msgs[0].Seq != 3 {
 		t.Fatalf("third batch starts at seq %d, want 3", third.msgs[0].Seq)
+	}
+}
+
+// Between cork and flush, whole packets are held and leave as ONE WebSocket message, in order; a run
+// that reaches corkBytes goes out without waiting for flush; without a cork each packet is its own
+// message. The receiver reads the MQTT stream across message boundaries [MQTT-6.0.0-2].
+func TestWSConnCorkCoalesces(t *testing.T) {
+	c, s := wsPair(t)
+	pub := func(id uint16, size int) []byte {
+		p := packets.NewControlPacket(packets.PUBLISH)
+		pp := p.Content.(*packets.Publish)
+		pp.Topic, pp.QoS, pp.PacketID, pp.Payload = "t", 1, id, bytes.Repeat([]byte{byte(id)}, size)
+		var b bytes.Buffer
+		if _, err := p.WriteTo(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	write := func(pkt []byte) {
+		c.Lock()
+		defer c.Unlock()
+		if _, err := c.Write(pkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() []byte {
+		_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		typ, msg, err := s.ReadMessage()
+		if err != nil || typ != websocket.BinaryMessage {
+			t.Fatalf("server read: type %d, %v", typ, err)
+		}
+		return msg
+	}
+
+	c.cork()
+	var want []byte
+	for id := uint16(1); id <= 3; id++ {
+		p := pub(id, 100)
+		write(p)
+		want = append(want, p...)
+	}
+	if err := c.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(); !bytes.Equal(got, want) {
+		t.Fatalf("corked run: got a %d-byte message, want the 3 packets in order in one %d-byte message", len(got), len(want))
+	}
+
+	c.cork() // a run over corkBytes is sent at once, the rest waits for flush
+	big := pub(4, corkBytes)
+	write(big)
+	if got := next(); !bytes.Equal(got, big) {
+		t.Fatalf("a packet over corkBytes: got %d bytes, want %d", len(got), len(big))
+	}
+	small := pub(5, 10)
+	write(small)
+	if err := c.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(); !bytes.Equal(got, small) {
+		t.Fatalf("after the large packet: got %d bytes, want the small packet (%d)", len(got), len(small))
+	}
+
+	for id := uint16(6); id <= 7; id++ { // not corked: one message per packet
+		p := pub(id, 10)
+		write(p)
+		if got := next(); !bytes.Equal(got, p) {
+			t.Fatalf("uncorked packet %d: got %d bytes, want %d", id, len(got), len(p))
+		}
 	}
 }

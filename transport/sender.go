@@ -71,14 +71,25 @@ func (c *Client) send(ctx context.Context, p *pipeline) error {
 		stopRead()
 		<-readDone
 	}()
+	// Packets written while messages are at hand are coalesced (wsConn.cork) and flushed before every
+	// wait: for the next batch here, for a window slot or the rate limiter in publishOne.
+	defer func() { _ = p.conn.flush() }()
 	var after uint64 // a new connection always starts over: everything unacked is sent again
 	for {
 		var r readResult
 		select {
 		case r = <-ra.batches:
-		case <-ctx.Done():
-			return nil
+		default:
+			if err := p.conn.flush(); err != nil {
+				return fmt.Errorf("publishing: %w", err)
+			}
+			select {
+			case r = <-ra.batches:
+			case <-ctx.Done():
+				return nil
+			}
 		}
+		p.conn.cork()
 		if r.err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -188,8 +199,14 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		return nil
 	}
 
-	if err := c.limiter.wait(ctx, len(m.Topic)+len(m.Payload)); err != nil {
-		return err
+	if c.limiter != nil {
+		if err := p.conn.flush(); err != nil {
+			return fmt.Errorf("publishing seq %d: %w", m.Seq, err)
+		}
+		if err := c.limiter.wait(ctx, len(m.Topic)+len(m.Payload)); err != nil {
+			return err
+		}
+		p.conn.cork()
 	}
 	if m.QoS == 0 {
 		if _, err := p.cli.PublishWithOptions(ctx, pub, paho.PublishOptions{}); err != nil {
@@ -199,9 +216,11 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 			}
 			return fmt.Errorf("publishing seq %d: %w", m.Seq, err)
 		}
-		if p.conn.writeFailed() {
+		// Acked once written: so it must be on the socket now, not held by the cork.
+		if err := p.conn.flush(); err != nil {
 			return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(p.conn.Err(), errConnectionGone))
 		}
+		p.conn.cork()
 		c.wrote(p, m.Seq)
 		c.ack(m.Seq)
 		return nil
@@ -209,10 +228,19 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 
 	select { // take a window slot
 	case p.window <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-p.done:
-		return errConnectionGone
+	default:
+		// The window is full: what the cork holds must go out before waiting for its PUBACKs.
+		if err := p.conn.flush(); err != nil {
+			return fmt.Errorf("publishing seq %d: %w", m.Seq, err)
+		}
+		select {
+		case p.window <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.done:
+			return errConnectionGone
+		}
+		p.conn.cork()
 	}
 	c.addInflight(1) // counted from before the write until the outcome: an upper bound of what is on the wire
 	_, err := p.cli.PublishWithOptions(ctx, pub, paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
