@@ -80,6 +80,7 @@ func (q *Queue) scan(after uint64, max int, now time.Time) ([]Message, error) {
 	var corrupt, expired []uint64
 	var skipped uint64 // last seq of the run of removed records at the start of this scan
 	var extend bool    // the scan started right after q.skipTo, so the run extends it
+	var dec recordDecoder
 	err := q.view(func(tx *bolt.Tx) error {
 		q.mu.Lock()
 		from := after
@@ -106,7 +107,7 @@ func (q *Queue) scan(after uint64, max int, now time.Time) ([]Message, error) {
 					continue
 				}
 			}
-			m, err := decodeRecord(v)
+			m, err := dec.decode(v)
 			if err != nil {
 				q.log.Error("queue: discarding undecodable record", "path", q.path, "seq", seq, "err", err)
 				corrupt = append(corrupt, seq)
