@@ -178,17 +178,30 @@ func (q *Queue) Ack(seqs ...uint64) {
 	if q.closed {
 		return
 	}
-	added := false
+	added, before := false, len(q.rmQueue)
 	for _, seq := range seqs {
 		if !q.mayBeStoredLocked(seq) {
 			continue
 		}
 		added = q.markLocked(seq, removal{kind: rmAck}) || added
 	}
-	if added {
+	if added && q.ackWakeLocked(before) {
 		q.signal()
 	}
 }
+
+// ackWakeLocked reports whether the committer must hear of the acks just recorded. It decides only
+// when removals are due (see run), so it needs waking when the first pending removal arms its timer,
+// when the pending removals reach their bound, or when removals are not delayed at all; and, so that a
+// timer is armed again after a failed commit put its removals back, each time the count passes a
+// multiple of ackWakeEvery. (A wake per acknowledgement woke the committer once per message of a
+// drain.)
+func (q *Queue) ackWakeLocked(before int) bool {
+	n := len(q.rmQueue)
+	return before == 0 || n/ackWakeEvery != before/ackWakeEvery || n >= q.opts.MaxPendingRemovals || q.opts.RemovalDelay < 0
+}
+
+const ackWakeEvery = 64
 
 // mayBeStoredLocked is a cheap test that seq may still be in the data
 // bucket and not known to be gone.

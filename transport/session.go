@@ -3,11 +3,13 @@ package transport
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho/session"
 	"github.com/eclipse/paho.golang/paho/session/state"
+	"github.com/eclipse/paho.golang/paho/store/memory"
 )
 
 // connSession wraps paho's in-memory session state for ONE connection (we connect with CleanStart and our
@@ -39,8 +41,25 @@ type connSession struct {
 }
 
 func newConnSession() *connSession {
-	return &connSession{State: state.NewInMemory()}
+	return &connSession{State: state.New(discardStore{}, memory.New())}
 }
+
+// discardStore is the client side of paho's session store, and keeps nothing. paho's State reads its
+// client store only in ConnectionUp, to send again what an earlier connection of the same State left
+// unacknowledged; a connSession lives for one connection and the Source is the durable session, so a
+// store would only copy every PUBLISH for nothing (an allocation and a copy per message on the drain's
+// path). The other packet it stores, PUBREL, follows a QoS 2 publish, which the sender never makes.
+// The server side (inbound QoS 2 PUBREC) keeps paho's memory store.
+type discardStore struct{}
+
+func (discardStore) Put(uint16, byte, io.WriterTo) error { return nil }
+func (discardStore) Get(id uint16) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("session store: packet %d is not kept (each connection starts clean)", id)
+}
+func (discardStore) Delete(uint16) error     { return nil }
+func (discardStore) Quarantine(uint16) error { return nil }
+func (discardStore) List() ([]uint16, error) { return nil, nil }
+func (discardStore) Reset() error            { return nil }
 
 func (s *connSession) AddToSession(ctx context.Context, p session.Packet, resp chan<- packets.ControlPacket) error {
 	if p.Type() != packets.PUBLISH {
