@@ -14,7 +14,7 @@ import (
 )
 
 // The publish pipeline of one connection. One sender goroutine takes the Source's messages in Seq order
-// (read one batch ahead by its reader goroutine, see send) and writes each message with paho's PublishMethod_AsyncSend, so the wire order is the Seq order. Before a QoS 1
+// (read one batch ahead by its reader goroutine, see send) and writes each message itself (writePublish), so the wire order is the Seq order. Before a QoS 1
 // message it takes a slot in window (capacity W = min(MaxInflight, Receive Maximum)); the waiter
 // goroutine gives the slot back when the PUBACK arrives, so at most W QoS 1 publishes are ever
 // unacknowledged. The waiter reads outcomes in FIFO order (brokers send PUBACKs in PUBLISH order

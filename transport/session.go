@@ -17,13 +17,13 @@ import (
 //
 // It exists for two reasons found in paho's source (paho/session/state/state.go, paho/client.go):
 //
-//  1. PublishWithOptions(…, PublishMethod_AsyncSend) gives no way to learn the outcome. AddToSession is
-//     called synchronously by the publishing goroutine with the response channel; for PUBLISH we hand
-//     paho a channel of our own (paho's is send-only) and remember it in captured, which the single
-//     sender goroutine reads right after PublishWithOptions returns — same goroutine, so the
-//     correlation with the message's Seq is deterministic. State.AddToSession also blocks on its send
-//     quota (initialised from the CONNACK Receive Maximum) so the broker's limit holds even without our
-//     own window.
+//  1. The sender writes its PUBLISH packets itself (sender.go, writePublish) but needs paho's State for
+//     the packet identifier and to route the PUBACK that paho's reader receives. It calls AddToSession
+//     itself; for PUBLISH a channel of our own is handed to the State and remembered in captured,
+//     which the single sender goroutine reads right after AddToSession returns — same goroutine, so
+//     the correlation with the message's Seq is deterministic. State.AddToSession also blocks on its
+//     send quota (initialised from the CONNACK Receive Maximum) so the broker's limit holds even
+//     without our own window.
 //  2. With Session Expiry 0, State.ConnectionLost drops its map of pending transactions without
 //     answering their response channels (State.clean), so a Subscribe waiting for SUBACK would hang
 //     until PacketTimeout. ConnectionLost here answers every SUBSCRIBE/UNSUBSCRIBE channel with an
