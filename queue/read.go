@@ -107,6 +107,7 @@ func (q *Queue) scan(after uint64, max int, now time.Time) ([]Message, error) {
 					continue
 				}
 			}
+			dec.want = max - len(msgs)
 			m, err := dec.decode(v)
 			if err != nil {
 				q.log.Error("queue: discarding undecodable record", "path", q.path, "seq", seq, "err", err)

@@ -112,13 +112,15 @@ func checkRecord(b []byte) error {
 }
 
 // recordDecoder decodes the records of one read with few allocations: a topic equal to the previous
-// record's is shared rather than allocated again, and payloads are copied into shared blocks of
-// decodeBlock bytes (one larger than a quarter of that gets its own). A block stays in memory while any
+// record's is shared rather than allocated again, and payloads are copied into shared blocks of at
+// most decodeBlock bytes, sized for the records still wanted (a payload larger than a quarter of a
+// block gets its own). A block stays in memory while any
 // message decoded into it does, so it is small; each payload slice is capped at its own length, so an
 // append by its user cannot reach its neighbour. Not safe for concurrent use; the zero value is ready.
 type recordDecoder struct {
 	topic string
 	block []byte // the current block; len = bytes handed out
+	want  int    // records the caller still expects to decode (sizes a new block; 0 = unknown)
 }
 
 const decodeBlock = 32 << 10
@@ -139,7 +141,8 @@ func (d *recordDecoder) copy(p []byte) []byte {
 		return append([]byte{}, p...)
 	}
 	if len(d.block)+len(p) > cap(d.block) {
-		d.block = make([]byte, 0, decodeBlock)
+		// Room for the records still expected if they are like this one, within one block.
+		d.block = make([]byte, 0, min(decodeBlock, max(len(p), d.want*len(p))))
 	}
 	start := len(d.block)
 	d.block = append(d.block, p...)
