@@ -303,6 +303,7 @@ func (c *Client) connection(ctx context.Context) (time.Duration, error) {
 		done:       cli.Done(),
 		maxPacket:  maxPacket,
 	}
+	p.useConnack(ca, pinger)
 	sendCtx, stopSend := context.WithCancel(ctx)
 	defer stopSend()
 	senderErr := make(chan error, 1)

@@ -214,7 +214,11 @@ func TestPublishSize(t *testing.T) {
 		if _, err := pk.WriteTo(&buf); err != nil {
 			t.Fatal(err)
 		}
-		if got := publishSize(p); got != buf.Len() {
+		var e uint32
+		if p.Properties != nil {
+			e = *p.Properties.MessageExpiry
+		}
+		if got := publishSize(Message{Topic: p.Topic, QoS: p.QoS, Payload: p.Payload}, e); got != buf.Len() {
 			t.Errorf("publishSize = %d, encoded %d (topic %q, %d bytes)", got, buf.Len(), p.Topic, len(p.Payload))
 		}
 	}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -15,7 +16,7 @@ import (
 )
 
 // The publish pipeline of one connection. One sender goroutine takes the Source's messages in Seq order
-// (read one batch ahead by its reader goroutine, see send) and writes each message with paho's PublishMethod_AsyncSend, so the wire order is the Seq order. Before a QoS 1
+// (read one batch ahead by its reader goroutine, see send) and writes each message itself (writePublish), so the wire order is the Seq order. Before a QoS 1
 // message it takes a slot in window (capacity W = min(MaxInflight, Receive Maximum)); the waiter
 // goroutine gives the slot back when the PUBACK arrives, so at most W QoS 1 publishes are ever
 // unacknowledged. The waiter reads outcomes in FIFO order (brokers send PUBACKs in PUBLISH order
@@ -34,6 +35,13 @@ type pipeline struct {
 	drained     chan struct{}   // closed by the waiter once the sender is done and nothing is outstanding
 	done        <-chan struct{} // paho client's Done: the connection is gone
 	maxPacket   uint32          // broker's Maximum Packet Size from CONNACK; 0 = no limit
+	maxQoS      byte            // broker's Maximum QoS from CONNACK (2 when absent)
+	retainOK    bool            // broker's Retain Available from CONNACK (true when absent)
+	pinger      interface{ PacketSent() }
+
+	// The sender's own, reused for every PUBLISH (see writePublish).
+	pub packets.Publish // handed to the session for its packet identifier
+	buf []byte          // the encoded packet
 
 	// Written by the waiter only; read by connection() after the waiter returned (poison.go).
 	answered bool       // a PUBACK (any reason code) arrived on this connection
@@ -73,14 +81,25 @@ func (c *Client) send(ctx context.Context, p *pipeline) error {
 		stopRead()
 		<-readDone
 	}()
+	// Packets written while messages are at hand are coalesced (wsConn.cork) and flushed before every
+	// wait: for the next batch here, for a window slot or the rate limiter in publishOne.
+	defer func() { _ = p.conn.flush() }()
 	var after uint64 // a new connection always starts over: everything unacked is sent again
 	for {
 		var r readResult
 		select {
 		case r = <-ra.batches:
-		case <-ctx.Done():
-			return nil
+		default:
+			if err := p.conn.flush(); err != nil {
+				return fmt.Errorf("publishing: %w", err)
+			}
+			select {
+			case r = <-ra.batches:
+			case <-ctx.Done():
+				return nil
+			}
 		}
+		p.conn.cork()
 		if r.err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -163,6 +182,31 @@ func (c *Client) read(ctx context.Context, batch int, ra *readAhead) {
 	}
 }
 
+// useConnack takes what the sender needs from the broker's CONNACK and the keepalive pinger.
+func (p *pipeline) useConnack(ca *paho.Connack, pinger interface{ PacketSent() }) {
+	p.maxQoS, p.retainOK, p.pinger = 2, true, pinger
+	if ca != nil && ca.Properties != nil {
+		if ca.Properties.MaximumQoS != nil {
+			p.maxQoS = *ca.Properties.MaximumQoS
+		}
+		p.retainOK = ca.Properties.RetainAvailable
+	}
+}
+
+// lifetimeLeft is m's Message Expiry Interval: the seconds left, rounded up (0 = m never expires), and
+// false once m has expired. Taken right before the PUBLISH is written, after every wait, so that
+// nothing goes out past its expiry.
+func lifetimeLeft(m Message) (uint32, bool) {
+	if m.Expires.IsZero() {
+		return 0, true
+	}
+	left := time.Until(m.Expires)
+	if left <= 0 {
+		return 0, false
+	}
+	return uint32(min((left+time.Second-1)/time.Second, math.MaxUint32)), true // never 0 (= no expiry)
+}
+
 func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 	if err := topic.Validate(m.Topic); err != nil {
 		c.reject(m.Seq, fmt.Errorf("%w: seq %d: %w", ErrInvalidMessage, m.Seq, err))
@@ -172,45 +216,51 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q has QoS %d; only 0 and 1 are supported", ErrInvalidMessage, m.Seq, m.Topic, m.QoS))
 		return nil
 	}
-	if !m.Expires.IsZero() && !time.Now().Before(m.Expires) {
+	// What paho's PublishWithOptions refused with ErrInvalidArguments, checked here since the sender
+	// writes its PUBLISH itself (writePublish).
+	if m.QoS > p.maxQoS {
+		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q has QoS %d; the broker's Maximum QoS is %d", ErrInvalidMessage, m.Seq, m.Topic, m.QoS, p.maxQoS))
+		return nil
+	}
+	if m.Retain && !p.retainOK {
+		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q is retained; the broker does not support retained messages", ErrInvalidMessage, m.Seq, m.Topic))
+		return nil
+	}
+	expiry, ok := lifetimeLeft(m) // for its size here; taken again right before it is written
+	if !ok {
 		c.expire(m)
 		return nil
 	}
-	pub := &paho.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain}
-	if !m.Expires.IsZero() {
-		secs := uint32(1) // set for its size; the lifetime left is set once the rate limiter let it go
-		pub.Properties = &paho.PublishProperties{MessageExpiry: &secs}
-	}
 
-	if size := publishSize(pub); p.maxPacket > 0 && size > int(p.maxPacket) {
+	if size := publishSize(m, expiry); p.maxPacket > 0 && size > int(p.maxPacket) {
 		// Sending it would only get us disconnected, again on every reconnect [MQTT-3.1.2-24].
 		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q is a %d-byte packet; the broker's Maximum Packet Size is %d",
 			ErrInvalidMessage, m.Seq, m.Topic, size, p.maxPacket))
 		return nil
 	}
 
-	if err := c.limiter.wait(ctx, len(m.Topic)+len(m.Payload)); err != nil {
-		return err
+	if c.limiter != nil {
+		if err := p.conn.flush(); err != nil {
+			return fmt.Errorf("publishing seq %d: %w", m.Seq, err)
+		}
+		if err := c.limiter.wait(ctx, len(m.Topic)+len(m.Payload)); err != nil {
+			return err
+		}
+		p.conn.cork()
 	}
-	if !m.Expires.IsZero() { // the wait may have outlasted it: never send a message past its expiry
-		left := time.Until(m.Expires)
-		if left <= 0 {
+	if m.QoS == 0 {
+		if expiry, ok = lifetimeLeft(m); !ok { // the wait may have outlasted it
 			c.expire(m)
 			return nil
 		}
-		*pub.Properties.MessageExpiry = uint32(min((left+time.Second-1)/time.Second, math.MaxUint32)) // round up: never 0 (= no expiry)
-	}
-	if m.QoS == 0 {
-		if _, err := p.cli.PublishWithOptions(ctx, pub, paho.PublishOptions{}); err != nil {
-			if errors.Is(err, paho.ErrInvalidArguments) {
-				c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q: %w", ErrInvalidMessage, m.Seq, m.Topic, err))
-				return nil
-			}
+		if err := p.writePublish(m, 0, expiry); err != nil {
 			return fmt.Errorf("publishing seq %d: %w", m.Seq, err)
 		}
-		if p.conn.writeFailed() {
+		// Acked once written: so it must be on the socket now, not held by the cork.
+		if err := p.conn.flush(); err != nil {
 			return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(p.conn.Err(), errConnectionGone))
 		}
+		p.conn.cork()
 		c.wrote(p, m.Seq)
 		c.ack(m.Seq)
 		return nil
@@ -218,31 +268,111 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 
 	select { // take a window slot
 	case p.window <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-p.done:
-		return errConnectionGone
+	default:
+		// The window is full: what the cork holds must go out before waiting for its PUBACKs.
+		if err := p.conn.flush(); err != nil {
+			return fmt.Errorf("publishing seq %d: %w", m.Seq, err)
+		}
+		select {
+		case p.window <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.done:
+			return errConnectionGone
+		}
+		p.conn.cork()
+	}
+	if expiry, ok = lifetimeLeft(m); !ok { // the waits may have outlasted it
+		<-p.window
+		c.expire(m)
+		return nil
 	}
 	c.addInflight(1) // counted from before the write until the outcome: an upper bound of what is on the wire
-	_, err := p.cli.PublishWithOptions(ctx, pub, paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
+	// The session gives the packet identifier and routes the PUBACK to resp (session.go).
+	p.pub = packets.Publish{QoS: 1, Topic: m.Topic}
+	err := p.sess.AddToSession(ctx, &p.pub, nil)
 	resp := p.sess.takeCaptured()
-	if resp == nil { // never entered the session: nothing was sent
+	if err != nil || resp == nil { // never entered the session: nothing was sent
 		<-p.window
 		c.addInflight(-1)
-		if errors.Is(err, paho.ErrInvalidArguments) {
-			c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q: %w", ErrInvalidMessage, m.Seq, m.Topic, err))
-			return nil
-		}
 		return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(err, errConnectionGone))
 	}
+	err = p.writePublish(m, p.pub.PacketID, expiry)
 	c.wrote(p, m.Seq)
 	p.outstanding.Add(1)
 	p.pending <- pendingPub{seq: m.Seq, topic: m.Topic, resp: resp} // never blocks: capacity equals the window
 	if err != nil {
-		// paho.ErrNetworkErrorAfterStored: in the session but the write failed; the connection is dying.
+		// In the session but the write failed; the connection is dying.
 		return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(p.conn.Err(), err))
 	}
 	return nil
+}
+
+// writePublish encodes m as an MQTT 5 PUBLISH into the sender's reused buffer and writes it as one
+// packet under the connection's lock, as paho writes its packets (the bytes are the same as
+// packets.Publish.WriteTo's, see TestAppendPublishMatchesPaho). Writing it here rather than through
+// paho's PublishWithOptions saves, per message, paho's conversion of the message, a context with a
+// timer, a response channel nobody reads and the encoding through net.Buffers: most of the sender's
+// allocations. packetID is 0 for QoS 0.
+func (p *pipeline) writePublish(m Message, packetID uint16, expiry uint32) error {
+	p.buf = appendPublish(p.buf[:0], m, packetID, expiry)
+	p.conn.Lock()
+	_, err := p.conn.Write(p.buf)
+	p.conn.Unlock()
+	if cap(p.buf) > 64<<10 {
+		p.buf = nil // do not keep a large message's buffer
+	}
+	if err == nil && p.pinger != nil {
+		p.pinger.PacketSent()
+	}
+	return err
+}
+
+// appendPublish appends the PUBLISH packet of m [MQTT-3.3]: fixed header (QoS, RETAIN), Remaining
+// Length, Topic Name, Packet Identifier (QoS > 0), Properties (Message Expiry Interval when expiry
+// > 0), payload.
+func appendPublish(b []byte, m Message, packetID uint16, expiry uint32) []byte {
+	flags := m.QoS << 1
+	if m.Retain {
+		flags |= 1
+	}
+	b = append(b, packets.PUBLISH<<4|flags)
+	b = appendVBI(b, publishRemaining(m, expiry))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Topic)))
+	b = append(b, m.Topic...)
+	if m.QoS > 0 {
+		b = binary.BigEndian.AppendUint16(b, packetID)
+	}
+	if expiry > 0 {
+		b = append(b, 5, packets.PropMessageExpiry)
+		b = binary.BigEndian.AppendUint32(b, expiry)
+	} else {
+		b = append(b, 0)
+	}
+	return append(b, m.Payload...)
+}
+
+// appendVBI appends n as a Variable Byte Integer [MQTT-1.5.5].
+func appendVBI(b []byte, n int) []byte {
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if n == 0 {
+			return b
+		}
+	}
+}
+
+func vbiLen(n int) int {
+	l := 1
+	for ; n >= 128; n /= 128 {
+		l++
+	}
+	return l
 }
 
 // await is the waiter goroutine; it returns when the connection is gone.
@@ -376,20 +506,22 @@ func (c *Client) addInflight(d int64) {
 	}
 }
 
-// publishSize is the encoded size of a PUBLISH packet as the sender builds it (QoS 1 packet id
-// included, Message Expiry the only property).
-func publishSize(p *paho.Publish) int {
+// publishRemaining is the Remaining Length of m's PUBLISH as the sender builds it (QoS 1 packet
+// identifier included, Message Expiry the only property).
+func publishRemaining(m Message, expiry uint32) int {
 	props := 0
-	if p.Properties != nil && p.Properties.MessageExpiry != nil {
+	if expiry > 0 {
 		props = 5
 	}
-	rem := 2 + len(p.Topic) + 1 + props + len(p.Payload)
-	if p.QoS > 0 {
+	rem := 2 + len(m.Topic) + 1 + props + len(m.Payload)
+	if m.QoS > 0 {
 		rem += 2
 	}
-	vbi := 1
-	for n := rem; n >= 128; n /= 128 {
-		vbi++
-	}
-	return 1 + vbi + rem
+	return rem
+}
+
+// publishSize is the encoded size of m's PUBLISH packet as the sender builds it.
+func publishSize(m Message, expiry uint32) int {
+	rem := publishRemaining(m, expiry)
+	return 1 + vbiLen(rem) + rem
 }
