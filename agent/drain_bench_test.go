@@ -356,19 +356,25 @@ func memPeak() (stop func() (anon, heap uint64)) {
 	}
 }
 
-// rssAnon is this process's RssAnon in bytes (0 where /proc is missing).
+// rssAnon is this process's RssAnon in bytes (0 where /proc is missing), from /proc/self/statm:
+// resident minus shared (file and shmem) pages is the anonymous resident memory. The bench samples it
+// every 10 ms during the agent's drain, and /proc/self/status, which the kernel formats field by
+// field, cost the agent ~8 % of its CPU in the profile; statm is a few numbers.
 func rssAnon() uint64 {
-	data, err := os.ReadFile("/proc/self/status")
+	data, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return 0
 	}
-	return 0
+	resident, err1 := strconv.ParseUint(f[1], 10, 64)
+	shared, err2 := strconv.ParseUint(f[2], 10, 64)
+	if err1 != nil || err2 != nil || shared > resident {
+		return 0
+	}
+	return (resident - shared) * uint64(os.Getpagesize())
 }
 
 func copyFile(b *testing.B, from, to string) {

@@ -12,12 +12,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/service/cognitoidentity"
-	"github.com/aws/aws-sdk-go-v2/service/cognitoidentity/types"
-	"github.com/aws/smithy-go"
-
 	"github.com/edge-agent/edge-agent/awsregion"
 )
 
@@ -25,31 +19,6 @@ import (
 // (deleted, or the identity pool was replaced). The provider does not create a
 // new identity by itself; see the package documentation.
 var ErrIdentityNotFound = errors.New("cognito identity not found")
-
-// Bounds on one Cognito call (the SDK retries transient errors itself).
-const (
-	cognitoMaxAttempts = 3
-	cognitoMaxBackoff  = 2 * time.Second
-)
-
-// newCognitoClient builds the Cognito Identity client directly (no config
-// module): anonymous credentials (GetId and GetCredentialsForIdentity for
-// unauthenticated identities are unsigned calls), bounded retries.
-func newCognitoClient(region, endpoint string, hc cognitoidentity.HTTPClient) *cognitoidentity.Client {
-	o := cognitoidentity.Options{
-		Region:      region,
-		Credentials: aws.AnonymousCredentials{},
-		HTTPClient:  hc,
-		Retryer: retry.NewStandard(func(so *retry.StandardOptions) {
-			so.MaxAttempts = cognitoMaxAttempts
-			so.MaxBackoff = cognitoMaxBackoff
-		}),
-	}
-	if endpoint != "" {
-		o.BaseEndpoint = aws.String(endpoint)
-	}
-	return cognitoidentity.New(o)
-}
 
 // defaultHTTPClient has timeouts on every phase: a device on a bad link must
 // not hang forever in a Cognito call.
@@ -69,7 +38,7 @@ type observingClient struct {
 	p *Provider
 }
 
-func (p *Provider) observingClient(c *http.Client) cognitoidentity.HTTPClient {
+func (p *Provider) observingClient(c *http.Client) httpDoer {
 	if c == nil {
 		c = defaultHTTPClient()
 	}
@@ -134,29 +103,28 @@ func (p *Provider) getID(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out, err := p.cognito.GetId(ctx, &cognitoidentity.GetIdInput{IdentityPoolId: aws.String(p.poolID), Logins: logins})
+	id, err := p.cognito.GetId(ctx, p.poolID, logins)
 	if err != nil {
 		return "", p.explainCognito("GetId", "", err)
 	}
-	if out.IdentityId == nil {
+	if id == "" {
 		return "", fmt.Errorf("awsiot: Cognito GetId for pool %s returned no identity id", p.poolID)
 	}
-	return *out.IdentityId, nil
+	return id, nil
 }
 
 // getCredentials calls GetCredentialsForIdentity for id.
-func (p *Provider) getCredentials(ctx context.Context, id string) (*types.Credentials, error) {
+func (p *Provider) getCredentials(ctx context.Context, id string) (cognitoCredentials, error) {
 	logins, err := p.logins()
 	if err != nil {
-		return nil, err
+		return cognitoCredentials{}, err
 	}
-	out, err := p.cognito.GetCredentialsForIdentity(ctx, &cognitoidentity.GetCredentialsForIdentityInput{IdentityId: aws.String(id), Logins: logins})
+	c, err := p.cognito.GetCredentialsForIdentity(ctx, id, logins)
 	if err != nil {
-		return nil, p.explainCognito("GetCredentialsForIdentity", id, err)
+		return cognitoCredentials{}, p.explainCognito("GetCredentialsForIdentity", id, err)
 	}
-	c := out.Credentials
-	if c == nil || c.AccessKeyId == nil || *c.AccessKeyId == "" || c.SecretKey == nil || *c.SecretKey == "" {
-		return nil, fmt.Errorf("awsiot: Cognito GetCredentialsForIdentity for identity %s returned incomplete credentials", id)
+	if c.AccessKeyID == "" || c.SecretKey == "" {
+		return cognitoCredentials{}, fmt.Errorf("awsiot: Cognito GetCredentialsForIdentity for identity %s returned incomplete credentials", id)
 	}
 	return c, nil
 }
@@ -166,23 +134,19 @@ func (p *Provider) explainCognito(op, id string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("awsiot: Cognito %s: %w", op, err)
 	}
-	var (
-		notFound   *types.ResourceNotFoundException
-		notAuth    *types.NotAuthorizedException
-		badPool    *types.InvalidIdentityPoolConfigurationException
-		throttled  *types.TooManyRequestsException
-		invalidArg *types.InvalidParameterException
-		apiErr     smithy.APIError
-	)
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) {
+		return fmt.Errorf("awsiot: Cognito %s: cannot reach the Cognito Identity service in %s (network, DNS, proxy or cognito.endpoint?): %w", op, regionOf(p.poolID), err)
+	}
 	switch {
-	case errors.As(err, &notFound) && op == "GetId":
+	case apiErr.is("ResourceNotFoundException") && op == "GetId":
 		return fmt.Errorf("awsiot: Cognito %s: identity pool %s does not exist in its region (%s): check cognito.identity_pool_id: %w", op, p.poolID, regionOf(p.poolID), err)
-	case errors.As(err, &notFound):
+	case apiErr.is("ResourceNotFoundException"):
 		return fmt.Errorf("awsiot: Cognito %s: %w: identity %s (from %s) is unknown to pool %s. "+
 			"edge-agent does not create a new identity by itself because the IoT permissions belong to this one; "+
 			"if the identity was deleted or the pool replaced on purpose, delete %s and restart, then grant the new id "+
 			"(`edge-agent identity`) its IoT policy again: %v", op, ErrIdentityNotFound, id, p.idPath, p.poolID, p.idPath, err)
-	case errors.As(err, &notAuth) && p.login.provider != "":
+	case apiErr.is("NotAuthorizedException") && p.login.provider != "":
 		who := "the login"
 		if id != "" {
 			who = "the login of identity " + id
@@ -190,19 +154,17 @@ func (p *Provider) explainCognito(op, id string, err error) error {
 		return fmt.Errorf("awsiot: Cognito %s refused %s to pool %s with provider %q: the ID token in %s (cognito.login_token_file) "+
 			"was not accepted: it may have expired and not been renewed yet, or come from another provider or app client; "+
 			"check that the identity pool lists %q as an authentication provider: %w", op, who, p.poolID, p.login.provider, p.login.file, p.login.provider, err)
-	case errors.As(err, &notAuth):
+	case apiErr.is("NotAuthorizedException"):
 		return fmt.Errorf("awsiot: Cognito %s refused identity %s of pool %s: enable \"guest access\" (unauthenticated identities) in the identity pool, "+
 			"or check that the identity belongs to this pool: %w", op, id, p.poolID, err)
-	case errors.As(err, &badPool):
+	case apiErr.is("InvalidIdentityPoolConfigurationException"):
 		return fmt.Errorf("awsiot: Cognito %s: identity pool %s is misconfigured: give it an unauthenticated (guest) IAM role whose trust policy allows cognito-identity.amazonaws.com for this pool: %w", op, p.poolID, err)
-	case errors.As(err, &throttled):
+	case apiErr.is("TooManyRequestsException"):
 		return fmt.Errorf("awsiot: Cognito %s throttled (TooManyRequests); will retry with backoff: %w", op, err)
-	case errors.As(err, &invalidArg):
+	case apiErr.is("InvalidParameterException"):
 		return fmt.Errorf("awsiot: Cognito %s rejected its input (pool %s, identity %q): %w", op, p.poolID, id, err)
-	case errors.As(err, &apiErr):
-		return fmt.Errorf("awsiot: Cognito %s failed (%s); will retry: %w", op, apiErr.ErrorCode(), err)
 	default:
-		return fmt.Errorf("awsiot: Cognito %s: cannot reach the Cognito Identity service in %s (network, DNS, proxy or cognito.endpoint?): %w", op, regionOf(p.poolID), err)
+		return fmt.Errorf("awsiot: Cognito %s failed (%s); will retry: %w", op, apiErr.Code, err)
 	}
 }
 

@@ -22,10 +22,11 @@
 // Cognito is called in the region named by the identity pool id
 // ("<region>:<uuid>"), which may differ from the IoT endpoint's signing
 // region; the endpoint can be overridden with Options.CognitoEndpoint or, when
-// that is empty, AWS_ENDPOINT_URL_COGNITO_IDENTITY. The SDK client is built
-// directly (no config module), with anonymous credentials (the calls for
-// unauthenticated identities are unsigned), at most 3 attempts per call and
-// an HTTP client with timeouts.
+// that is empty, AWS_ENDPOINT_URL_COGNITO_IDENTITY. The client is our own
+// (cognitoapi.go: the service's JSON 1.1 protocol, checked against
+// aws-sdk-go-v2 in tests): unsigned calls (GetId and GetCredentialsForIdentity
+// need no credentials), at most 3 attempts per call, bounded answers and an
+// HTTP client with timeouts.
 //
 // If Cognito later answers that the stored identity does not exist
 // (ResourceNotFoundException), the provider logs an error that says exactly

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/cognitoidentity"
-
 	"github.com/edge-agent/edge-agent/awsregion"
 	"github.com/edge-agent/edge-agent/redact"
 	"github.com/edge-agent/edge-agent/sigv4"
@@ -71,7 +69,7 @@ type Provider struct {
 	now     func() time.Time
 	region  string // IoT signing region
 	idPath  string
-	cognito *cognitoidentity.Client // nil without a pool
+	cognito *cognitoClient // nil without a pool
 	poolID  string
 	login   login // zero for a guest identity
 

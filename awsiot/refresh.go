@@ -17,7 +17,7 @@ const (
 	missingExpiry    = 15 * time.Minute // assumed lifetime when Cognito sends no expiration
 	retryBase        = 1 * time.Second
 	retryCap         = 2 * time.Minute
-	refreshAttemptTO = 45 * time.Second // one refresh (identity + credentials, SDK retries included)
+	refreshAttemptTO = 45 * time.Second // one refresh (identity + credentials, retries included)
 )
 
 // cachedCreds are Cognito credentials with their schedule. All times are AWS
@@ -149,8 +149,8 @@ func (p *Provider) fetch(ctx context.Context) error {
 	}
 	issued := p.correctedNow()
 	expires := issued.Add(missingExpiry)
-	if out.Expiration != nil {
-		expires = *out.Expiration
+	if !out.Expiration.IsZero() {
+		expires = out.Expiration
 	} else {
 		p.log.Warn("Cognito sent credentials without an expiration; assuming they last 15 minutes", "identity_id", id)
 	}
@@ -158,17 +158,13 @@ func (p *Provider) fetch(ctx context.Context) error {
 		return fmt.Errorf("awsiot: Cognito credentials for identity %s expire at %s, which is not after AWS time now (%s): is the clock skew learnt wrongly?",
 			id, expires.UTC().Format(time.RFC3339), issued.UTC().Format(time.RFC3339))
 	}
-	var token string
-	if out.SessionToken != nil {
-		token = *out.SessionToken
-	}
-	sc := sigv4.Credentials{AccessKeyID: *out.AccessKeyId, SecretAccessKey: *out.SecretKey, SessionToken: token}
+	sc := sigv4.Credentials{AccessKeyID: out.AccessKeyID, SecretAccessKey: out.SecretKey, SessionToken: out.SessionToken}
 	p.learnCredentials(sc)
 	c := newCachedCreds(sc, issued, expires)
 	p.mu.Lock()
 	p.creds = c
 	p.mu.Unlock()
-	p.log.Info("got AWS credentials from Cognito", "identity_id", id, "access_key_id", *out.AccessKeyId,
+	p.log.Info("got AWS credentials from Cognito", "identity_id", id, "access_key_id", out.AccessKeyID,
 		"expires", expires.UTC().Format(time.RFC3339), "refresh_at", c.refreshAt.UTC().Format(time.RFC3339))
 	return nil
 }

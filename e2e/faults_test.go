@@ -49,7 +49,7 @@ func TestFaultCut(t *testing.T) {
 	b := mosquitto.Start(t)
 	proxy := brokerProxy(t, b)
 	sub := mosquitto.Subscribe(t, b.TCPAddr(), "cut/#")
-	ag := newAgentWith(t, "ws://"+proxy.Addr()+"/mqtt", agentOptions{Keepalive: faultKeepaliveStr})
+	ag := newAgentWith(t, "ws://"+proxy.Addr()+"/mqtt", agentOptions{Keepalive: faultKeepaliveStr, FastReconnect: true})
 	ag.start()
 	before := ag.waitState(10*time.Second, "connected", connected)
 
@@ -84,7 +84,7 @@ func TestFaultBlackhole(t *testing.T) {
 	b := mosquitto.Start(t)
 	proxy := brokerProxy(t, b)
 	sub := mosquitto.Subscribe(t, b.TCPAddr(), "bh/#")
-	ag := newAgentWith(t, "ws://"+proxy.Addr()+"/mqtt", agentOptions{Keepalive: faultKeepaliveStr})
+	ag := newAgentWith(t, "ws://"+proxy.Addr()+"/mqtt", agentOptions{Keepalive: faultKeepaliveStr, FastReconnect: true})
 	ag.start()
 	bound := faultKeepalive * 3 / 2
 
@@ -129,7 +129,7 @@ func TestFaultSlowLink(t *testing.T) {
 	proxy := brokerProxy(t, b)
 	proxy.SetDelay(50 * time.Millisecond)
 	sub := mosquitto.Subscribe(t, b.TCPAddr(), "slow/#")
-	ag := newAgentWith(t, "ws://"+proxy.Addr()+"/mqtt", agentOptions{Keepalive: faultKeepaliveStr})
+	ag := newAgentWith(t, "ws://"+proxy.Addr()+"/mqtt", agentOptions{Keepalive: faultKeepaliveStr, FastReconnect: true})
 	ag.start()
 	ag.waitState(10*time.Second, "connected", connected)
 

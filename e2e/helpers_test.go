@@ -20,11 +20,11 @@ import (
 
 // Fast reconnects for the fault tests.
 //
-// The agent reconnects with full-jitter backoff, 1 s doubling to a 2 min cap, and resets the attempt
-// counter only after a connection stayed up 30 s. That is right for a fleet, but after 10 broker restarts
-// or 15 s of a flapping link the agent legitimately waits anything up to 2 minutes before its next attempt,
-// which no test can afford. So the fault tests that break the link many times in a row set
-// [broker] reconnect_min / reconnect_max, as an operator can.
+// The agent reconnects with the fleet backoff (transport.FleetJitter): after a lost connection it waits
+// a random 1 s to 1 min (half the 2 min cap) so that a fleet whose broker restarted does not come back
+// all at once, and each failed attempt doubles the window up to the cap. That is right for a fleet,
+// and no test that breaks a link can afford it. So the fault tests set [broker] reconnect_min /
+// reconnect_max, as an operator of a small fleet can.
 const (
 	fastReconnectMin = "100ms"
 	fastReconnectMax = "1s"

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
+	"unsafe"
 )
 
 // Benchmarks report msgs/s, how many messages shared one fsync, and what the
@@ -193,6 +195,7 @@ func fillQueue(b *testing.B, q *Queue, n int) {
 // BenchmarkNext: one op is one message read by Next, in windows of 64 as a
 // transport with 64 in flight would; nothing is acked.
 func BenchmarkNext(b *testing.B) {
+	b.ReportAllocs()
 	q := openT(b, tempPath(b), Options{})
 	fillQueue(b, q, b.N)
 	ctx := context.Background()
@@ -283,5 +286,38 @@ func BenchmarkOpenDeep(b *testing.B) {
 			}
 			b.ReportMetric(mib*float64(b.N)/b.Elapsed().Seconds(), "MiB/s")
 		})
+	}
+}
+
+// The decoder of a read shares one topic string across a run of records and copies payloads into
+// shared blocks, each payload capped at its own length so that an append cannot reach its neighbour.
+func TestRecordDecoderShares(t *testing.T) {
+	var d recordDecoder
+	var msgs []Message
+	for i, topic := range []string{"a/b", "a/b", "c", "c"} {
+		m := Message{Topic: topic, Payload: []byte{byte(i), byte(i)}, QoS: 1, Created: time.Unix(0, int64(i))}
+		b := encodeRecord(&m)
+		got, err := d.decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clear(b) // the result must not alias the record
+		if got.Topic != topic || !bytes.Equal(got.Payload, []byte{byte(i), byte(i)}) || got.QoS != 1 || !got.Created.Equal(m.Created) {
+			t.Fatalf("record %d decoded as %+v", i, got)
+		}
+		msgs = append(msgs, got)
+	}
+	if unsafe.StringData(msgs[0].Topic) != unsafe.StringData(msgs[1].Topic) ||
+		unsafe.StringData(msgs[2].Topic) != unsafe.StringData(msgs[3].Topic) {
+		t.Error("a run of records on one topic got separate topic strings")
+	}
+	_ = append(msgs[0].Payload, 0xff) // must reallocate, not overwrite msgs[1]'s payload
+	if !bytes.Equal(msgs[1].Payload, []byte{1, 1}) || cap(msgs[0].Payload) != 2 {
+		t.Errorf("payloads share capacity: %v, cap %d", msgs[1].Payload, cap(msgs[0].Payload))
+	}
+	big := Message{Topic: "c", Payload: bytes.Repeat([]byte{7}, decodeBlock), Created: time.Unix(0, 1)}
+	got, err := d.decode(encodeRecord(&big))
+	if err != nil || !bytes.Equal(got.Payload, big.Payload) {
+		t.Fatalf("large payload: %v", err)
 	}
 }

@@ -80,6 +80,7 @@ func (q *Queue) scan(after uint64, max int, now time.Time) ([]Message, error) {
 	var corrupt, expired []uint64
 	var skipped uint64 // last seq of the run of removed records at the start of this scan
 	var extend bool    // the scan started right after q.skipTo, so the run extends it
+	var dec recordDecoder
 	err := q.view(func(tx *bolt.Tx) error {
 		q.mu.Lock()
 		from := after
@@ -106,7 +107,8 @@ func (q *Queue) scan(after uint64, max int, now time.Time) ([]Message, error) {
 					continue
 				}
 			}
-			m, err := decodeRecord(v)
+			dec.want = max - len(msgs)
+			m, err := dec.decode(v)
 			if err != nil {
 				q.log.Error("queue: discarding undecodable record", "path", q.path, "seq", seq, "err", err)
 				corrupt = append(corrupt, seq)
@@ -177,14 +179,14 @@ func (q *Queue) Ack(seqs ...uint64) {
 	if q.closed {
 		return
 	}
-	added := false
+	added, before := false, len(q.rmQueue)
 	for _, seq := range seqs {
 		if !q.mayBeStoredLocked(seq) {
 			continue
 		}
 		added = q.markLocked(seq, removal{kind: rmAck}) || added
 	}
-	if added {
+	if added && q.ackWakeLocked(before) {
 		q.signal()
 	}
 }
@@ -212,6 +214,19 @@ func (q *Queue) Expire(seqs ...uint64) {
 		q.signal()
 	}
 }
+
+// ackWakeLocked reports whether the committer must hear of the acks just recorded. It decides only
+// when removals are due (see run), so it needs waking when the first pending removal arms its timer,
+// when the pending removals reach their bound, or when removals are not delayed at all; and, so that a
+// timer is armed again after a failed commit put its removals back, each time the count passes a
+// multiple of ackWakeEvery. (A wake per acknowledgement woke the committer once per message of a
+// drain.)
+func (q *Queue) ackWakeLocked(before int) bool {
+	n := len(q.rmQueue)
+	return before == 0 || n/ackWakeEvery != before/ackWakeEvery || n >= q.opts.MaxPendingRemovals || q.opts.RemovalDelay < 0
+}
+
+const ackWakeEvery = 64
 
 // mayBeStoredLocked is a cheap test that seq may still be in the data
 // bucket and not known to be gone.

@@ -111,8 +111,50 @@ func checkRecord(b []byte) error {
 	return err
 }
 
+// recordDecoder decodes the records of one read with few allocations: a topic equal to the previous
+// record's is shared rather than allocated again, and payloads are copied into shared blocks of at
+// most decodeBlock bytes, sized for the records still wanted (a payload larger than a quarter of a
+// block gets its own). A block stays in memory while any
+// message decoded into it does, so it is small; each payload slice is capped at its own length, so an
+// append by its user cannot reach its neighbour. Not safe for concurrent use; the zero value is ready.
+type recordDecoder struct {
+	topic string
+	block []byte // the current block; len = bytes handed out
+	want  int    // records the caller still expects to decode (sizes a new block; 0 = unknown)
+}
+
+const decodeBlock = 32 << 10
+
+// decode is decodeRecord with the decoder's sharing. The result does not alias b.
+func (d *recordDecoder) decode(b []byte) (Message, error) {
+	m, err := parseRecordTopic(b, d.topic)
+	if err != nil {
+		return m, err
+	}
+	d.topic = m.Topic
+	m.Payload = d.copy(m.Payload)
+	return m, nil
+}
+
+func (d *recordDecoder) copy(p []byte) []byte {
+	if len(p) > decodeBlock/4 {
+		return append([]byte{}, p...)
+	}
+	if len(d.block)+len(p) > cap(d.block) {
+		// Room for the records still expected if they are like this one, within one block.
+		d.block = make([]byte, 0, min(decodeBlock, max(len(p), d.want*len(p))))
+	}
+	start := len(d.block)
+	d.block = append(d.block, p...)
+	return d.block[start:len(d.block):len(d.block)]
+}
+
 // parseRecord is decodeRecord with a payload that aliases b.
-func parseRecord(b []byte) (Message, error) {
+func parseRecord(b []byte) (Message, error) { return parseRecordTopic(b, "") }
+
+// parseRecordTopic is parseRecord that returns topic itself when the record's topic equals it (no
+// allocation for a run of records on one topic).
+func parseRecordTopic(b []byte, topic string) (Message, error) {
 	var m Message
 	if len(b) < fixedHeaderLen {
 		return m, fmt.Errorf("%w: %d bytes is shorter than the %d-byte header", ErrCorrupt, len(b), fixedHeaderLen)
@@ -149,7 +191,11 @@ func parseRecord(b []byte) (Message, error) {
 	if len(rest) < tl {
 		return m, fmt.Errorf("%w: topic length %d exceeds the %d bytes left", ErrCorrupt, tl, len(rest))
 	}
-	m.Topic = string(rest[:tl])
+	if string(rest[:tl]) == topic {
+		m.Topic = topic
+	} else {
+		m.Topic = string(rest[:tl])
+	}
 	rest = rest[tl:]
 	if len(rest) < 4 {
 		return m, fmt.Errorf("%w: truncated payload length", ErrCorrupt)

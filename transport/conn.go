@@ -81,13 +81,22 @@ func dialWebSocket(ctx context.Context, rawURL string, header http.Header, tlsCf
 // reported to the Write call that completed the packet. Every Write must happen between Lock and Unlock.
 // A failed write is sticky: later writes fail with the same error and the socket is closed so the reader
 // notices at once.
+//
+// Coalescing: between cork and flush, complete packets are held and go out together as one binary
+// message (one frame, one write system call) at flush, or as soon as corkBytes are held. MQTT over
+// WebSocket lets one message carry several packets [MQTT-6.0.0-2]. The sender corks while it has
+// messages ready and window slots free, and flushes before anything that could wait (see send), so a
+// packet is never held while the sender waits; a packet of another writer written meanwhile (a ping, a
+// PUBACK) goes out with the run. A failed flush is reported like a failed write: sticky, socket closed.
 type wsConn struct {
 	ws           *websocket.Conn
 	writeTimeout time.Duration
 
-	wmu  sync.Mutex // the Locker: one packet at a time
-	wbuf []byte     // the packet being assembled (guarded by wmu)
-	werr error      // sticky write error (guarded by wmu)
+	wmu    sync.Mutex // the Locker: one packet at a time
+	wbuf   []byte     // complete packets held by the cork, then the packet being assembled (guarded by wmu)
+	whole  int        // wbuf[:whole] is complete packets (guarded by wmu)
+	corked bool       // hold complete packets until flush or corkBytes (guarded by wmu)
+	werr   error      // sticky write error (guarded by wmu)
 
 	rmu     sync.Mutex    // guards r, guard and refused
 	r       io.Reader     // current message being read
@@ -166,38 +175,70 @@ func (c *wsConn) writePacket(pkt []byte) error {
 func (c *wsConn) Lock()   { c.wmu.Lock() }
 func (c *wsConn) Unlock() { c.flushLeftover(); c.wmu.Unlock() }
 
+// corkBytes bounds the packets held by the cork: gorilla sends a message up to its 16 KiB write buffer as
+// one frame, and a run of that size already makes the write's cost per packet small.
+const corkBytes = 15 << 10
+
 // Write must be called with the lock held (see the type comment).
 func (c *wsConn) Write(p []byte) (int, error) {
 	if c.werr != nil {
 		return 0, c.werr
 	}
 	c.wbuf = append(c.wbuf, p...)
-	if n, ok := packetLen(c.wbuf); ok && len(c.wbuf) >= n {
-		if err := c.send(); err != nil {
+	for {
+		n, ok := packetLen(c.wbuf[c.whole:])
+		if !ok || len(c.wbuf)-c.whole < n {
+			break
+		}
+		c.whole += n
+	}
+	if c.whole > 0 && (!c.corked || c.whole >= corkBytes) {
+		if err := c.send(c.whole); err != nil {
 			return 0, err
 		}
 	}
 	return len(p), nil
 }
 
-// flushLeftover sends bytes that did not form a complete packet (defensive; paho always writes whole
-// packets inside one Lock/Unlock).
-func (c *wsConn) flushLeftover() {
-	if len(c.wbuf) > 0 && c.werr == nil {
-		_ = c.send()
-	}
-	c.wbuf = c.wbuf[:0]
+// cork makes the complete packets written from now on wait for flush (or corkBytes).
+func (c *wsConn) cork() {
+	c.wmu.Lock()
+	c.corked = true
+	c.wmu.Unlock()
 }
 
-func (c *wsConn) send() error {
+// flush ends a cork: the packets it holds go out as one message. It returns the sticky write error.
+func (c *wsConn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.corked = false
+	if c.werr == nil && c.whole > 0 {
+		_ = c.send(c.whole)
+	}
+	return c.werr
+}
+
+// flushLeftover runs at Unlock: without a cork it sends bytes that did not form a complete packet
+// (defensive; paho always writes whole packets inside one Lock/Unlock).
+func (c *wsConn) flushLeftover() {
+	if len(c.wbuf) > c.whole && c.werr == nil {
+		_ = c.send(len(c.wbuf))
+	}
+	if c.werr != nil {
+		c.wbuf, c.whole = c.wbuf[:0], 0
+	}
+}
+
+// send writes wbuf[:n] as one binary message and keeps the rest. Caller holds wmu.
+func (c *wsConn) send(n int) error {
 	if c.writeTimeout > 0 {
 		_ = c.ws.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	}
-	err := c.ws.WriteMessage(websocket.BinaryMessage, c.wbuf)
-	if cap(c.wbuf) > 1<<20 {
+	err := c.ws.WriteMessage(websocket.BinaryMessage, c.wbuf[:n])
+	rest := copy(c.wbuf, c.wbuf[n:])
+	c.wbuf, c.whole = c.wbuf[:rest], max(c.whole-n, 0)
+	if cap(c.wbuf) > 1<<20 && rest == 0 {
 		c.wbuf = nil // do not pin a huge buffer after one large message
-	} else {
-		c.wbuf = c.wbuf[:0]
 	}
 	if err != nil {
 		c.werr = fmt.Errorf("websocket write: %w", err)
@@ -366,7 +407,7 @@ func (c *wsConn) Err() error {
 	return c.firstErr
 }
 
-// writeFailed reports whether any write has failed (used before acking QoS 0 messages).
+// writeFailed reports whether any write has failed.
 func (c *wsConn) writeFailed() bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

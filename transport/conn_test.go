@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
-	"github.com/eclipse/paho.golang/paho"
-	mq "github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/edge-agent/edge-agent/internal/devbroker"
 	"github.com/edge-agent/edge-agent/internal/testca"
 	"github.com/gorilla/websocket"
@@ -196,41 +194,5 @@ func TestWSSWithPrivateCA(t *testing.T) {
 	st := bad.Status()
 	if st.Connects != 0 || !strings.Contains(st.LastError, "certificate") {
 		t.Fatalf("without the CA: connects %d, last error %q; want a certificate error", st.Connects, st.LastError)
-	}
-}
-
-// publishSize agrees with paho.golang's MQTT 5 encoder and paho.mqtt.golang's 3.1.1 encoder.
-func TestPublishSize(t *testing.T) {
-	for _, pub := range []outPublish{
-		{topic: "a", qos: 0},
-		{topic: "a/b/c", qos: 1, payload: make([]byte, 200)},
-		{topic: "t", qos: 1, payload: make([]byte, 20000), expiry: 30},
-	} {
-		p := &paho.Publish{Topic: pub.topic, QoS: pub.qos, Payload: pub.payload}
-		if pub.expiry > 0 {
-			p.Properties = &paho.PublishProperties{MessageExpiry: &pub.expiry}
-		}
-		pk := p.Packet()
-		if p.QoS > 0 {
-			pk.PacketID = 1
-		}
-		var buf bytes.Buffer
-		if _, err := pk.WriteTo(&buf); err != nil {
-			t.Fatal(err)
-		}
-		if got := publishSize(pub, true); got != buf.Len() {
-			t.Errorf("MQTT 5: publishSize = %d, encoded %d (topic %q, %d bytes)", got, buf.Len(), pub.topic, len(pub.payload))
-		}
-
-		p3 := mq.NewControlPacket(mq.Publish).(*mq.PublishPacket)
-		p3.TopicName, p3.Qos, p3.Payload, p3.MessageID = pub.topic, pub.qos, pub.payload, 1
-		buf.Reset()
-		if err := p3.Write(&buf); err != nil {
-			t.Fatal(err)
-		}
-		pub.expiry = 0 // 3.x has no properties
-		if got := publishSize(pub, false); got != buf.Len() {
-			t.Errorf("MQTT 3.1.1: publishSize = %d, encoded %d (topic %q, %d bytes)", got, buf.Len(), pub.topic, len(pub.payload))
-		}
 	}
 }

@@ -148,6 +148,8 @@ func (c *Client) serve(ctx context.Context, l *link) (*pipeline, error) {
 		waiterDone: make(chan struct{}),
 		done:       l.done(),
 		maxPacket:  maxPacket,
+		maxQoS:     l.info.maxQoS,
+		retainOK:   l.info.retainOK,
 	}
 	sendCtx, stopSend := context.WithCancel(ctx)
 	defer func() {

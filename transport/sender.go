@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -15,8 +14,9 @@ import (
 
 // The publish pipeline of one connection. One sender goroutine takes the Source's messages in Seq order
 // (read one batch ahead by its reader goroutine, see send) and writes each message through the
-// connection's wire (wire.go) without waiting for its PUBACK, so the wire order is the Seq order. Before a QoS 1
-// message it takes a slot in window (capacity W = min(MaxInflight, Receive Maximum)); the waiter
+// connection's wire (wire.go: encoded by the sender itself, pubWriter), so the wire order is the Seq
+// order. Before a QoS 1 message it takes a slot in window (capacity W = min(MaxInflight, Receive
+// Maximum); MQTT 3.x: MaxInflight3); the waiter
 // goroutine gives the slot back when the PUBACK arrives, so at most W QoS 1 publishes are ever
 // unacknowledged. The waiter reads outcomes in FIFO order (brokers send PUBACKs in PUBLISH order
 // [MQTT-4.6.0-2]; an out-of-order PUBACK merely waits in its buffered channel) and calls Source.Ack only
@@ -35,6 +35,8 @@ type pipeline struct {
 	waiterDone  chan struct{}   // closed when the waiter returns
 	done        <-chan struct{} // the wire's done: the connection is gone
 	maxPacket   uint32          // outbound packet limit (MQTT 5: the broker's Maximum Packet Size); 0 = none
+	maxQoS      byte            // broker's Maximum QoS from CONNACK (2 when absent, and for 3.x)
+	retainOK    bool            // broker's Retain Available from CONNACK (true when absent, and for 3.x)
 
 	// Written by the waiter only; read by connection() after the waiter returned (poison.go).
 	answered bool       // a PUBACK (any reason code) arrived on this connection
@@ -72,14 +74,25 @@ func (c *Client) send(ctx context.Context, p *pipeline) error {
 		stopRead()
 		<-readDone
 	}()
+	// Packets written while messages are at hand are coalesced (wsConn.cork) and flushed before every
+	// wait: for the next batch here, for a window slot or the rate limiter in publishOne.
+	defer func() { _ = p.conn.flush() }()
 	var after uint64 // a new connection always starts over: everything unacked is sent again
 	for {
 		var r readResult
 		select {
 		case r = <-ra.batches:
-		case <-ctx.Done():
-			return nil
+		default:
+			if err := p.conn.flush(); err != nil {
+				return fmt.Errorf("publishing: %w", err)
+			}
+			select {
+			case r = <-ra.batches:
+			case <-ctx.Done():
+				return nil
+			}
 		}
+		p.conn.cork()
 		if r.err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -162,6 +175,20 @@ func (c *Client) read(ctx context.Context, batch int, ra *readAhead) {
 	}
 }
 
+// lifetimeLeft is m's Message Expiry Interval: the seconds left, rounded up (0 = m never expires), and
+// false once m has expired. Taken right before the PUBLISH is written, after every wait, so that
+// nothing goes out past its expiry.
+func lifetimeLeft(m Message) (uint32, bool) {
+	if m.Expires.IsZero() {
+		return 0, true
+	}
+	left := time.Until(m.Expires)
+	if left <= 0 {
+		return 0, false
+	}
+	return uint32(min((left+time.Second-1)/time.Second, math.MaxUint32)), true // never 0 (= no expiry)
+}
+
 func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 	if err := topic.Validate(m.Topic); err != nil {
 		c.reject(m.Seq, fmt.Errorf("%w: seq %d: %w", ErrInvalidMessage, m.Seq, err))
@@ -171,46 +198,51 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q has QoS %d; only 0 and 1 are supported", ErrInvalidMessage, m.Seq, m.Topic, m.QoS))
 		return nil
 	}
-	if !m.Expires.IsZero() && !time.Now().Before(m.Expires) {
+	// What paho's PublishWithOptions refused with ErrInvalidArguments, checked here since the sender
+	// writes its PUBLISH itself (pubWriter).
+	if m.QoS > p.maxQoS {
+		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q has QoS %d; the broker's Maximum QoS is %d", ErrInvalidMessage, m.Seq, m.Topic, m.QoS, p.maxQoS))
+		return nil
+	}
+	if m.Retain && !p.retainOK {
+		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q is retained; the broker does not support retained messages", ErrInvalidMessage, m.Seq, m.Topic))
+		return nil
+	}
+	expiry, ok := lifetimeLeft(m) // for its size here; taken again right before it is written
+	if !ok {
 		c.expire(m)
 		return nil
 	}
-	pub := outPublish{topic: m.Topic, payload: m.Payload, qos: m.QoS, retain: m.Retain}
-	if !m.Expires.IsZero() && p.v5 {
-		pub.expiry = 1 // set for its size; the lifetime left is set once the rate limiter let it go
-	}
 
-	if size := publishSize(pub, p.v5); p.maxPacket > 0 && size > int(p.maxPacket) {
+	if size := publishSize(m, expiry, p.v5); p.maxPacket > 0 && size > int(p.maxPacket) {
 		// Sending it would only get us disconnected, again on every reconnect [MQTT-3.1.2-24].
 		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q is a %d-byte packet; the broker's Maximum Packet Size is %d",
 			ErrInvalidMessage, m.Seq, m.Topic, size, p.maxPacket))
 		return nil
 	}
 
-	if err := c.limiter.wait(ctx, len(m.Topic)+len(m.Payload)); err != nil {
-		return err
+	if c.limiter != nil {
+		if err := p.conn.flush(); err != nil {
+			return fmt.Errorf("publishing seq %d: %w", m.Seq, err)
+		}
+		if err := c.limiter.wait(ctx, len(m.Topic)+len(m.Payload)); err != nil {
+			return err
+		}
+		p.conn.cork()
 	}
-	if !m.Expires.IsZero() { // the wait may have outlasted it: never send a message past its expiry
-		left := time.Until(m.Expires)
-		if left <= 0 {
+	if m.QoS == 0 {
+		if expiry, ok = lifetimeLeft(m); !ok { // the wait may have outlasted it
 			c.expire(m)
 			return nil
 		}
-		if p.v5 {
-			pub.expiry = uint32(min((left+time.Second-1)/time.Second, math.MaxUint32)) // round up: never 0 (= no expiry)
-		}
-	}
-	if m.QoS == 0 {
-		if _, err := p.wire.publish(ctx, pub); err != nil {
-			if errors.Is(err, errUnsendable) {
-				c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q: %w", ErrInvalidMessage, m.Seq, m.Topic, err))
-				return nil
-			}
+		if _, err := p.wire.publish(m, expiry); err != nil {
 			return fmt.Errorf("publishing seq %d: %w", m.Seq, err)
 		}
-		if p.conn.writeFailed() {
+		// Acked once written: so it must be on the socket now, not held by the cork.
+		if err := p.conn.flush(); err != nil {
 			return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(p.conn.Err(), errConnectionGone))
 		}
+		p.conn.cork()
 		c.wrote(p, m.Seq)
 		c.ack(m.Seq)
 		return nil
@@ -218,20 +250,31 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 
 	select { // take a window slot
 	case p.window <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-p.done:
-		return errConnectionGone
+	default:
+		// The window is full: what the cork holds must go out before waiting for its PUBACKs.
+		if err := p.conn.flush(); err != nil {
+			return fmt.Errorf("publishing seq %d: %w", m.Seq, err)
+		}
+		select {
+		case p.window <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.done:
+			return errConnectionGone
+		}
+		p.conn.cork()
+	}
+	if expiry, ok = lifetimeLeft(m); !ok { // the waits may have outlasted it
+		<-p.window
+		c.expire(m)
+		return nil
 	}
 	c.addInflight(1) // counted from before the write until the outcome: an upper bound of what is on the wire
-	resp, err := p.wire.publish(ctx, pub)
+	// The wire gives the packet identifier and routes the PUBACK to resp.
+	resp, err := p.wire.publish(m, expiry)
 	if resp == nil { // never entered the session: nothing was sent
 		<-p.window
 		c.addInflight(-1)
-		if errors.Is(err, errUnsendable) {
-			c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q: %w", ErrInvalidMessage, m.Seq, m.Topic, err))
-			return nil
-		}
 		return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(err, errConnectionGone))
 	}
 	c.wrote(p, m.Seq)

@@ -3,11 +3,13 @@ package transport
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho/session"
 	"github.com/eclipse/paho.golang/paho/session/state"
+	"github.com/eclipse/paho.golang/paho/store/memory"
 )
 
 // connSession wraps paho's in-memory session state for ONE connection (we connect with CleanStart and our
@@ -15,13 +17,13 @@ import (
 //
 // It exists for two reasons found in paho's source (paho/session/state/state.go, paho/client.go):
 //
-//  1. PublishWithOptions(…, PublishMethod_AsyncSend) gives no way to learn the outcome. AddToSession is
-//     called synchronously by the publishing goroutine with the response channel; for PUBLISH we hand
-//     paho a channel of our own (paho's is send-only) and remember it in captured, which the single
-//     sender goroutine reads right after PublishWithOptions returns — same goroutine, so the
-//     correlation with the message's Seq is deterministic. State.AddToSession also blocks on its send
-//     quota (initialised from the CONNACK Receive Maximum) so the broker's limit holds even without our
-//     own window.
+//  1. The sender writes its PUBLISH packets itself (pubWriter, wire.go) but needs paho's State for
+//     the packet identifier and to route the PUBACK that paho's reader receives. It calls AddToSession
+//     itself; for PUBLISH a channel of our own is handed to the State and remembered in captured,
+//     which the single sender goroutine reads right after AddToSession returns — same goroutine, so
+//     the correlation with the message's Seq is deterministic. State.AddToSession also blocks on its
+//     send quota (initialised from the CONNACK Receive Maximum) so the broker's limit holds even
+//     without our own window.
 //  2. With Session Expiry 0, State.ConnectionLost drops its map of pending transactions without
 //     answering their response channels (State.clean), so a Subscribe waiting for SUBACK would hang
 //     until PacketTimeout. ConnectionLost here answers every SUBSCRIBE/UNSUBSCRIBE channel with an
@@ -39,8 +41,25 @@ type connSession struct {
 }
 
 func newConnSession() *connSession {
-	return &connSession{State: state.NewInMemory()}
+	return &connSession{State: state.New(discardStore{}, memory.New())}
 }
+
+// discardStore is the client side of paho's session store, and keeps nothing. paho's State reads its
+// client store only in ConnectionUp, to send again what an earlier connection of the same State left
+// unacknowledged; a connSession lives for one connection and the Source is the durable session, so a
+// store would only copy every PUBLISH for nothing (an allocation and a copy per message on the drain's
+// path). The other packet it stores, PUBREL, follows a QoS 2 publish, which the sender never makes.
+// The server side (inbound QoS 2 PUBREC) keeps paho's memory store.
+type discardStore struct{}
+
+func (discardStore) Put(uint16, byte, io.WriterTo) error { return nil }
+func (discardStore) Get(id uint16) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("session store: packet %d is not kept (each connection starts clean)", id)
+}
+func (discardStore) Delete(uint16) error     { return nil }
+func (discardStore) Quarantine(uint16) error { return nil }
+func (discardStore) List() ([]uint16, error) { return nil, nil }
+func (discardStore) Reset() error            { return nil }
 
 func (s *connSession) AddToSession(ctx context.Context, p session.Packet, resp chan<- packets.ControlPacket) error {
 	if p.Type() != packets.PUBLISH {

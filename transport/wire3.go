@@ -29,6 +29,7 @@ type wire3 struct {
 	ws      *wsConn
 	pinger  *keepalivePinger
 	timeout time.Duration // bound of a SUBACK/UNSUBACK wait
+	out     pubWriter     // the sender's PUBLISHes (no properties)
 
 	mu     sync.Mutex
 	nextID uint16
@@ -95,7 +96,8 @@ func (c *Client) connect3(ctx context.Context, ws *wsConn, pinger *keepalivePing
 	}
 	_ = ws.SetReadDeadline(time.Time{})
 
-	w := &wire3{c: c, ws: ws, pinger: pinger, timeout: c.cfg.ConnectTimeout, pend: make(map[uint16]pending3),
+	w := &wire3{c: c, ws: ws, pinger: pinger, timeout: c.cfg.ConnectTimeout, out: pubWriter{conn: ws, pinger: pinger},
+		pend: make(map[uint16]pending3),
 		qos2: make(map[uint16]bool), doneCh: make(chan struct{})}
 	pctx, stopPing := context.WithCancel(context.Background())
 	w.stopPing = stopPing
@@ -112,7 +114,7 @@ func (c *Client) connect3(ctx context.Context, ws *wsConn, pinger *keepalivePing
 		close(w.doneCh)
 	}()
 	// 3.1 has no Session Present flag (the byte is reserved).
-	info := connInfo{version: v, sessionPresent: ca.SessionPresent && v == Protocol311}
+	info := connInfo{version: v, maxQoS: 2, retainOK: true, sessionPresent: ca.SessionPresent && v == Protocol311}
 	return w, info, nil
 }
 
@@ -272,19 +274,16 @@ func (w *wire3) disconnect(byte) {
 	<-w.doneCh
 }
 
-func (w *wire3) publish(ctx context.Context, pub outPublish) (<-chan packets.ControlPacket, error) {
-	p := mq.NewControlPacket(mq.Publish).(*mq.PublishPacket)
-	p.TopicName, p.Payload, p.Qos, p.Retain = pub.topic, pub.payload, pub.qos, pub.retain
-	if pub.qos == 0 {
-		return nil, w.write(p)
+func (w *wire3) publish(m Message, _ uint32) (<-chan packets.ControlPacket, error) {
+	if m.QoS == 0 {
+		return nil, w.out.write(m, 0, 0)
 	}
 	ch := make(chan packets.ControlPacket, 1)
 	id, err := w.register(pending3{pub: ch})
 	if err != nil {
 		return nil, err
 	}
-	p.MessageID = id
-	return ch, w.write(p) // on a failed write the channel is answered by end
+	return ch, w.out.write(m, id, 0) // on a failed write the channel is answered by end
 }
 
 func (w *wire3) subscribe(ctx context.Context, subs []Subscription) ([]byte, error) {

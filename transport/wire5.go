@@ -18,6 +18,8 @@ import (
 type wire5 struct {
 	cli  *paho.Client
 	sess *connSession
+	out  pubWriter       // the sender's PUBLISHes
+	pub  packets.Publish // the sender's, handed to the session for its packet identifier
 }
 
 // connect5 sends an MQTT 5 CONNECT on ws and waits for the CONNACK. On failure ws is closed.
@@ -66,46 +68,40 @@ func (c *Client) connect5(ctx context.Context, ws *wsConn, pinger *keepalivePing
 		_ = ws.Close()
 		return nil, connInfo{}, connectError(err, ca, ws, c.cfg.ConnectTimeout)
 	}
-	info := connInfo{version: Protocol5, receiveMax: 65535, sessionPresent: ca.SessionPresent} // absent Receive Maximum: 65535 [MQTT-3.2.2.3.3]
-	if ca.Properties != nil && ca.Properties.ReceiveMaximum != nil {
-		info.receiveMax = *ca.Properties.ReceiveMaximum
+	// Absent properties: Receive Maximum 65535 [MQTT-3.2.2.3.3], Maximum QoS 2, Retain Available.
+	info := connInfo{version: Protocol5, receiveMax: 65535, maxQoS: 2, retainOK: true, sessionPresent: ca.SessionPresent}
+	if pr := ca.Properties; pr != nil {
+		if pr.ReceiveMaximum != nil {
+			info.receiveMax = *pr.ReceiveMaximum
+		}
+		if pr.MaximumPacketSize != nil {
+			info.maxPacket = *pr.MaximumPacketSize
+		}
+		if pr.MaximumQoS != nil {
+			info.maxQoS = *pr.MaximumQoS
+		}
+		info.retainOK = pr.RetainAvailable
 	}
-	if ca.Properties != nil && ca.Properties.MaximumPacketSize != nil {
-		info.maxPacket = *ca.Properties.MaximumPacketSize
-	}
-	return &wire5{cli: cli, sess: sess}, info, nil
+	return &wire5{cli: cli, sess: sess, out: pubWriter{conn: ws, pinger: pinger, v5: true}}, info, nil
 }
 
 func (w *wire5) done() <-chan struct{}   { return w.cli.Done() }
 func (w *wire5) brokerDisconnect() error { return w.sess.disconnectReason() }
 func (w *wire5) disconnect(code byte)    { _ = w.cli.Disconnect(&paho.Disconnect{ReasonCode: code}) }
 
-func (w *wire5) publish(ctx context.Context, pub outPublish) (<-chan packets.ControlPacket, error) {
-	p := &paho.Publish{Topic: pub.topic, Payload: pub.payload, QoS: pub.qos, Retain: pub.retain}
-	if pub.expiry > 0 {
-		secs := pub.expiry
-		p.Properties = &paho.PublishProperties{MessageExpiry: &secs}
+func (w *wire5) publish(m Message, expiry uint32) (<-chan packets.ControlPacket, error) {
+	if m.QoS == 0 {
+		return nil, w.out.write(m, 0, expiry)
 	}
-	if pub.qos == 0 {
-		_, err := w.cli.PublishWithOptions(ctx, p, paho.PublishOptions{})
-		return nil, unsendable(err)
-	}
-	// AsyncSend: paho returns once the packet is written; its outcome comes on the channel our
-	// connSession captured (see session.go).
-	_, err := w.cli.PublishWithOptions(ctx, p, paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
+	// paho's State gives the packet identifier and routes the PUBACK its reader receives to the
+	// channel our connSession captured (session.go).
+	w.pub = packets.Publish{QoS: 1, Topic: m.Topic}
+	err := w.sess.AddToSession(context.Background(), &w.pub, nil)
 	resp := w.sess.takeCaptured()
-	if resp == nil {
-		return nil, unsendable(firstErr(err, errConnectionGone))
+	if err != nil || resp == nil { // never entered the session: nothing was sent
+		return nil, firstErr(err, errConnectionGone)
 	}
-	return resp, err // paho.ErrNetworkErrorAfterStored: in the session but the write failed
-}
-
-// unsendable marks paho's argument errors (the message can never be sent as given).
-func unsendable(err error) error {
-	if errors.Is(err, paho.ErrInvalidArguments) {
-		return fmt.Errorf("%w: %w", errUnsendable, err)
-	}
-	return err
+	return resp, w.out.write(m, w.pub.PacketID, expiry) // on a failed write the connection is dying
 }
 
 func (w *wire5) subscribe(ctx context.Context, subs []Subscription) ([]byte, error) {

@@ -209,6 +209,7 @@ func runWait(args []string) error {
 	n := fs.Int("n", 0, "distinct payloads expected")
 	after := fs.Int64("after", 0, "report the agent's connect time only if it is after this time (Unix ns)")
 	every := fs.Duration("every", 10*time.Millisecond, "poll interval")
+	offset := fs.Int64("offset", 0, "skip this many bytes of the checker file (the lines of earlier runs)")
 	timeout := fs.Duration("timeout", 120*time.Second, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -221,6 +222,9 @@ func runWait(args []string) error {
 		return fmt.Errorf("checker output: %w", err)
 	}
 	defer f.Close()
+	if _, err := f.Seek(*offset, io.SeekStart); err != nil {
+		return fmt.Errorf("checker output: %w", err)
+	}
 	ck := &checker{f: f, prefix: []byte(*topic + " "), seen: make(map[uint64]struct{}, *n)}
 	var cl *localapi.Client
 	if *socket != "" {
