@@ -198,6 +198,11 @@ func (a *Agent) transportConfig() transport.Config {
 		PoisonAfter:   a.cfg.Broker.PoisonAfter,
 		Backoff:       transport.FleetJitter(a.cfg.Broker.ReconnectMin.Duration, a.cfg.Broker.ReconnectMax.Duration),
 	}
+	// Issue 10: the MQTT version (negotiated under "auto"), the 3.x window and a persistent session.
+	tcfg.Protocol = transport.Protocol(a.cfg.Broker.Protocol)
+	tcfg.ClosedIsNotVersion = a.cfg.Broker.Limits.CloseIsPolicy
+	tcfg.MaxInflight3 = a.cfg.Broker.MaxInflight3
+	tcfg.SessionExpiry = a.cfg.Broker.SessionExpiry.Duration
 	if a.aws != nil {
 		tcfg.Endpoint = a.aws.Endpoint
 	}

@@ -30,6 +30,8 @@ func (a *Agent) Status() localapi.Status {
 		Connects:       ts.Connects,
 		Inflight:       ts.Inflight,
 		ReceiveMaximum: ts.ReceiveMaximum,
+		Protocol:       ts.Protocol,
+		SessionPresent: ts.SessionPresent,
 		Subscribers:    a.hub.count(),
 		InboundDropped: a.hub.dropped(),
 		LocalAPI: localapi.LocalAPIStatus{

@@ -64,6 +64,17 @@ type Broker struct {
 	// connection, this many times in a row with nothing acknowledged in between, goes to the
 	// dead-letter store so that it cannot block the queue (default 3; 0 turns the rule off).
 	PoisonAfter int `toml:"poison_after"`
+	// Protocol is the MQTT version: "auto" (try 5, then 3.1.1, then 3.1 while the broker refuses the
+	// version, and keep the first that works), "5", "3.1.1" or "3.1". Default: the provider's
+	// (Limits.DefaultProtocol: "auto" for mqtt, "5" for aws-iot).
+	Protocol string `toml:"protocol"`
+	// SessionExpiry > 0 asks the broker to keep our session (subscriptions and the QoS 1 messages for
+	// them) this long while we are away: MQTT 5 Session Expiry Interval, 3.x Clean Session = 0
+	// (default 1h; 0 = a clean session on every connection). Whole seconds.
+	SessionExpiry Duration `toml:"session_expiry"`
+	// MaxInflight3 is the QoS 1 window on an MQTT 3.1.1 / 3.1 connection, which has no Receive
+	// Maximum: max_inflight when the file sets it, else 20. Set by Parse; not a key of the file.
+	MaxInflight3 int `toml:"-"`
 
 	// Limits are the provider's limits, set by Parse (see Limits); not a key of the file.
 	Limits Limits `toml:"-"`
@@ -189,6 +200,7 @@ func Default() *Config {
 			ReconnectMax:   Duration{2 * time.Minute},
 			IncomingBuffer: 2 * MiB,
 			PoisonAfter:    3,
+			SessionExpiry:  Duration{time.Hour},
 		},
 		Queue: Queue{MaxBytes: 256 * MiB, Overflow: OverflowDropOldest, MaxDeadLetters: 10000},
 		Log:   Log{Level: "info", Format: "text"},

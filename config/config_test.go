@@ -40,7 +40,8 @@ func TestDefaults(t *testing.T) {
 			Keepalive: Duration{60 * time.Second}, MaxInflight: 64,
 			ReconnectMin: Duration{time.Second}, ReconnectMax: Duration{2 * time.Minute},
 			MaxPacketSize: 264 * KiB, IncomingBuffer: 2 * MiB, PoisonAfter: 3,
-			Limits: Limits{DefaultPayload: 256 * KiB}}, // MQTT's own limits only
+			Protocol: "auto", SessionExpiry: Duration{time.Hour}, MaxInflight3: 20,
+			Limits: Limits{DefaultPayload: 256 * KiB, DefaultProtocol: "auto"}}, // MQTT's own limits only
 		Queue: Queue{MaxBytes: 256 << 20, Overflow: "drop-oldest", MaxDeadLetters: 10000},
 		Log:   Log{Level: "info", Format: "text"},
 		API:   wantAPI(256 << 10),
@@ -438,10 +439,12 @@ func TestSpecExample(t *testing.T) {
 			Keepalive: Duration{time.Minute}, MaxInflight: 64, MaxPublishRate: 100, MaxByteRate: 512 * KiB, MaxSubscriptions: 50,
 			ReconnectMin: Duration{time.Second}, ReconnectMax: Duration{2 * time.Minute},
 			MaxPacketSize: 136 * KiB, IncomingBuffer: 2 * MiB, PoisonAfter: 3,
+			Protocol: "5", SessionExpiry: Duration{time.Hour}, MaxInflight3: 20,
 			// The AWS IoT Core quotas, as SPEC.md states them.
 			Limits: Limits{Name: "AWS IoT", Topic: topic.Limits{MaxBytes: 256, MaxLevels: 8}, MaxPayload: 128 * KiB,
 				DefaultPayload: 128 * KiB, MaxClientID: 128, NoDollarID: true, MinKeepalive: 30 * time.Second,
-				MaxKeepalive: 1200 * time.Second, MaxInflight: 100, MaxSubscriptions: 50, MinReconnect: time.Second, PublishRate: 100, ByteRate: 512 * KiB}},
+				MaxKeepalive: 1200 * time.Second, MaxInflight: 100, MaxSubscriptions: 50, MinReconnect: time.Second, PublishRate: 100, ByteRate: 512 * KiB,
+				DefaultProtocol: "5", Protocols: []string{"auto", "5", "3.1.1"}, CloseIsPolicy: true}},
 		Cognito:    Cognito{IdentityPoolID: "eu-west-1:00000000-0000-0000-0000-000000000000"},
 		HasCognito: true,
 		Queue:      Queue{MaxBytes: 256 * MiB, Overflow: "drop-oldest", MaxDeadLetters: 10000},
@@ -644,6 +647,29 @@ func TestReconnectBounds(t *testing.T) {
 		var e *Error
 		if !errors.As(err, &e) || e.Key != bad.key {
 			t.Errorf("%q: got %v, want an error for %s", bad.doc, err, bad.key)
+		}
+	}
+}
+
+// broker.protocol defaults by provider and takes only what the provider speaks; broker.session_expiry
+// is whole seconds, 0 allowed; max_inflight set in the file is also the 3.x window.
+func TestProtocolKeys(t *testing.T) {
+	c := mustParse(t, doc("[broker]", wsURL))
+	if c.Broker.Protocol != "auto" || c.Broker.SessionExpiry.Duration != time.Hour || c.Broker.MaxInflight3 != 20 {
+		t.Fatalf("mqtt defaults: protocol %q session_expiry %v max_inflight3 %d", c.Broker.Protocol, c.Broker.SessionExpiry, c.Broker.MaxInflight3)
+	}
+	c = mustParse(t, doc("[broker]", wsURL, `protocol = "3.1"`, `session_expiry = "0s"`, "max_inflight = 7"))
+	if c.Broker.Protocol != "3.1" || c.Broker.SessionExpiry.Duration != 0 || c.Broker.MaxInflight3 != 7 {
+		t.Fatalf("set: %+v", c.Broker)
+	}
+	for _, bad := range [][]string{
+		{`protocol = "4"`, `broker.protocol: "4" is not a protocol the broker speaks: use "auto", "5", "3.1.1", "3.1"`},
+		{`session_expiry = "1500ms"`, "broker.session_expiry: 1.5s: MQTT counts the session expiry in whole seconds"},
+		{`session_expiry = "-1s"`, "broker.session_expiry: -1s is outside"},
+	} {
+		_, err := Parse([]byte(doc("[broker]", wsURL, bad[0])), "a.toml")
+		if err == nil || !strings.Contains(err.Error(), bad[1]) {
+			t.Errorf("%s: %v, want %q", bad[0], err, bad[1])
 		}
 	}
 }

@@ -31,7 +31,19 @@ type Limits struct {
 	MinReconnect time.Duration
 	PublishRate  float64 // publishes per second per connection: the default of broker.max_publish_rate
 	ByteRate     Size    // bytes per second per connection: the default of broker.max_byte_rate
+
+	DefaultProtocol string   // broker.protocol when the file leaves it out
+	Protocols       []string // the broker.protocol values the provider takes; nil = all
+	// CloseIsPolicy: a connection closed right after CONNECT means a policy problem, never a refused
+	// MQTT version (no fallback under "auto", no version hint in the error).
+	CloseIsPolicy bool
 }
+
+// Protocols is every value of broker.protocol.
+var Protocols = []string{"auto", "5", "3.1.1", "3.1"}
+
+// DefaultMaxInflight3 is the QoS 1 window on an MQTT 3.x connection when broker.max_inflight is not set.
+const DefaultMaxInflight3 = 20
 
 // MQTT's own limits, which hold for every provider.
 const (
@@ -44,7 +56,7 @@ const (
 // providerLimits are the limits of each provider, from the AWS IoT Core quotas
 // (https://docs.aws.amazon.com/general/latest/gr/iot-core.html) for "aws-iot".
 var providerLimits = map[string]Limits{
-	ProviderMQTT: {DefaultPayload: DefaultMaxPayloadMQTT},
+	ProviderMQTT: {DefaultPayload: DefaultMaxPayloadMQTT, DefaultProtocol: "auto"},
 	ProviderAWSIoT: {
 		Name:             "AWS IoT",
 		Topic:            topic.Limits{MaxBytes: 256, MaxLevels: 8}, // 7 slashes
@@ -59,5 +71,9 @@ var providerLimits = map[string]Limits{
 		MinReconnect:     time.Second, // 1 CONNECT per second per client id
 		PublishRate:      100,
 		ByteRate:         512 * KiB,
+		// AWS IoT speaks MQTT 5 and 3.1.1, and closes the connection after CONNECT for a missing policy.
+		DefaultProtocol: "5",
+		Protocols:       []string{"auto", "5", "3.1.1"},
+		CloseIsPolicy:   true,
 	},
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"slices"
@@ -203,6 +204,11 @@ func (v *checker) brokerSession() {
 		v.warn("broker.max_inflight", "%d is above the %s limit of %d unacknowledged QoS 1 messages; using %d", b.MaxInflight, lim.Name, lim.MaxInflight, lim.MaxInflight)
 		b.MaxInflight = lim.MaxInflight
 	}
+	b.MaxInflight3 = DefaultMaxInflight3 // 3.x has no Receive Maximum to lower a large default
+	if v.ix.has("broker.max_inflight") {
+		b.MaxInflight3 = b.MaxInflight
+	}
+	v.brokerProtocol()
 	providerLimit(v, "broker.max_publish_rate", &b.MaxPublishRate, lim.PublishRate)
 	providerLimit(v, "broker.max_byte_rate", &b.MaxByteRate, lim.ByteRate)
 	providerLimit(v, "broker.max_subscriptions", &b.MaxSubscriptions, lim.MaxSubscriptions)
@@ -215,6 +221,31 @@ func (v *checker) brokerSession() {
 		v.bad("broker.reconnect_min", "%v is outside 10ms..1h", rmin)
 	case rmax < rmin || rmax > 24*time.Hour:
 		v.bad("broker.reconnect_max", "%v: must be at least reconnect_min (%v) and at most 24h", rmax, rmin)
+	}
+}
+
+// brokerProtocol checks broker.protocol (default: the provider's) and broker.session_expiry.
+func (v *checker) brokerProtocol() {
+	b, lim := &v.c.Broker, v.lim
+	if lim.DefaultProtocol == "" {
+		return // not a provider (reported)
+	}
+	if b.Protocol == "" && !v.ix.has("broker.protocol") {
+		b.Protocol = lim.DefaultProtocol
+	}
+	allowed := lim.Protocols
+	if allowed == nil {
+		allowed = Protocols
+	}
+	if !slices.Contains(allowed, b.Protocol) {
+		v.bad("broker.protocol", "%q is not a protocol %s speaks: use %s", b.Protocol, cmp.Or(lim.Name, "the broker"),
+			`"`+strings.Join(allowed, `", "`)+`"`)
+	}
+	switch e := b.SessionExpiry.Duration; {
+	case e < 0 || e > math.MaxUint32*time.Second:
+		v.bad("broker.session_expiry", "%v is outside 0..%v (0 = a clean session on every connection)", e, math.MaxUint32*time.Second)
+	case e%time.Second != 0:
+		v.bad("broker.session_expiry", "%v: MQTT counts the session expiry in whole seconds", e)
 	}
 }
 

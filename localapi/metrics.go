@@ -81,6 +81,9 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		}
 		metric("aws_refused", "gauge", "1 while AWS IoT refuses the connection (see diagnosis in /v1/status).", diag)
 	}
+	if st.Protocol != "" {
+		fmt.Fprintf(&b, "# HELP edge_agent_mqtt_protocol_info The MQTT version of the current or last broker connection.\n# TYPE edge_agent_mqtt_protocol_info gauge\nedge_agent_mqtt_protocol_info{protocol=%s} 1\n", label(st.Protocol))
+	}
 	fmt.Fprintf(&b, "# HELP edge_agent_info Build information.\n# TYPE edge_agent_info gauge\nedge_agent_info{version=%s,provider=%s} 1\n", label(st.Version), label(st.Provider))
 	fmt.Fprintf(&b, "# HELP edge_agent_build_info The agent's build.\n# TYPE edge_agent_build_info gauge\nedge_agent_build_info{version=%s,commit=%s,goversion=%s} 1\n",
 		label(st.Version), label(st.Commit), label(runtime.Version()))

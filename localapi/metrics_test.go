@@ -21,7 +21,7 @@ import (
 type fleetBackend struct{ memBackend }
 
 func (b *fleetBackend) Status() Status {
-	return Status{State: "connected", Provider: "mqtt", Version: `1.2.3 "rc"`, Commit: "abc123", UptimeSeconds: 42,
+	return Status{State: "connected", Provider: "mqtt", Version: `1.2.3 "rc"`, Commit: "abc123", UptimeSeconds: 42, Protocol: "3.1.1",
 		Reconnects:     map[string]uint64{"network": 57, "keepalive": 1, "endpoint": 0},
 		InboundDropped: map[string]uint64{"slow_subscriber": 2},
 		Queue:          QueueStatus{Depth: 3, OldestAgeSeconds: 12.5}}
@@ -129,6 +129,7 @@ func TestMetricsOverTCP(t *testing.T) {
 		`edge_agent_inbound_dropped_total{reason="slow_subscriber"}`:                                          2,
 		`edge_agent_build_info{version="1.2.3 \"rc\"",commit="abc123",goversion="` + runtime.Version() + `"}`: 1,
 		`edge_agent_metrics_connections_refused_total`:                                                        0,
+		`edge_agent_mqtt_protocol_info{protocol="3.1.1"}`:                                                     1,
 	} {
 		if got, ok := samples[series]; !ok || got != want {
 			t.Errorf("%s = %v (present %v), want %v", series, got, ok, want)

@@ -19,9 +19,15 @@ type Status struct {
 	Received    uint64      `json:"received"`
 	Connects    uint64      `json:"connects"`
 	Inflight    int         `json:"inflight"`
-	// ReceiveMaximum is the broker's in-flight QoS 1 limit from its CONNACK.
+	// ReceiveMaximum is the broker's in-flight QoS 1 limit from its CONNACK (MQTT 5 only).
 	ReceiveMaximum uint16 `json:"receive_maximum"`
-	Subscribers    int    `json:"subscribers"`
+	// Protocol is the MQTT version of the current (or last) connection: "5", "3.1.1" or "3.1"; absent
+	// before the first connection. With broker.protocol "auto" it is the version that was negotiated.
+	Protocol string `json:"protocol,omitempty"`
+	// SessionPresent: the broker resumed our persistent session (broker.session_expiry) on the current
+	// or last connection, so messages held for our subscriptions while we were away are delivered.
+	SessionPresent bool `json:"session_present"`
+	Subscribers    int  `json:"subscribers"`
 	// InboundDropped counts broker messages dropped inside the agent on their way to local
 	// subscribers, by reason: "slow_subscriber" (its own buffer, api.subscriber_buffer or 1024
 	// messages, was full), "subscriber_budget" (all subscribers together held

@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/eclipse/paho.golang/paho"
 )
 
 // Connection states reported in Status.State.
@@ -38,7 +35,11 @@ type Status struct {
 	Expired        uint64    // Source.Expire calls: expired before they could be sent
 
 	// Added beyond the package contract:
-	Window int // QoS 1 window in use: min(MaxInflight, ReceiveMaximum)
+	Window int // QoS 1 window in use: min(MaxInflight, ReceiveMaximum); MaxInflight3 for MQTT 3.x
+	// Protocol is the MQTT version of the current/last connection ("5", "3.1.1" or "3.1"; "" before the
+	// first CONNACK). SessionPresent: the broker resumed a persistent session (Config.SessionExpiry).
+	Protocol       string
+	SessionPresent bool
 
 	// Inbound drops, by reason. DroppedIncoming is their total: broker messages that never reached
 	// OnMessage (a QoS 1 one was acknowledged to the broker all the same, so it is lost).
@@ -55,7 +56,7 @@ type Status struct {
 	Poisoned uint64
 }
 
-// Client keeps one MQTT 5 over WebSocket connection alive and pumps a Source through it.
+// Client keeps one MQTT (5, 3.1.1 or 3.1) over WebSocket connection alive and pumps a Source through it.
 // All methods are safe for concurrent use. Run may only be active once at a time.
 type Client struct {
 	cfg Config
@@ -73,15 +74,20 @@ type Client struct {
 	attempts  int
 	recvMax   uint16
 	window    int
-	cur       *paho.Client       // the live connection, or nil
+	cur       *link              // the live connection, or nil: set by attach, cleared by detach (lifecycle.go)
+	settled   Protocol           // ProtocolAuto: the version that worked; "" until one did
+	proto     Protocol           // the version of the current/last connection
+	session   bool               // Session Present on the current/last connection
 	dyn       map[string]*subRef // dynamic subscriptions by filter
 	always    map[string]byte    // Config.Subscriptions by filter (max QoS)
 
 	connects, published, acked, rejected, expired       atomic.Uint64
 	dropped, droppedFull, droppedBytes, droppedTooLarge atomic.Uint64
 	inboundTooLarge, poisoned                           atomic.Uint64
-	inflight, peakInflight                              atomic.Int64
-	inBytes, peakInBytes                                atomic.Int64 // bytes in incoming + the one being dispatched
+	inflight                                            atomic.Int64
+	inBytes                                             atomic.Int64 // bytes in incoming + the one being dispatched
+
+	testHooks *testHooks // nil outside tests
 
 	poison      poisonWatch // touched only by Run's goroutine, between connections
 	tooLargeLog logLimit    // rate limit for the oversized-PUBLISH warning
@@ -89,6 +95,20 @@ type Client struct {
 	subOp    chan struct{} // capacity 1: serialises subscription traffic with restore-on-connect
 	incoming chan Received // broker messages waiting for the dispatcher
 	limiter  *rateLimiter  // nil = no rate limit; used by the sender goroutine only
+}
+
+// testHooks lets tests observe peaks that production code does not keep; nil outside tests, so the send
+// and receive paths pay a nil check only.
+type testHooks struct {
+	peakInflight, peakInBytes atomic.Int64
+}
+
+func (h *testHooks) inflight(n int64)      { raiseTo(&h.peakInflight, n) }
+func (h *testHooks) incomingBytes(n int64) { raiseTo(&h.peakInBytes, n) }
+
+func raiseTo(peak *atomic.Int64, n int64) {
+	for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+	}
 }
 
 // New validates cfg, applies defaults and returns a Client that does nothing until Run.
@@ -130,7 +150,7 @@ func (c *Client) Status() Status {
 	c.mu.Lock()
 	s := Status{
 		State: c.state, Since: c.since, URL: c.url, LastError: c.lastErr, LastErrorAt: c.lastErrAt, Attempts: c.attempts,
-		ReceiveMaximum: c.recvMax, Window: c.window,
+		ReceiveMaximum: c.recvMax, Window: c.window, Protocol: string(c.proto), SessionPresent: c.session,
 	}
 	c.mu.Unlock()
 	s.Connects = c.connects.Load()
@@ -211,157 +231,6 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-// connection runs one connection from dial to teardown. It returns how long the connection was up
-// (0 if CONNACK never succeeded) and why it ended.
-func (c *Client) connection(ctx context.Context) (time.Duration, error) {
-	c.setState(StateConnecting, nil)
-	rawURL, header := c.cfg.URL, http.Header(nil)
-	if c.cfg.Endpoint != nil {
-		u, h, err := c.cfg.Endpoint(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("%w: %w", ErrEndpoint, err)
-		}
-		rawURL, header = u, h
-		c.mu.Lock()
-		c.url = redactURLString(rawURL)
-		c.mu.Unlock()
-	}
-	ws, err := dialWebSocket(ctx, rawURL, header, c.cfg.TLS, c.cfg.ConnectTimeout, c.writeTimeout(), int(c.cfg.MaxPacketSize))
-	if err != nil {
-		return 0, err
-	}
-	sess := newConnSession()
-	pinger := newKeepalivePinger() // dead link found within 1.5×Keepalive; see pinger.go
-	ws.onTooLarge = c.inboundOversized
-	ws.onProgress = pinger.PacketReceived // a big PUBLISH still arriving shows the link is alive
-	pcfg := paho.ClientConfig{
-		ClientID:      c.cfg.ClientID,
-		Conn:          ws,
-		Session:       sess,
-		PingHandler:   pinger,
-		PacketTimeout: c.cfg.ConnectTimeout,
-	}
-	if c.cfg.OnMessage != nil {
-		pcfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){c.onPublish}
-	}
-	cli := paho.NewClient(pcfg)
-	maxIn := c.cfg.MaxPacketSize
-	cp := &paho.Connect{
-		ClientID:   c.cfg.ClientID,
-		CleanStart: true, // our Source is the durable session; see doc.go
-		KeepAlive:  uint16(c.cfg.Keepalive / time.Second),
-		// Announced so a conforming broker never sends more [MQTT-3.1.2-24], [MQTT-3.1.2-25]; enforced
-		// in any case by the connection's inboundGuard.
-		Properties: &paho.ConnectProperties{MaximumPacketSize: &maxIn},
-	}
-	if c.cfg.Username != "" {
-		cp.Username, cp.UsernameFlag = c.cfg.Username, true
-	}
-	if c.cfg.Password != nil {
-		cp.Password, cp.PasswordFlag = c.cfg.Password, true
-	}
-	cctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
-	ca, err := cli.Connect(cctx, cp)
-	cancel()
-	if err != nil {
-		_ = ws.Close()
-		return 0, connectError(err, ca, ws, c.cfg.ConnectTimeout)
-	}
-	connectedAt := time.Now()
-
-	recvMax := uint16(65535) // absent property means 65535 [MQTT-3.2.2.3.3]
-	if ca.Properties != nil && ca.Properties.ReceiveMaximum != nil {
-		recvMax = *ca.Properties.ReceiveMaximum
-	}
-	window := min(c.cfg.MaxInflight, int(recvMax))
-	var maxPacket uint32 // 0 = no limit
-	if ca.Properties != nil && ca.Properties.MaximumPacketSize != nil {
-		maxPacket = *ca.Properties.MaximumPacketSize
-	}
-	c.connects.Add(1)
-	c.mu.Lock()
-	c.attempts, c.recvMax, c.window = 0, recvMax, window
-	url := c.url
-	c.mu.Unlock()
-	c.setState(StateConnected, nil)
-	c.log.Info("mqtt connected", "url", url, "client_id", c.cfg.ClientID, "receive_maximum", recvMax,
-		"window", window, "keepalive", c.cfg.Keepalive)
-
-	if c.cfg.OnConnected != nil {
-		c.cfg.OnConnected()
-	}
-	c.restoreSubscriptions(ctx, cli)
-
-	p := &pipeline{
-		cli:        cli,
-		sess:       sess,
-		conn:       ws,
-		window:     make(chan struct{}, window),
-		pending:    make(chan pendingPub, window),
-		senderDone: make(chan struct{}),
-		drained:    make(chan struct{}),
-		done:       cli.Done(),
-		maxPacket:  maxPacket,
-	}
-	p.useConnack(ca, pinger)
-	sendCtx, stopSend := context.WithCancel(ctx)
-	defer stopSend()
-	senderErr := make(chan error, 1)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		senderErr <- c.send(sendCtx, p)
-	}()
-	go func() {
-		defer wg.Done()
-		c.await(p)
-	}()
-
-	var why error
-	select {
-	case <-p.done:
-	case err := <-senderErr:
-		if ctx.Err() == nil {
-			why = err
-			_ = cli.Disconnect(&paho.Disconnect{ReasonCode: 0x80}) // unspecified error
-		}
-	case <-ctx.Done():
-	}
-	c.mu.Lock()
-	c.cur = nil
-	c.mu.Unlock()
-	stopSend()
-	<-p.senderDone
-	if ctx.Err() != nil && why == nil {
-		// Shutdown: the sender has stopped; give in-flight PUBACKs a bounded moment, then DISCONNECT.
-		t := time.NewTimer(c.cfg.DrainTimeout)
-		select {
-		case <-p.drained:
-		case <-p.done:
-		case <-t.C:
-			c.log.Info("mqtt shutdown: in-flight messages not acknowledged in time; they stay queued",
-				"inflight", p.outstanding.Load())
-		}
-		t.Stop()
-		_ = cli.Disconnect(&paho.Disconnect{ReasonCode: 0}) // normal disconnection; waits for paho to stop
-	}
-	<-p.done
-	wg.Wait()
-	// The waiter may have returned before the sender queued its last publish (written, then the
-	// connection died at once): settle or forget it too, so Inflight and the poison check see it.
-	c.abandon(p)
-	up := time.Since(connectedAt)
-	if why == nil {
-		why = firstErr(sess.disconnectReason(), pinger.Err(), ws.Err(), errors.New("connection closed"))
-	}
-	if ctx.Err() == nil { // a shutdown tells nothing about the messages in flight
-		hungUp := sess.disconnectReason() != nil || (pinger.Err() == nil && ws.hungUp())
-		c.checkPoison(p, hungUp, why)
-	}
-	return up, why
-}
-
 func (c *Client) writeTimeout() time.Duration {
 	return max(c.cfg.Keepalive, 5*time.Second)
 }
@@ -373,58 +242,6 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
-}
-
-// connectError explains a failed CONNECT in words a person can act on.
-func connectError(err error, ca *paho.Connack, ws *wsConn, timeout time.Duration) error {
-	switch {
-	case ca != nil && ca.ReasonCode >= 0x80:
-		reason := ""
-		if ca.Properties != nil && ca.Properties.ReasonString != "" {
-			reason = ": " + ca.Properties.ReasonString
-		}
-		return fmt.Errorf("%w: CONNACK reason 0x%02x (%s)%s", ErrRefused, ca.ReasonCode, connackText(ca.ReasonCode), reason)
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("no CONNACK within %s: %w", timeout, err)
-	case ws.Err() != nil:
-		return fmt.Errorf("%w: %w", ErrClosedAfterConnect, ws.Err())
-	default:
-		return fmt.Errorf("mqtt connect: %w", err)
-	}
-}
-
-func connackText(code byte) string {
-	switch code {
-	case 0x80:
-		return "unspecified error"
-	case 0x81:
-		return "malformed packet"
-	case 0x82:
-		return "protocol error"
-	case 0x84:
-		return "unsupported protocol version"
-	case 0x85:
-		return "client identifier not valid"
-	case 0x86:
-		return "bad user name or password"
-	case 0x87:
-		return "not authorized"
-	case 0x88:
-		return "server unavailable"
-	case 0x89:
-		return "server busy"
-	case 0x8A:
-		return "banned"
-	case 0x8C:
-		return "bad authentication method"
-	case 0x95:
-		return "packet too large"
-	case 0x97:
-		return "quota exceeded"
-	case 0x9F:
-		return "connection rate exceeded"
-	}
-	return "see MQTT 5 spec 3.2.2.2"
 }
 
 func (c *Client) setState(state string, err error) {
@@ -444,11 +261,10 @@ func (c *Client) noteError(err error) {
 	c.mu.Unlock()
 }
 
-// onPublish runs on paho's router goroutine: it must never block, so a message that does not fit the
-// incoming channel (IncomingBuffer messages, IncomingBytes bytes) is dropped. paho acknowledges a QoS 1
-// message when this returns, so a dropped message is lost (counted by reason and logged).
-func (c *Client) onPublish(pr paho.PublishReceived) (bool, error) {
-	m := Received{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS, Retain: pr.Packet.Retain}
+// onPublish runs on the wire's reader goroutine: it must never block, so a message that does not fit
+// the incoming channel (IncomingBuffer messages, IncomingBytes bytes) is dropped. The wire acknowledges
+// a QoS 1 message when this returns, so a dropped message is lost (counted by reason and logged).
+func (c *Client) onPublish(m Received) {
 	size := receivedSize(m)
 	switch {
 	case size > c.cfg.IncomingBytes:
@@ -459,15 +275,14 @@ func (c *Client) onPublish(pr paho.PublishReceived) (bool, error) {
 	default:
 		select {
 		case c.incoming <- m:
-			n := c.inBytes.Load()
-			for peak := c.peakInBytes.Load(); n > peak && !c.peakInBytes.CompareAndSwap(peak, n); peak = c.peakInBytes.Load() {
+			if c.testHooks != nil {
+				c.testHooks.incomingBytes(c.inBytes.Load())
 			}
 		default:
 			c.inBytes.Add(-size)
 			c.dropIncoming(m, &c.droppedFull, "IncomingBuffer messages already waiting: OnMessage is too slow")
 		}
 	}
-	return true, nil
 }
 
 func receivedSize(m Received) int64 { return int64(len(m.Topic) + len(m.Payload)) }

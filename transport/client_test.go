@@ -77,7 +77,7 @@ func TestWindowRespected(t *testing.T) {
 			}
 			// peakInflight counts from before the write to after the PUBACK, so it bounds what was
 			// unacknowledged on the wire from above.
-			if peak := c.peakInflight.Load(); peak != int64(tc.want) {
+			if peak := c.testHooks.peakInflight.Load(); peak != int64(tc.want) {
 				t.Fatalf("peak unacknowledged = %d, want exactly the window %d", peak, tc.want)
 			}
 		})

@@ -77,9 +77,26 @@ type Config struct {
 	// Default: FullJitter(time.Second, 2*time.Minute).
 	Backoff     func(attempt int) time.Duration
 	StableAfter time.Duration // a connection up this long resets the attempt counter (default 30s)
-	// MaxInflight bounds unacknowledged QoS 1 publishes (default 64). The window actually used on a
-	// connection is min(MaxInflight, the broker's Receive Maximum).
+	// MaxInflight bounds unacknowledged QoS 1 publishes (default 64). The window actually used on an
+	// MQTT 5 connection is min(MaxInflight, the broker's Receive Maximum).
 	MaxInflight int
+	// MaxInflight3 is the window on an MQTT 3.1.1 or 3.1 connection, which has no Receive Maximum
+	// (default 20).
+	MaxInflight3 int
+
+	// Protocol is the MQTT version: Protocol5 (the default), Protocol311, Protocol31, or ProtocolAuto:
+	// try 5, and while the broker refuses the version (an MQTT 5 CONNACK 0x84, a 3.x CONNACK return code
+	// 1, or a close before any CONNACK) try 3.1.1, then 3.1, at once; the first that works is kept for
+	// the life of the Client (Status.Protocol). WebSocket subprotocol "mqtt", "mqttv3.1" for 3.1.
+	Protocol Protocol
+	// ClosedIsNotVersion: a connection closed before any CONNACK is never read as a refused version (no
+	// fallback under ProtocolAuto, no version hint in the error). AWS IoT closes it for a missing policy.
+	ClosedIsNotVersion bool
+	// SessionExpiry > 0 asks for a persistent session: MQTT 5 CleanStart=0 with this Session Expiry
+	// Interval (whole seconds), 3.x Clean Session=0 (the broker decides how long it keeps it). The broker
+	// then holds QoS 1 messages for our subscriptions while we are away and delivers them on reconnect.
+	// 0 = a clean session on every connection. Outbound, the Source stays the only record (see doc.go).
+	SessionExpiry time.Duration
 	// OnMessage receives broker PUBLISHes. It is called from the transport's own dispatcher goroutine,
 	// one message at a time, never from the MQTT reader. If it falls IncomingBuffer messages or
 	// IncomingBytes bytes behind, newer messages are dropped and counted in Status.DroppedIncoming (the
@@ -138,6 +155,7 @@ const (
 	defaultKeepalive      = 60 * time.Second
 	defaultStableAfter    = 30 * time.Second
 	defaultMaxInflight    = 64
+	defaultMaxInflight3   = 20
 	defaultConnectTimeout = 30 * time.Second
 	defaultDrainTimeout   = 2 * time.Second
 	defaultIncomingBuffer = 1024
@@ -162,6 +180,12 @@ func (cfg *Config) applyDefaults() {
 	}
 	if cfg.MaxInflight == 0 {
 		cfg.MaxInflight = defaultMaxInflight
+	}
+	if cfg.MaxInflight3 == 0 {
+		cfg.MaxInflight3 = defaultMaxInflight3
+	}
+	if cfg.Protocol == "" {
+		cfg.Protocol = Protocol5
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = defaultConnectTimeout
@@ -206,6 +230,12 @@ func (cfg *Config) validate() error {
 		return bad("Keepalive %s is out of range; use 1s..65535s", cfg.Keepalive)
 	case cfg.MaxInflight < 1 || cfg.MaxInflight > 65535:
 		return bad("MaxInflight %d is out of range; use 1..65535", cfg.MaxInflight)
+	case cfg.MaxInflight3 < 1 || cfg.MaxInflight3 > 65535:
+		return bad("MaxInflight3 %d is out of range; use 1..65535", cfg.MaxInflight3)
+	case !cfg.Protocol.valid():
+		return bad("Protocol %q is not a version; use %q, %q, %q or %q", cfg.Protocol, ProtocolAuto, Protocol5, Protocol311, Protocol31)
+	case cfg.SessionExpiry < 0:
+		return bad("SessionExpiry %s is negative; 0 asks for a clean session", cfg.SessionExpiry)
 	case cfg.StableAfter < 0 || cfg.ConnectTimeout < 0 || cfg.DrainTimeout < 0 || cfg.IncomingBuffer < 0:
 		return bad("StableAfter, ConnectTimeout, DrainTimeout and IncomingBuffer must not be negative")
 	case cfg.IncomingBytes < 0:

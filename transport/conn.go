@@ -17,11 +17,11 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// dialWebSocket opens a WebSocket to a ws:// or wss:// URL with subprotocol "mqtt" and wraps it in a
-// net.Conn. The handshake is bounded by timeout and ctx. Errors name the URL without its query string.
+// dialWebSocket opens a WebSocket to a ws:// or wss:// URL with the given subprotocol ("mqtt", or
+// "mqttv3.1" for MQTT 3.1) and wraps it in a net.Conn. The handshake is bounded by timeout and ctx. Errors name the URL without its query string.
 //
 // maxPacket bounds every inbound MQTT packet (see inboundGuard); 0 = no bound (tests only).
-func dialWebSocket(ctx context.Context, rawURL string, header http.Header, tlsCfg *tls.Config, timeout, writeTimeout time.Duration, maxPacket int) (*wsConn, error) {
+func dialWebSocket(ctx context.Context, rawURL string, header http.Header, tlsCfg *tls.Config, timeout, writeTimeout time.Duration, maxPacket int, subprotocol string) (*wsConn, error) {
 	u, err := parseBrokerURL(rawURL)
 	if err != nil {
 		return nil, err
@@ -29,7 +29,7 @@ func dialWebSocket(ctx context.Context, rawURL string, header http.Header, tlsCf
 	d := websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: timeout,
-		Subprotocols:     []string{"mqtt"},
+		Subprotocols:     []string{subprotocol},
 		ReadBufferSize:   16 << 10,
 		WriteBufferSize:  16 << 10,
 	}
@@ -106,10 +106,13 @@ type wsConn struct {
 	// Set before the first Read (paho starts reading in Connect), never changed after.
 	onTooLarge func(tooLargePacket) // an inbound packet over maxPacket (discarded PUBLISH or refused)
 	onProgress func()               // bytes of an oversized PUBLISH keep arriving (keepalive)
+	mqtt3      bool                 // MQTT 3.x: acknowledgements and DISCONNECT carry no reason code
 
 	errMu    sync.Mutex
 	firstErr error // first read or write failure, for diagnostics
 	readErr  error // first read failure (tells a broker hang-up from our own close)
+	head     [4]byte
+	headN    int // the first headN (<= 4) bytes received are in head (see connack3)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -153,6 +156,10 @@ func (c *wsConn) answerDiscarded(ev tooLargePacket) error {
 		pkt = []byte{typePubrec << 4, 3, byte(ev.PacketID >> 8), byte(ev.PacketID), 0x80}
 	default:
 		return nil
+	}
+	if c.mqtt3 { // 3.x has no reason codes: a plain PUBACK; PUBREC so the broker sends PUBREL and moves on
+		pkt = pkt[:4]
+		pkt[1] = 2
 	}
 	return c.writePacket(pkt)
 }
@@ -273,7 +280,11 @@ func (c *wsConn) Read(p []byte) (int, error) {
 			}
 			if code != 0 {
 				c.refused = true
-				_ = c.writePacket([]byte{0xE0, 1, code}) // DISCONNECT with a reason code, best effort
+				disconnect := []byte{0xE0, 1, code} // DISCONNECT with a reason code, best effort
+				if c.mqtt3 {
+					disconnect = []byte{0xE0, 0}
+				}
+				_ = c.writePacket(disconnect)
 				_ = c.Close()
 			}
 		}
@@ -297,6 +308,9 @@ func (c *wsConn) readRaw(p []byte) (int, error) {
 			c.r = r
 		}
 		n, err := c.r.Read(p)
+		if n > 0 {
+			c.noteHead(p[:n])
+		}
 		if err == io.EOF {
 			c.r = nil // end of this message; continue with the next one
 			if n > 0 {
@@ -309,6 +323,34 @@ func (c *wsConn) readRaw(p []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// noteHead keeps the first bytes received.
+func (c *wsConn) noteHead(b []byte) {
+	c.errMu.Lock()
+	if c.headN < len(c.head) {
+		c.headN += copy(c.head[c.headN:], b)
+	}
+	c.errMu.Unlock()
+}
+
+// connack3 reports whether the first packet received was a 3.1.1/3.1-style CONNACK (remaining length 2;
+// an MQTT 5 CONNACK has at least 3) with a non-zero return code: a 3.x broker refusing our MQTT 5
+// CONNECT. paho.golang cannot decode it (it reads it as MQTT 5 and fails), so it is read from here.
+func (c *wsConn) connack3() (rc byte, ok bool) {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	if c.headN == len(c.head) && c.head[0] == 0x20 && c.head[1] == 2 && c.head[3] != 0 {
+		return c.head[3], true
+	}
+	return 0, false
+}
+
+// received reports whether any byte arrived on the connection.
+func (c *wsConn) received() bool {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.headN > 0
 }
 
 func (c *wsConn) noteReadErr(err error) {
@@ -398,7 +440,12 @@ var (
 	_ sync.Locker = (*wsConn)(nil)
 )
 
-// sanitizeBody makes an HTTP error body fit for a log line: printable, one line, short.
+// maxBodyInError bounds the part of a refused upgrade's body kept in HandshakeError.Body.
+const maxBodyInError = 200
+
+// sanitizeBody makes an HTTP error body fit for a log line: printable, one line, short. An HTML page
+// (a proxy's or a web server's error page) is cut down to its text: its <title> when it has one, else
+// the text between its tags.
 func sanitizeBody(b []byte) string {
 	s := strings.Map(func(r rune) rune {
 		if r == '\n' || r == '\r' || r == '\t' {
@@ -409,5 +456,39 @@ func sanitizeBody(b []byte) string {
 		}
 		return r
 	}, string(b))
-	return strings.TrimSpace(s)
+	if lower := strings.ToLower(s); strings.Contains(lower, "<html") || strings.Contains(lower, "<!doctype") {
+		if i := strings.Index(lower, "<title>"); i >= 0 {
+			if j := strings.Index(lower[i:], "</title>"); j > 0 {
+				s = s[i+len("<title>") : i+j]
+			}
+		}
+		s = stripTags(s)
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > maxBodyInError {
+		cut := maxBodyInError
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+// stripTags drops everything between '<' and '>'.
+func stripTags(s string) string {
+	var b strings.Builder
+	in := false
+	for _, r := range s {
+		switch {
+		case r == '<':
+			in = true
+			b.WriteByte(' ')
+		case r == '>':
+			in = false
+		case !in:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
-	"github.com/eclipse/paho.golang/paho"
 	"github.com/edge-agent/edge-agent/internal/devbroker"
 	"github.com/edge-agent/edge-agent/internal/testca"
 	"github.com/gorilla/websocket"
@@ -34,7 +33,7 @@ func wsPair(t *testing.T) (*wsConn, *websocket.Conn) {
 		srvConn <- c
 	}))
 	t.Cleanup(srv.Close)
-	c, err := dialWebSocket(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/mqtt", nil, nil, 5*time.Second, 5*time.Second, defaultMaxPacketSize)
+	c, err := dialWebSocket(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/mqtt", nil, nil, 5*time.Second, 5*time.Second, defaultMaxPacketSize, "mqtt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,31 +194,5 @@ func TestWSSWithPrivateCA(t *testing.T) {
 	st := bad.Status()
 	if st.Connects != 0 || !strings.Contains(st.LastError, "certificate") {
 		t.Fatalf("without the CA: connects %d, last error %q; want a certificate error", st.Connects, st.LastError)
-	}
-}
-
-// publishSize agrees with paho's encoder.
-func TestPublishSize(t *testing.T) {
-	exp := uint32(30)
-	for _, p := range []*paho.Publish{
-		{Topic: "a", QoS: 0},
-		{Topic: "a/b/c", QoS: 1, Payload: make([]byte, 200)},
-		{Topic: "t", QoS: 1, Payload: make([]byte, 20000), Properties: &paho.PublishProperties{MessageExpiry: &exp}},
-	} {
-		pk := p.Packet()
-		if p.QoS > 0 {
-			pk.PacketID = 1
-		}
-		var buf bytes.Buffer
-		if _, err := pk.WriteTo(&buf); err != nil {
-			t.Fatal(err)
-		}
-		var e uint32
-		if p.Properties != nil {
-			e = *p.Properties.MessageExpiry
-		}
-		if got := publishSize(Message{Topic: p.Topic, QoS: p.QoS, Payload: p.Payload}, e); got != buf.Len() {
-			t.Errorf("publishSize = %d, encoded %d (topic %q, %d bytes)", got, buf.Len(), p.Topic, len(p.Payload))
-		}
 	}
 }

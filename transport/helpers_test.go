@@ -297,6 +297,7 @@ func startClient(t testing.TB, cfg Config, src Source) *running {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	c.testHooks = &testHooks{}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{Client: c, cancel: cancel, done: make(chan struct{})}
 	go func() {

@@ -379,7 +379,7 @@ func TestIncomingBytesBound(t *testing.T) {
 	waitFor(t, 20*time.Second, "the too-large drop", func() bool { return c.Status().DroppedIncomingTooLarge == 1 })
 
 	st := c.Status()
-	if peak := c.peakInBytes.Load(); peak > limit || st.IncomingBytes != probe+int64(fit)*size {
+	if peak := c.testHooks.peakInBytes.Load(); peak > limit || st.IncomingBytes != probe+int64(fit)*size {
 		t.Fatalf("peak %d, now %d bytes waiting; limit %d, want %d", peak, st.IncomingBytes, limit, probe+int64(fit)*size)
 	}
 	if st.DroppedIncoming != uint64(n-fit)+1 || st.DroppedIncomingFull != 0 {
@@ -393,7 +393,7 @@ func TestIncomingBytesBound(t *testing.T) {
 	})
 	waitFor(t, 10*time.Second, "the buffer to empty", func() bool { return c.Status().IncomingBytes == 0 })
 	t.Logf("%d of %d 100 KiB messages waited (peak %d bytes of %d); dropped: %d bytes-full, %d too large",
-		fit, n, c.peakInBytes.Load(), limit, st.DroppedIncomingBytes, st.DroppedIncomingTooLarge)
+		fit, n, c.testHooks.peakInBytes.Load(), limit, st.DroppedIncomingBytes, st.DroppedIncomingTooLarge)
 }
 
 // A stalled OnMessage with small messages: the count bound drops, counted as DroppedIncomingFull.

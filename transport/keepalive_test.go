@@ -89,17 +89,24 @@ func (p *blackholeProxy) pipe(dst, src net.Conn, frozen *atomic.Bool) {
 
 // A link that silently stops carrying data is found by keepalive (no PINGRESP) and replaced.
 func TestKeepaliveDetectsDeadLink(t *testing.T) {
-	b := startBroker(t, devbroker.Options{})
-	p := newBlackholeProxy(t, b.Addr())
-	url := "ws://" + p.ln.Addr().String() + "/mqtt"
-	c := startClient(t, Config{URL: url, ClientID: "ka", Keepalive: time.Second, Backoff: fastBackoff}, newFakeSource())
-	waitFor(t, 5*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
-	p.frozen.Store(true)
-	start := time.Now()
-	waitFor(t, 10*time.Second, "reconnect after the link died", func() bool { return c.Status().Connects >= 2 })
-	t.Logf("dead link replaced after %s", time.Since(start).Round(time.Millisecond))
-	st := c.Status()
-	if !strings.Contains(st.LastError, "keepalive") && !strings.Contains(st.LastError, "PINGRESP") {
-		t.Fatalf("last error %q does not say keepalive", st.LastError)
+	for _, v := range []Protocol{Protocol5, Protocol311} { // the pinger is shared by every version
+		t.Run(string(v), func(t *testing.T) {
+			b := startBroker(t, devbroker.Options{})
+			p := newBlackholeProxy(t, b.Addr())
+			url := "ws://" + p.ln.Addr().String() + "/mqtt"
+			c := startClient(t, Config{URL: url, ClientID: "ka", Keepalive: time.Second, Backoff: fastBackoff, Protocol: v}, newFakeSource())
+			waitFor(t, 5*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
+			p.frozen.Store(true)
+			start := time.Now()
+			waitFor(t, 10*time.Second, "reconnect after the link died", func() bool { return c.Status().Connects >= 2 })
+			t.Logf("dead link replaced after %s", time.Since(start).Round(time.Millisecond))
+			st := c.Status()
+			if !strings.Contains(st.LastError, "keepalive") && !strings.Contains(st.LastError, "PINGRESP") {
+				t.Fatalf("last error %q does not say keepalive", st.LastError)
+			}
+			if st.Protocol != string(v) {
+				t.Fatalf("protocol %q", st.Protocol)
+			}
+		})
 	}
 }

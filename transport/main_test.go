@@ -3,11 +3,12 @@ package transport
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/edge-agent/edge-agent/internal/rabbitmq"
+	"github.com/edge-agent/edge-agent/internal/testproc"
 )
 
 // No goroutine is ignored: the transport, paho, gorilla and the in-process mochi broker must all have
-// stopped by the end of the test binary.
+// stopped by the end of the test binary; the shared RabbitMQ is stopped and no broker process is left.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testproc.VerifyTestMain(m, rabbitmq.CloseShared)
 }

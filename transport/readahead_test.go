@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
-	"github.com/eclipse/paho.golang/paho"
+	mq "github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/gorilla/websocket"
 )
 
@@ -176,12 +176,24 @@ func TestAppendPublishMatchesPaho(t *testing.T) {
 		if _, err := pp.WriteTo(&want); err != nil {
 			t.Fatal(err)
 		}
-		got := appendPublish([]byte("prefix"), tc.m, tc.id, tc.expiry)
+		got := appendPublish([]byte("prefix"), tc.m, tc.id, tc.expiry, true)
 		if !bytes.Equal(got[6:], want.Bytes()) {
 			t.Errorf("topic %q: encoded\n% x\npaho writes\n% x", tc.m.Topic, got[6:min(len(got), 40)], want.Bytes()[:min(want.Len(), 34)])
 		}
-		if n := publishSize(tc.m, tc.expiry); n != want.Len() {
+		if n := publishSize(tc.m, tc.expiry, true); n != want.Len() {
 			t.Errorf("topic %q: publishSize %d, encoded %d", tc.m.Topic, n, want.Len())
+		}
+
+		// MQTT 3.1.1 / 3.1: the same packet without properties, as paho.mqtt.golang writes it.
+		p3 := mq.NewControlPacket(mq.Publish).(*mq.PublishPacket)
+		p3.TopicName, p3.Qos, p3.Retain, p3.MessageID, p3.Payload = tc.m.Topic, tc.m.QoS, tc.m.Retain, tc.id, tc.m.Payload
+		var want3 bytes.Buffer
+		if err := p3.Write(&want3); err != nil {
+			t.Fatal(err)
+		}
+		got3 := appendPublish(nil, tc.m, tc.id, tc.expiry, false)
+		if !bytes.Equal(got3, want3.Bytes()) || publishSize(tc.m, tc.expiry, false) != want3.Len() {
+			t.Errorf("topic %q, 3.1.1: encoded\n% x\npaho.mqtt.golang writes\n% x", tc.m.Topic, got3[:min(len(got3), 40)], want3.Bytes()[:min(want3.Len(), 40)])
 		}
 	}
 }
@@ -195,9 +207,7 @@ func TestSenderHonoursConnackLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	zero := byte(0)
-	p := &pipeline{} // no connection: a write would panic
-	p.useConnack(&paho.Connack{Properties: &paho.ConnackProperties{MaximumQoS: &zero, RetainAvailable: false}}, nil)
+	p := &pipeline{maxQoS: 0, retainOK: false} // what connect5 takes from such a CONNACK; no connection: a write would panic
 	for seq, m := range map[uint64]Message{
 		1: {Seq: 1, Topic: "t", QoS: 0, Retain: true},
 		2: {Seq: 2, Topic: "t", QoS: 1},
@@ -208,9 +218,5 @@ func TestSenderHonoursConnackLimits(t *testing.T) {
 		if err := src.rejected[seq]; !errors.Is(err, ErrInvalidMessage) {
 			t.Errorf("seq %d: rejected with %v, want ErrInvalidMessage", seq, err)
 		}
-	}
-	p.useConnack(&paho.Connack{}, nil) // no properties: QoS 2 and retain allowed
-	if p.maxQoS != 2 || !p.retainOK {
-		t.Errorf("without CONNACK properties: Maximum QoS %d, retain %v; want 2, true", p.maxQoS, p.retainOK)
 	}
 }

@@ -2,22 +2,21 @@ package transport
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
-	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/edge-agent/edge-agent/topic"
 )
 
 // The publish pipeline of one connection. One sender goroutine takes the Source's messages in Seq order
-// (read one batch ahead by its reader goroutine, see send) and writes each message itself (writePublish), so the wire order is the Seq order. Before a QoS 1
-// message it takes a slot in window (capacity W = min(MaxInflight, Receive Maximum)); the waiter
+// (read one batch ahead by its reader goroutine, see send) and writes each message through the
+// connection's wire (wire.go: encoded by the sender itself, pubWriter), so the wire order is the Seq
+// order. Before a QoS 1 message it takes a slot in window (capacity W = min(MaxInflight, Receive
+// Maximum); MQTT 3.x: MaxInflight3); the waiter
 // goroutine gives the slot back when the PUBACK arrives, so at most W QoS 1 publishes are ever
 // unacknowledged. The waiter reads outcomes in FIFO order (brokers send PUBACKs in PUBLISH order
 // [MQTT-4.6.0-2]; an out-of-order PUBACK merely waits in its buffered channel) and calls Source.Ack only
@@ -25,23 +24,19 @@ import (
 // not yet received are abandoned: those messages were neither acked nor quarantined, so the next connection's
 // sender (which starts again from after=0) sends them again.
 type pipeline struct {
-	cli         *paho.Client
-	sess        *connSession
+	wire        wire
 	conn        *wsConn
+	v5          bool            // MQTT 5: Message Expiry on the wire
 	window      chan struct{}   // QoS 1 slots; send = acquire, receive = release
 	pending     chan pendingPub // QoS 1 publishes awaiting their outcome, in wire order
 	outstanding atomic.Int64    // len(pending) + the one the waiter holds
 	senderDone  chan struct{}   // closed when the sender returns
 	drained     chan struct{}   // closed by the waiter once the sender is done and nothing is outstanding
-	done        <-chan struct{} // paho client's Done: the connection is gone
-	maxPacket   uint32          // broker's Maximum Packet Size from CONNACK; 0 = no limit
-	maxQoS      byte            // broker's Maximum QoS from CONNACK (2 when absent)
-	retainOK    bool            // broker's Retain Available from CONNACK (true when absent)
-	pinger      interface{ PacketSent() }
-
-	// The sender's own, reused for every PUBLISH (see writePublish).
-	pub packets.Publish // handed to the session for its packet identifier
-	buf []byte          // the encoded packet
+	waiterDone  chan struct{}   // closed when the waiter returns
+	done        <-chan struct{} // the wire's done: the connection is gone
+	maxPacket   uint32          // outbound packet limit (MQTT 5: the broker's Maximum Packet Size); 0 = none
+	maxQoS      byte            // broker's Maximum QoS from CONNACK (2 when absent, and for 3.x)
+	retainOK    bool            // broker's Retain Available from CONNACK (true when absent, and for 3.x)
 
 	// Written by the waiter only; read by connection() after the waiter returned (poison.go).
 	answered bool       // a PUBACK (any reason code) arrived on this connection
@@ -53,10 +48,8 @@ type pipeline struct {
 type pendingPub struct {
 	seq   uint64
 	topic string
-	resp  chan packets.ControlPacket
+	resp  <-chan packets.ControlPacket
 }
-
-var errConnectionGone = errors.New("connection closed")
 
 // send is the sender goroutine. It returns nil when ctx is done, otherwise the error that should end the
 // connection.
@@ -182,17 +175,6 @@ func (c *Client) read(ctx context.Context, batch int, ra *readAhead) {
 	}
 }
 
-// useConnack takes what the sender needs from the broker's CONNACK and the keepalive pinger.
-func (p *pipeline) useConnack(ca *paho.Connack, pinger interface{ PacketSent() }) {
-	p.maxQoS, p.retainOK, p.pinger = 2, true, pinger
-	if ca != nil && ca.Properties != nil {
-		if ca.Properties.MaximumQoS != nil {
-			p.maxQoS = *ca.Properties.MaximumQoS
-		}
-		p.retainOK = ca.Properties.RetainAvailable
-	}
-}
-
 // lifetimeLeft is m's Message Expiry Interval: the seconds left, rounded up (0 = m never expires), and
 // false once m has expired. Taken right before the PUBLISH is written, after every wait, so that
 // nothing goes out past its expiry.
@@ -217,7 +199,7 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		return nil
 	}
 	// What paho's PublishWithOptions refused with ErrInvalidArguments, checked here since the sender
-	// writes its PUBLISH itself (writePublish).
+	// writes its PUBLISH itself (pubWriter).
 	if m.QoS > p.maxQoS {
 		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q has QoS %d; the broker's Maximum QoS is %d", ErrInvalidMessage, m.Seq, m.Topic, m.QoS, p.maxQoS))
 		return nil
@@ -232,7 +214,7 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		return nil
 	}
 
-	if size := publishSize(m, expiry); p.maxPacket > 0 && size > int(p.maxPacket) {
+	if size := publishSize(m, expiry, p.v5); p.maxPacket > 0 && size > int(p.maxPacket) {
 		// Sending it would only get us disconnected, again on every reconnect [MQTT-3.1.2-24].
 		c.reject(m.Seq, fmt.Errorf("%w: seq %d topic %q is a %d-byte packet; the broker's Maximum Packet Size is %d",
 			ErrInvalidMessage, m.Seq, m.Topic, size, p.maxPacket))
@@ -253,7 +235,7 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 			c.expire(m)
 			return nil
 		}
-		if err := p.writePublish(m, 0, expiry); err != nil {
+		if _, err := p.wire.publish(m, expiry); err != nil {
 			return fmt.Errorf("publishing seq %d: %w", m.Seq, err)
 		}
 		// Acked once written: so it must be on the socket now, not held by the cork.
@@ -288,16 +270,13 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		return nil
 	}
 	c.addInflight(1) // counted from before the write until the outcome: an upper bound of what is on the wire
-	// The session gives the packet identifier and routes the PUBACK to resp (session.go).
-	p.pub = packets.Publish{QoS: 1, Topic: m.Topic}
-	err := p.sess.AddToSession(ctx, &p.pub, nil)
-	resp := p.sess.takeCaptured()
-	if err != nil || resp == nil { // never entered the session: nothing was sent
+	// The wire gives the packet identifier and routes the PUBACK to resp.
+	resp, err := p.wire.publish(m, expiry)
+	if resp == nil { // never entered the session: nothing was sent
 		<-p.window
 		c.addInflight(-1)
 		return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(err, errConnectionGone))
 	}
-	err = p.writePublish(m, p.pub.PacketID, expiry)
 	c.wrote(p, m.Seq)
 	p.outstanding.Add(1)
 	p.pending <- pendingPub{seq: m.Seq, topic: m.Topic, resp: resp} // never blocks: capacity equals the window
@@ -306,73 +285,6 @@ func (c *Client) publishOne(ctx context.Context, p *pipeline, m Message) error {
 		return fmt.Errorf("publishing seq %d: %w", m.Seq, firstErr(p.conn.Err(), err))
 	}
 	return nil
-}
-
-// writePublish encodes m as an MQTT 5 PUBLISH into the sender's reused buffer and writes it as one
-// packet under the connection's lock, as paho writes its packets (the bytes are the same as
-// packets.Publish.WriteTo's, see TestAppendPublishMatchesPaho). Writing it here rather than through
-// paho's PublishWithOptions saves, per message, paho's conversion of the message, a context with a
-// timer, a response channel nobody reads and the encoding through net.Buffers: most of the sender's
-// allocations. packetID is 0 for QoS 0.
-func (p *pipeline) writePublish(m Message, packetID uint16, expiry uint32) error {
-	p.buf = appendPublish(p.buf[:0], m, packetID, expiry)
-	p.conn.Lock()
-	_, err := p.conn.Write(p.buf)
-	p.conn.Unlock()
-	if cap(p.buf) > 64<<10 {
-		p.buf = nil // do not keep a large message's buffer
-	}
-	if err == nil && p.pinger != nil {
-		p.pinger.PacketSent()
-	}
-	return err
-}
-
-// appendPublish appends the PUBLISH packet of m [MQTT-3.3]: fixed header (QoS, RETAIN), Remaining
-// Length, Topic Name, Packet Identifier (QoS > 0), Properties (Message Expiry Interval when expiry
-// > 0), payload.
-func appendPublish(b []byte, m Message, packetID uint16, expiry uint32) []byte {
-	flags := m.QoS << 1
-	if m.Retain {
-		flags |= 1
-	}
-	b = append(b, packets.PUBLISH<<4|flags)
-	b = appendVBI(b, publishRemaining(m, expiry))
-	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Topic)))
-	b = append(b, m.Topic...)
-	if m.QoS > 0 {
-		b = binary.BigEndian.AppendUint16(b, packetID)
-	}
-	if expiry > 0 {
-		b = append(b, 5, packets.PropMessageExpiry)
-		b = binary.BigEndian.AppendUint32(b, expiry)
-	} else {
-		b = append(b, 0)
-	}
-	return append(b, m.Payload...)
-}
-
-// appendVBI appends n as a Variable Byte Integer [MQTT-1.5.5].
-func appendVBI(b []byte, n int) []byte {
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			return b
-		}
-	}
-}
-
-func vbiLen(n int) int {
-	l := 1
-	for ; n >= 128; n /= 128 {
-		l++
-	}
-	return l
 }
 
 // await is the waiter goroutine; it returns when the connection is gone.
@@ -498,30 +410,7 @@ func (c *Client) expire(m Message) {
 
 func (c *Client) addInflight(d int64) {
 	n := c.inflight.Add(d)
-	for {
-		peak := c.peakInflight.Load()
-		if n <= peak || c.peakInflight.CompareAndSwap(peak, n) {
-			return
-		}
+	if c.testHooks != nil {
+		c.testHooks.inflight(n)
 	}
-}
-
-// publishRemaining is the Remaining Length of m's PUBLISH as the sender builds it (QoS 1 packet
-// identifier included, Message Expiry the only property).
-func publishRemaining(m Message, expiry uint32) int {
-	props := 0
-	if expiry > 0 {
-		props = 5
-	}
-	rem := 2 + len(m.Topic) + 1 + props + len(m.Payload)
-	if m.QoS > 0 {
-		rem += 2
-	}
-	return rem
-}
-
-// publishSize is the encoded size of m's PUBLISH packet as the sender builds it.
-func publishSize(m Message, expiry uint32) int {
-	rem := publishRemaining(m, expiry)
-	return 1 + vbiLen(rem) + rem
 }

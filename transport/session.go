@@ -17,7 +17,7 @@ import (
 //
 // It exists for two reasons found in paho's source (paho/session/state/state.go, paho/client.go):
 //
-//  1. The sender writes its PUBLISH packets itself (sender.go, writePublish) but needs paho's State for
+//  1. The sender writes its PUBLISH packets itself (pubWriter, wire.go) but needs paho's State for
 //     the packet identifier and to route the PUBACK that paho's reader receives. It calls AddToSession
 //     itself; for PUBLISH a channel of our own is handed to the State and remembered in captured,
 //     which the single sender goroutine reads right after AddToSession returns — same goroutine, so

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-
-	"github.com/eclipse/paho.golang/paho"
-	"github.com/eclipse/paho.golang/paho/session"
 )
 
 // maxPerSubscribe keeps each SUBSCRIBE/UNSUBSCRIBE small enough for AWS IoT (8 filters per request).
@@ -130,15 +127,12 @@ func (c *Client) Unsubscribe(ctx context.Context, filters ...string) error {
 		return nil
 	}
 	for chunk := range slicesChunk(send, maxPerSubscribe) {
-		ua, err := cli.Unsubscribe(ctx, &paho.Unsubscribe{Topics: chunk})
+		err := cli.unsubscribe(ctx, chunk)
 		if err == nil {
 			continue
 		}
-		if isConnectionGone(err) {
+		if errors.Is(err, errConnectionGone) {
 			return nil // not restored on reconnect, so it is gone either way
-		}
-		if ua != nil {
-			err = fmt.Errorf("%w: UNSUBACK for %s: %w", ErrRefused, strings.Join(chunk, ", "), err)
 		}
 		c.noteError(err)
 		return err
@@ -146,22 +140,23 @@ func (c *Client) Unsubscribe(ctx context.Context, filters ...string) error {
 	return nil
 }
 
-// restoreSubscriptions runs right after CONNACK: it makes cli current for Subscribe/Unsubscribe and
-// subscribes to every always-on and dynamic filter. Refusals are logged and kept in Status.LastError;
-// they do not end the connection (publishing must go on).
-func (c *Client) restoreSubscriptions(ctx context.Context, cli *paho.Client) {
+// restoreSubscriptions runs right after CONNACK (attach made l current, so a Subscribe from now on
+// sends its own SUBSCRIBE): it subscribes to every always-on and dynamic filter, also when the broker
+// resumed a persistent session (SUBSCRIBE is idempotent, and the session may have expired meanwhile).
+// Refusals are logged and kept in Status.LastError; they do not end the connection (publishing must
+// go on).
+func (c *Client) restoreSubscriptions(ctx context.Context, l *link) {
 	if err := c.lockSubOp(ctx); err != nil {
 		return
 	}
 	defer c.unlockSubOp()
 	c.mu.Lock()
-	c.cur = cli
 	subs := c.effectiveSubs()
 	c.mu.Unlock()
 	if len(subs) == 0 {
 		return
 	}
-	if _, err := c.sendSubscribe(ctx, cli, subs); err != nil && !isConnectionGone(err) {
+	if _, err := c.sendSubscribe(ctx, l, subs); err != nil && !errors.Is(err, errConnectionGone) {
 		c.log.Warn("mqtt subscriptions not restored", "error", err)
 	} else if err == nil {
 		c.log.Debug("mqtt subscriptions restored", "count", len(subs))
@@ -194,19 +189,15 @@ func (c *Client) effectiveSubs() []Subscription {
 }
 
 // sendSubscribe subscribes in chunks and returns the filters the broker refused.
-func (c *Client) sendSubscribe(ctx context.Context, cli *paho.Client, subs []Subscription) ([]Subscription, error) {
+func (c *Client) sendSubscribe(ctx context.Context, l *link, subs []Subscription) ([]Subscription, error) {
 	var refused []Subscription
 	var codes []string
 	for chunk := range slicesChunk(subs, maxPerSubscribe) {
-		opts := make([]paho.SubscribeOptions, len(chunk))
-		for i, s := range chunk {
-			opts[i] = paho.SubscribeOptions{Topic: s.Filter, QoS: s.QoS}
-		}
-		sa, err := cli.Subscribe(ctx, &paho.Subscribe{Subscriptions: opts})
-		if sa == nil && err != nil {
+		reasons, err := l.subscribe(ctx, chunk)
+		if err != nil {
 			return refused, err
 		}
-		for i, code := range sa.Reasons {
+		for i, code := range reasons {
 			if code >= 0x80 && i < len(chunk) {
 				refused = append(refused, chunk[i])
 				codes = append(codes, fmt.Sprintf("%s (0x%02x %s)", chunk[i].Filter, code, subackText(code)))
@@ -245,10 +236,6 @@ func subackText(code byte) string {
 		return "wildcard subscriptions not supported"
 	}
 	return "see MQTT 5 spec 3.9.3"
-}
-
-func isConnectionGone(err error) bool {
-	return errors.Is(err, paho.ErrConnectionLost) || errors.Is(err, session.ErrNoConnection)
 }
 
 func (c *Client) lockSubOp(ctx context.Context) error {

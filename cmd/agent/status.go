@@ -204,6 +204,12 @@ func writeTraffic(v *statusView, row func(label, value string)) {
 	}
 	if v.has("connects") {
 		s := fmt.Sprintf("%d connections", v.Connects)
+		if v.Protocol != "" {
+			s += " over MQTT " + v.Protocol
+			if v.SessionPresent {
+				s += " (persistent session resumed)"
+			}
+		}
 		if v.has("inflight") {
 			s += fmt.Sprintf(", %d in flight", v.Inflight)
 		}
