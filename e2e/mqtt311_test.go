@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -79,14 +78,7 @@ func proxied(t *testing.T, wsURL string) (*netproxy.Proxy, string) {
 type cliSub struct {
 	cmd  *exec.Cmd
 	done chan struct{}
-	mu   sync.Mutex
-	out  bytes.Buffer
-}
-
-func (w *cliSub) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.out.Write(p)
+	out  testutil.Buffer // its stdout and stderr
 }
 
 // startSub runs `edge-agent sub -v -t filter …args`; a t.Cleanup kills it.
@@ -95,7 +87,7 @@ func (p *agentProc) startSub(t *testing.T, filter string, args ...string) *cliSu
 	s := &cliSub{done: make(chan struct{})}
 	s.cmd = exec.Command(p.bin, append([]string{"sub", "-v", "-t", filter}, args...)...)
 	s.cmd.Env = append(os.Environ(), "EDGE_AGENT_SOCKET="+p.sock)
-	s.cmd.Stdout, s.cmd.Stderr = s, s
+	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +101,6 @@ func (p *agentProc) startSub(t *testing.T, filter string, args ...string) *cliSu
 
 // lines returns the output lines that contain substr.
 func (s *cliSub) lines(substr string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []string
 	for _, l := range strings.Split(s.out.String(), "\n") {
 		if strings.Contains(l, substr) {
@@ -120,11 +110,7 @@ func (s *cliSub) lines(substr string) []string {
 	return out
 }
 
-func (s *cliSub) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.out.String()
-}
+func (s *cliSub) String() string { return s.out.String() }
 
 // probe publishes (QoS 1, with publish) to topic every 200 ms until the sub printed a line for it: the
 // agent's subscription is in place end to end. It returns the number of probes sent.
