@@ -24,6 +24,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
 	"github.com/edge-agent/edge-agent/internal/netproxy"
+	"github.com/edge-agent/edge-agent/internal/rabbitmq"
 	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
@@ -50,6 +51,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	rabbitmq.CloseShared() // started by the first test that needs it (mqtt311_test.go)
 	os.RemoveAll(dir)
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -94,6 +96,7 @@ type agentProc struct {
 type agentOptions struct {
 	Keepalive     string // broker.keepalive; default "5s"
 	FastReconnect bool   // reconnect_min/max of fastReconnectMin/Max instead of the defaults
+	Broker        string // more lines of the [broker] table, e.g. "protocol = \"3.1.1\"\n"
 }
 
 func newAgent(t *testing.T, brokerURL string) *agentProc {
@@ -113,6 +116,7 @@ func newAgentWith(t *testing.T, brokerURL string, o agentOptions) *agentProc {
 	if o.FastReconnect {
 		toml += fmt.Sprintf("reconnect_min = %q\nreconnect_max = %q\n", fastReconnectMin, fastReconnectMax)
 	}
+	toml += o.Broker
 	if err := os.WriteFile(p.cfg, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}

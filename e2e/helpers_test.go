@@ -36,7 +36,10 @@ type apiStatus struct {
 	Since     time.Time `json:"since"`
 	LastError string    `json:"last_error"`
 	Connects  uint64    `json:"connects"`
-	Queue     struct {
+	// Protocol is the MQTT version of the current or last connection ("5", "3.1.1", "3.1").
+	Protocol       string `json:"protocol"`
+	SessionPresent bool   `json:"session_present"`
+	Queue          struct {
 		Depth int `json:"depth"`
 	} `json:"queue"`
 }
@@ -357,9 +360,12 @@ func (c *checker) tally() tally {
 	return t
 }
 
+// msgSource is a checker subscriber: a *mosquitto.Sub, or an MQTT 3.1.1 one (see sub311).
+type msgSource interface{ Messages() []mosquitto.Msg }
+
 // awaitDelivery waits (at most timeout) until every acknowledged number reached sub, checking the order
 // on the way; it fails the test on an order violation and returns the tally either way.
-func awaitDelivery(t *testing.T, sub *mosquitto.Sub, c *checker, timeout time.Duration) tally {
+func awaitDelivery(t *testing.T, sub msgSource, c *checker, timeout time.Duration) tally {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
