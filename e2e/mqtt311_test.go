@@ -301,15 +301,12 @@ func forced5(t *testing.T, bk broker311, wsURL string) {
 }
 
 // TestMQTT31Subprotocol: a WebSocket server that accepts only the "mqttv3.1" subprotocol, in front of
-// Mosquitto's TCP listener. The agent forced to "3.1" speaks MQTT 3.1 (protocol name MQIsdp, level 3)
-// to it, and store-and-forward works.
-//
-// Not "auto": such a server refuses the upgrade that offers "mqtt" (HTTP 400) before any CONNECT, and
-// issue 10's auto-negotiation steps down only on a refused version (CONNACK 0x84 or return code 1, or
-// a close before CONNACK), so the agent stays on MQTT 5 and logs the server's refusal.
+// Mosquitto's TCP listener. The agent forced to "3.1", and the agent on "auto" (the server refuses the
+// upgrades that offer "mqtt" with HTTP 400, so auto steps down to 3.1, whose upgrade offers mqttv3.1),
+// speaks MQTT 3.1 (protocol name MQIsdp, level 3) to it, and store-and-forward works.
 func TestMQTT31Subprotocol(t *testing.T) {
 	b := mosquitto.Start(t)
-	for _, protocol := range []string{"3.1"} {
+	for _, protocol := range []string{"3.1", "auto"} {
 		t.Run(protocol, func(t *testing.T) {
 			gate := wsproxy.Start(t, b.TCPAddr())
 			topic := "v31" + strings.ReplaceAll(protocol, ".", "")

@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Protocol is an MQTT protocol version, or ProtocolAuto (Config.Protocol).
@@ -74,6 +75,13 @@ func (c *Client) candidates() []Protocol {
 func (c *Client) versionRefused(err error) bool {
 	if errors.Is(err, ErrUnsupportedVersion) {
 		return true
+	}
+	// A server that speaks MQTT 3.1 over WebSocket only with the subprotocol mqttv3.1 refuses the
+	// upgrade offered with "mqtt" (400 Bad Request, or 426) before any CONNECT: the next versions get
+	// their own upgrade, and 3.1's offers mqttv3.1.
+	var he *HandshakeError
+	if errors.As(err, &he) && (he.StatusCode == http.StatusBadRequest || he.StatusCode == http.StatusUpgradeRequired) {
+		return !c.cfg.ClosedIsNotVersion
 	}
 	// RabbitMQ before 3.13 closes the WebSocket (1011) on an MQTT 5 CONNECT; some brokers close on
 	// CONNECT with a level they do not know. AWS IoT closes for a missing policy: not a version.

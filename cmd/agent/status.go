@@ -203,10 +203,10 @@ func writeTraffic(v *statusView, row func(label, value string)) {
 		row("Delivered", s)
 	}
 	if v.has("connects") {
-		s := fmt.Sprintf("%d connections", v.Connects)
-		if v.Protocol != "" {
+		s := fmt.Sprintf("%d connection%s", v.Connects, plural(v.Connects))
+		if v.has("protocol") && v.Protocol != "" {
 			s += " over MQTT " + v.Protocol
-			if v.SessionPresent {
+			if v.has("session_present") && v.SessionPresent {
 				s += " (persistent session resumed)"
 			}
 		}
@@ -277,4 +277,12 @@ func humanBytes(n float64) string {
 		return fmt.Sprintf("%.0f %s", n, units[i])
 	}
 	return fmt.Sprintf("%.1f %s", n, units[i])
+}
+
+// plural is "s" unless n is 1.
+func plural(n uint64) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
