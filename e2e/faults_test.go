@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -43,13 +44,20 @@ func drainAndCheck(t *testing.T, ag *agentProc, sub *mosquitto.Sub, s *stream, p
 func connected(st apiStatus) bool { return st.State == "connected" }
 
 // Cut (RST on both sides): the agent notices at once, queues meanwhile, reconnects by itself once the
-// path is back, and delivers everything, in order.
+// path is back, and delivers everything, in order — with each MQTT version (Mosquitto speaks all three).
 func TestFaultCut(t *testing.T) {
+	for _, protocol := range []string{"5", "3.1.1", "3.1"} {
+		t.Run("mqtt"+protocol, func(t *testing.T) { faultCut(t, protocol) })
+	}
+}
+
+func faultCut(t *testing.T, protocol string) {
 	seed := testSeed(t)
 	b := mosquitto.Start(t)
 	proxy := brokerProxy(t, b)
 	sub := mosquitto.Subscribe(t, b.TCPAddr(), "cut/#")
-	ag := newAgentWith(t, "ws://"+proxy.Addr()+"/mqtt", agentOptions{Keepalive: faultKeepaliveStr, FastReconnect: true})
+	ag := newAgentWith(t, "ws://"+proxy.Addr()+"/mqtt", agentOptions{Keepalive: faultKeepaliveStr, FastReconnect: true,
+		Broker: fmt.Sprintf("protocol = %q\n", protocol)})
 	ag.start()
 	before := ag.waitState(10*time.Second, "connected", connected)
 
@@ -69,8 +77,11 @@ func TestFaultCut(t *testing.T) {
 	back := time.Since(restoredAt)
 	time.Sleep(300 * time.Millisecond)
 	res := drainAndCheck(t, ag, sub, s, "cut")
-	t.Logf("cut: noticed after %s, queue depth %d while cut, reconnected %s after restore; %s",
-		noticed.Round(time.Millisecond), depth, back.Round(time.Millisecond), res)
+	t.Logf("cut, MQTT %s: noticed after %s, queue depth %d while cut, reconnected %s after restore; %s",
+		protocol, noticed.Round(time.Millisecond), depth, back.Round(time.Millisecond), res)
+	if st := ag.mustStatus(); st.Protocol != protocol {
+		t.Fatalf("status protocol %q, want %q", st.Protocol, protocol)
+	}
 	if depth == 0 {
 		t.Fatalf("nothing was queued while the link was cut: the test proved nothing")
 	}
