@@ -194,7 +194,6 @@ func (a *Agent) transportConfig() transport.Config {
 		MaxSubscriptions: a.cfg.Broker.MaxSubscriptions,
 		// Issue 7: the inbound side is bounded, a message the broker hangs up on cannot block the queue.
 		MaxPacketSize: uint32(a.cfg.Broker.MaxPacketSize),
-		IncomingBytes: int64(a.cfg.Broker.IncomingBuffer),
 		PoisonAfter:   a.cfg.Broker.PoisonAfter,
 		Backoff:       transport.FleetJitter(a.cfg.Broker.ReconnectMin.Duration, a.cfg.Broker.ReconnectMax.Duration),
 	}

@@ -30,9 +30,12 @@ const (
 // errTooManySubscribers is returned by add when api.max_subscribers streams are open.
 var errTooManySubscribers = errors.New("too many local subscriber streams")
 
-// hub fans broker messages out to local subscriber streams. dispatch is called from the
-// transport's dispatcher goroutine; add/remove and the subscriber methods from API handlers. All
-// methods are safe for concurrent use.
+// hub fans broker messages out to local subscriber streams. dispatch is called on the transport's
+// reader goroutine (transport.Config.OnMessage) and must never block: it takes h.mu for reading and
+// each matching subscriber's mu, and every holder of those locks (add, remove, offer, take, release,
+// pending, count) only touches memory under them — no channel send that can wait, no call into the
+// transport, no I/O but one log line on a subscriber's first drop. add/remove and the subscriber methods are called from API handlers. All methods
+// are safe for concurrent use.
 type hub struct {
 	log *slog.Logger
 	tr  *transport.Client
@@ -119,7 +122,8 @@ func (h *hub) remove(s *subscriber) {
 	}
 }
 
-// dispatch hands m to every matching subscriber without blocking.
+// dispatch hands m to every matching subscriber without blocking: it runs on the transport's reader,
+// and the broker's QoS 1 PUBACK is sent once it returns.
 func (h *hub) dispatch(m transport.Received) {
 	h.received.Add(1)
 	h.mu.RLock()

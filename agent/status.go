@@ -55,8 +55,10 @@ func (a *Agent) Status() localapi.Status {
 			CorruptRecords: qs.Corrupt,
 		},
 	}
-	st.InboundDropped["incoming_buffer"] = ts.DroppedIncomingFull
-	st.InboundDropped["incoming_bytes"] = ts.DroppedIncomingBytes
+	// Messages are buffered once, by the hub: the transport's queue and its two drop reasons are gone.
+	// Their keys stay, at 0, so that dashboards and alerts that name them keep working.
+	st.InboundDropped["incoming_buffer"] = 0
+	st.InboundDropped["incoming_bytes"] = 0
 	st.InboundDropped["too_large"] = ts.DroppedIncomingTooLarge
 	st.InboundTooLarge = ts.InboundTooLarge
 	st.MaxPacketSize = uint32(a.cfg.Broker.MaxPacketSize)

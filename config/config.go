@@ -57,8 +57,9 @@ type Broker struct {
 	// CONNECT (Maximum Packet Size) and enforced on every inbound packet before anything is allocated for
 	// it. Default: api.max_payload plus 8KiB for the topic and properties.
 	MaxPacketSize Size `toml:"max_packet_size"`
-	// IncomingBuffer bounds the bytes of broker messages waiting to be handed to local subscribers
-	// (default 2MiB); past it a message is dropped and counted.
+	// IncomingBuffer (incoming_buffer) has no effect any more and setting it is a warning: broker
+	// messages are buffered once, per local subscriber (api.subscriber_buffer, api.subscriber_budget).
+	// The key stays accepted so that existing files keep loading.
 	IncomingBuffer Size `toml:"incoming_buffer"`
 	// PoisonAfter: a message that was the oldest one in flight each time the broker closed the
 	// connection, this many times in a row with nothing acknowledged in between, goes to the
@@ -193,14 +194,13 @@ func Default() *Config {
 		StateDir: "/var/lib/edge-agent",
 		Socket:   "/run/edge-agent/agent.sock",
 		Broker: Broker{
-			Provider:       ProviderMQTT,
-			Keepalive:      Duration{60e9},
-			MaxInflight:    64,
-			ReconnectMin:   Duration{time.Second},
-			ReconnectMax:   Duration{2 * time.Minute},
-			IncomingBuffer: 2 * MiB,
-			PoisonAfter:    3,
-			SessionExpiry:  Duration{time.Hour},
+			Provider:      ProviderMQTT,
+			Keepalive:     Duration{60e9},
+			MaxInflight:   64,
+			ReconnectMin:  Duration{time.Second},
+			ReconnectMax:  Duration{2 * time.Minute},
+			PoisonAfter:   3,
+			SessionExpiry: Duration{time.Hour},
 		},
 		Queue: Queue{MaxBytes: 256 * MiB, Overflow: OverflowDropOldest, MaxDeadLetters: 10000},
 		Log:   Log{Level: "info", Format: "text"},

@@ -39,7 +39,7 @@ func TestDefaults(t *testing.T) {
 		Broker: Broker{Provider: "mqtt", URL: "ws://broker.test:8080/mqtt",
 			Keepalive: Duration{60 * time.Second}, MaxInflight: 64,
 			ReconnectMin: Duration{time.Second}, ReconnectMax: Duration{2 * time.Minute},
-			MaxPacketSize: 264 * KiB, IncomingBuffer: 2 * MiB, PoisonAfter: 3,
+			MaxPacketSize: 264 * KiB, PoisonAfter: 3,
 			Protocol: "auto", SessionExpiry: Duration{time.Hour}, MaxInflight3: 20,
 			Limits: Limits{DefaultPayload: 256 * KiB, DefaultProtocol: "auto"}}, // MQTT's own limits only
 		Queue: Queue{MaxBytes: 256 << 20, Overflow: "drop-oldest", MaxDeadLetters: 10000},
@@ -169,6 +169,9 @@ func TestWarnings(t *testing.T) {
 			func(c *Config) bool { return true }},
 		{"access grants nothing", doc("[broker]", wsURL, "[[access]]", `user = "x"`), `agent.toml:3: access[0]: grants neither`,
 			func(c *Config) bool { return true }},
+		// Kept so that old files load; messages are buffered once, by the hub.
+		{"incoming_buffer", doc("[broker]", wsURL, `incoming_buffer = "2MiB"`), `agent.toml:3: broker.incoming_buffer: has no effect any more`,
+			func(c *Config) bool { return strings.Contains(c.Warnings[0], "api.subscriber_buffer") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -291,7 +294,6 @@ func TestErrors(t *testing.T) {
 		{"url port not a number", doc("[broker]", "url = 'wss://broker.test:http/mqtt'"), 2, "broker.url", "not a URL"},
 		{"max_packet_size small", mq("max_packet_size = 100"), 3, "broker.max_packet_size", "outside 256 bytes"},
 		{"max_packet_size huge", mq("max_packet_size = '1GiB'"), 3, "broker.max_packet_size", "(the MQTT limit)"},
-		{"incoming_buffer below packet", mq("max_packet_size = '1MiB'", "incoming_buffer = '512KiB'"), 4, "broker.incoming_buffer", "smaller than broker.max_packet_size"},
 		{"poison_after negative", mq("poison_after = -1"), 3, "broker.poison_after", "outside 0..100"},
 		// cognito
 		{"cognito pool missing", aws("[cognito]", "endpoint = ''"), 4, "cognito.identity_pool_id", "missing"},
@@ -438,7 +440,7 @@ func TestSpecExample(t *testing.T) {
 		Broker: Broker{Provider: "aws-iot", URL: "wss://broker.example.com/mqtt", Region: "eu-west-1",
 			Keepalive: Duration{time.Minute}, MaxInflight: 64, MaxPublishRate: 100, MaxByteRate: 512 * KiB, MaxSubscriptions: 50,
 			ReconnectMin: Duration{time.Second}, ReconnectMax: Duration{2 * time.Minute},
-			MaxPacketSize: 136 * KiB, IncomingBuffer: 2 * MiB, PoisonAfter: 3,
+			MaxPacketSize: 136 * KiB, PoisonAfter: 3,
 			Protocol: "5", SessionExpiry: Duration{time.Hour}, MaxInflight3: 20,
 			// The AWS IoT Core quotas, as SPEC.md states them.
 			Limits: Limits{Name: "AWS IoT", Topic: topic.Limits{MaxBytes: 256, MaxLevels: 8}, MaxPayload: 128 * KiB,

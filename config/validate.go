@@ -269,8 +269,9 @@ func (v *checker) brokerBounds() {
 	case mp < 256 || mp > mqttMaxPacketSize:
 		v.bad("broker.max_packet_size", "%v is outside 256 bytes..%v (the MQTT limit)", mp, Size(mqttMaxPacketSize))
 	}
-	if b.IncomingBuffer < 0 {
-		v.bad("broker.incoming_buffer", "%v is negative", b.IncomingBuffer)
+	if v.ix.has("broker.incoming_buffer") {
+		v.warn("broker.incoming_buffer", "has no effect any more: broker messages are buffered once, per local subscriber "+
+			"(api.subscriber_buffer, api.subscriber_budget); remove the key")
 	}
 	if b.PoisonAfter < 0 || b.PoisonAfter > 100 {
 		v.bad("broker.poison_after", "%d is outside 0..100 (0 turns the rule off)", b.PoisonAfter)
@@ -358,12 +359,6 @@ func (v *checker) memoryBudget() {
 	a, b, has := &v.c.API, &v.c.Broker, v.ix.has
 	if b.MaxPacketSize == 0 && !has("broker.max_packet_size") {
 		b.MaxPacketSize = min(max(a.MaxPayload, 0)+PacketOverhead, Size(mqttMaxPacketSize))
-	}
-	switch {
-	case !has("broker.incoming_buffer"):
-		b.IncomingBuffer = max(b.IncomingBuffer, b.MaxPacketSize)
-	case b.IncomingBuffer < b.MaxPacketSize:
-		v.bad("broker.incoming_buffer", "%v is smaller than broker.max_packet_size (%v): the largest message could never be passed on", b.IncomingBuffer, b.MaxPacketSize)
 	}
 	switch {
 	case a.MaxBatchBytes < 1:

@@ -31,9 +31,10 @@ type Status struct {
 	// InboundDropped counts broker messages dropped inside the agent on their way to local
 	// subscribers, by reason: "slow_subscriber" (its own buffer, api.subscriber_buffer or 1024
 	// messages, was full), "subscriber_budget" (all subscribers together held
-	// api.subscriber_budget), "incoming_buffer" (the transport's buffer in front of the hub held
-	// 1024 messages), "incoming_bytes" (it held broker.incoming_buffer bytes), "too_large" (a
-	// PUBLISH over broker.max_packet_size, discarded unread).
+	// api.subscriber_budget), "too_large" (a PUBLISH over broker.max_packet_size, discarded
+	// unread). "incoming_buffer" and "incoming_bytes" are always 0: they counted drops in a
+	// transport-side buffer that no longer exists (messages are buffered once, per subscriber); the
+	// keys stay so that dashboards and alerts naming them keep working.
 	InboundDropped map[string]uint64 `json:"inbound_dropped"`
 	// InboundTooLarge counts inbound packets over broker.max_packet_size (PUBLISHes discarded unread,
 	// other packets refused by closing the connection).

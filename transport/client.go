@@ -41,13 +41,12 @@ type Status struct {
 	Protocol       string
 	SessionPresent bool
 
-	// Inbound drops, by reason. DroppedIncoming is their total: broker messages that never reached
-	// OnMessage (a QoS 1 one was acknowledged to the broker all the same, so it is lost).
+	// Inbound drops: broker messages that never reached OnMessage (a QoS 1 one was acknowledged to the
+	// broker all the same, so it is lost). The transport keeps no queue of its own (OnMessage is called
+	// on the reader), so the one reason left is a PUBLISH over MaxPacketSize, discarded unread;
+	// DroppedIncoming is the total.
 	DroppedIncoming         uint64
-	DroppedIncomingFull     uint64 // IncomingBuffer messages were already waiting for OnMessage
-	DroppedIncomingBytes    uint64 // it would have taken the waiting bytes over IncomingBytes
-	DroppedIncomingTooLarge uint64 // a PUBLISH over MaxPacketSize (discarded unread) or one larger than IncomingBytes
-	IncomingBytes           int64  // bytes (topic + payload) now waiting for or being handed to OnMessage
+	DroppedIncomingTooLarge uint64
 
 	// InboundTooLarge counts inbound packets over MaxPacketSize: discarded PUBLISHes and other packets
 	// that ended their connection (ErrPacketTooLarge). The last one is described in LastError.
@@ -81,30 +80,27 @@ type Client struct {
 	dyn       map[string]*subRef // dynamic subscriptions by filter
 	always    map[string]byte    // Config.Subscriptions by filter (max QoS)
 
-	connects, published, acked, rejected, expired       atomic.Uint64
-	dropped, droppedFull, droppedBytes, droppedTooLarge atomic.Uint64
-	inboundTooLarge, poisoned                           atomic.Uint64
-	inflight                                            atomic.Int64
-	inBytes                                             atomic.Int64 // bytes in incoming + the one being dispatched
+	connects, published, acked, rejected, expired atomic.Uint64
+	dropped, droppedTooLarge                      atomic.Uint64
+	inboundTooLarge, poisoned                     atomic.Uint64
+	inflight                                      atomic.Int64
 
 	testHooks *testHooks // nil outside tests
 
 	poison      poisonWatch // touched only by Run's goroutine, between connections
 	tooLargeLog logLimit    // rate limit for the oversized-PUBLISH warning
 
-	subOp    chan struct{} // capacity 1: serialises subscription traffic with restore-on-connect
-	incoming chan Received // broker messages waiting for the dispatcher
-	limiter  *rateLimiter  // nil = no rate limit; used by the sender goroutine only
+	subOp   chan struct{} // capacity 1: serialises subscription traffic with restore-on-connect
+	limiter *rateLimiter  // nil = no rate limit; used by the sender goroutine only
 }
 
 // testHooks lets tests observe peaks that production code does not keep; nil outside tests, so the send
 // and receive paths pay a nil check only.
 type testHooks struct {
-	peakInflight, peakInBytes atomic.Int64
+	peakInflight atomic.Int64
 }
 
-func (h *testHooks) inflight(n int64)      { raiseTo(&h.peakInflight, n) }
-func (h *testHooks) incomingBytes(n int64) { raiseTo(&h.peakInBytes, n) }
+func (h *testHooks) inflight(n int64) { raiseTo(&h.peakInflight, n) }
 
 func raiseTo(peak *atomic.Int64, n int64) {
 	for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
@@ -131,7 +127,6 @@ func New(cfg Config, src Source) (*Client, error) {
 		dyn:         make(map[string]*subRef),
 		always:      make(map[string]byte),
 		subOp:       make(chan struct{}, 1),
-		incoming:    make(chan Received, cfg.IncomingBuffer),
 		limiter:     newRateLimiter(cfg.MaxPublishRate, cfg.MaxByteRate),
 		poison:      poisonWatch{after: cfg.PoisonAfter},
 		tooLargeLog: logLimit{every: 10 * time.Second},
@@ -160,10 +155,7 @@ func (c *Client) Status() Status {
 	s.Rejected = c.rejected.Load()
 	s.Expired = c.expired.Load()
 	s.DroppedIncoming = c.dropped.Load()
-	s.DroppedIncomingFull = c.droppedFull.Load()
-	s.DroppedIncomingBytes = c.droppedBytes.Load()
 	s.DroppedIncomingTooLarge = c.droppedTooLarge.Load()
-	s.IncomingBytes = c.inBytes.Load()
 	s.InboundTooLarge = c.inboundTooLarge.Load()
 	s.Poisoned = c.poisoned.Load()
 	return s
@@ -179,18 +171,7 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	defer c.running.Store(false)
 
-	dispatchCtx, stopDispatch := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.dispatch(dispatchCtx)
-	}()
-	defer func() {
-		stopDispatch()
-		wg.Wait()
-		c.setState(StateStopped, nil)
-	}()
+	defer c.setState(StateStopped, nil)
 
 	backoffAttempt := 0
 	for {
@@ -261,58 +242,11 @@ func (c *Client) noteError(err error) {
 	c.mu.Unlock()
 }
 
-// onPublish runs on the wire's reader goroutine: it must never block, so a message that does not fit
-// the incoming channel (IncomingBuffer messages, IncomingBytes bytes) is dropped. The wire acknowledges
-// a QoS 1 message when this returns, so a dropped message is lost (counted by reason and logged).
-func (c *Client) onPublish(m Received) {
-	size := receivedSize(m)
-	switch {
-	case size > c.cfg.IncomingBytes:
-		c.dropIncoming(m, &c.droppedTooLarge, "message larger than IncomingBytes")
-	case c.inBytes.Add(size) > c.cfg.IncomingBytes: // only this goroutine adds, so no spurious drops
-		c.inBytes.Add(-size)
-		c.dropIncoming(m, &c.droppedBytes, "IncomingBytes of messages already waiting: OnMessage is too slow")
-	default:
-		select {
-		case c.incoming <- m:
-			if c.testHooks != nil {
-				c.testHooks.incomingBytes(c.inBytes.Load())
-			}
-		default:
-			c.inBytes.Add(-size)
-			c.dropIncoming(m, &c.droppedFull, "IncomingBuffer messages already waiting: OnMessage is too slow")
-		}
-	}
-}
-
-func receivedSize(m Received) int64 { return int64(len(m.Topic) + len(m.Payload)) }
-
-func (c *Client) dropIncoming(m Received, reason *atomic.Uint64, why string) {
-	reason.Add(1)
-	if n := c.dropped.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th… drop, not every one
-		c.log.Warn("mqtt incoming message dropped: "+why, "topic", m.Topic, "bytes", len(m.Payload),
-			"dropped_total", n, "buffer", cap(c.incoming), "buffer_bytes", c.cfg.IncomingBytes)
-	}
-}
-
-// dispatch delivers broker messages to OnMessage until ctx is done. Messages still buffered at shutdown
-// stay in the channel (and in its byte count) for a later Run.
-func (c *Client) dispatch(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m := <-c.incoming:
-			if ctx.Err() == nil {
-				c.cfg.OnMessage(m)
-			}
-			c.inBytes.Add(-receivedSize(m)) // released once OnMessage let go of it
-			if ctx.Err() != nil {
-				return
-			}
-		}
-	}
-}
+// onPublish runs on the wire's reader goroutine (paho's router for MQTT 5, wire3's reader for 3.x) and
+// hands m to OnMessage right there: the transport keeps no queue of its own, the consumer (the agent's
+// hub) buffers each message once. The wire answers a QoS 1 message (PUBACK) after this returns, and
+// reads nothing else meanwhile, so OnMessage must not block.
+func (c *Client) onPublish(m Received) { c.cfg.OnMessage(m) }
 
 // inboundOversized is called on paho's reader goroutine (through the connection's inboundGuard) for
 // every inbound packet over MaxPacketSize: it counts it, keeps it in LastError and logs it, rate-limited.

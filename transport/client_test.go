@@ -400,31 +400,6 @@ func TestShutdownBounded(t *testing.T) {
 	}
 }
 
-// A slow OnMessage never stalls the connection: overflow is dropped and counted, and publishing (which
-// needs paho's reader for PUBACKs) goes on while OnMessage is blocked.
-func TestSlowConsumerDropsAndCounts(t *testing.T) {
-	b := startBroker(t, devbroker.Options{})
-	release := make(chan struct{})
-	src := newFakeSource()
-	c := startClient(t, Config{URL: b.URL(), ClientID: "slow", IncomingBuffer: 4,
-		Subscriptions: []Subscription{{Filter: "in/#", QoS: 1}},
-		OnMessage: func(Received) {
-			<-release
-		}}, src)
-	defer close(release)
-	waitFor(t, 5*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
-	waitFor(t, 10*time.Second, "drops", func() bool {
-		_ = b.Server.Publish("in/x", []byte("x"), false, 1)
-		return c.Status().DroppedIncoming >= 10
-	})
-	seqs := src.add(100, qos1("out"))
-	src.waitSettled(t, len(seqs), 10*time.Second) // PUBACKs still read while OnMessage is stuck
-	src.checkAckedOnce(t, seqs)
-	if st := c.Status(); st.State != StateConnected || st.Connects != 1 {
-		t.Fatalf("status %+v", st)
-	}
-}
-
 // A message larger than the broker's Maximum Packet Size is rejected instead of getting the connection
 // dropped on every attempt; the messages around it go through.
 func TestOversizedMessageRejected(t *testing.T) {

@@ -97,21 +97,17 @@ type Config struct {
 	// then holds QoS 1 messages for our subscriptions while we are away and delivers them on reconnect.
 	// 0 = a clean session on every connection. Outbound, the Source stays the only record (see doc.go).
 	SessionExpiry time.Duration
-	// OnMessage receives broker PUBLISHes. It is called from the transport's own dispatcher goroutine,
-	// one message at a time, never from the MQTT reader. If it falls IncomingBuffer messages or
-	// IncomingBytes bytes behind, newer messages are dropped and counted in Status.DroppedIncoming (the
-	// MQTT connection is never stalled).
+	// OnMessage receives broker PUBLISHes, one at a time, on the connection's reader goroutine: the
+	// transport keeps no queue of its own. It must not block: until it returns nothing else is read
+	// from the broker (no PUBACK for our publishes, no PINGRESP). A QoS 1 message is acknowledged to
+	// the broker after it returns. Received.Payload is the message's own allocation, never reused by
+	// the transport, so OnMessage may keep it without copying.
 	OnMessage func(Received)
 	Logger    *slog.Logger // default: discard
 
 	// Added beyond the package contract:
 	ConnectTimeout time.Duration // dial + WebSocket handshake + CONNACK bound (default 30s)
 	DrainTimeout   time.Duration // on shutdown, how long to wait for in-flight PUBACKs (default 2s)
-	IncomingBuffer int           // capacity of the OnMessage channel in messages (default 1024)
-	// IncomingBytes bounds the bytes (topic + payload) of broker messages waiting for, or being handed
-	// to, OnMessage (default 2 MiB). A message that does not fit is dropped and counted
-	// (Status.DroppedIncomingBytes; one larger than IncomingBytes on its own: DroppedIncomingTooLarge).
-	IncomingBytes int64
 
 	// MaxPacketSize is the largest MQTT packet accepted from the broker, fixed header included
 	// (default 136 KiB = 139264: the AWS IoT payload limit plus room for topic and properties;
@@ -158,8 +154,6 @@ const (
 	defaultMaxInflight3   = 20
 	defaultConnectTimeout = 30 * time.Second
 	defaultDrainTimeout   = 2 * time.Second
-	defaultIncomingBuffer = 1024
-	defaultIncomingBytes  = 2 << 20
 	defaultMaxPacketSize  = 136 << 10 // 139264
 	minMaxPacketSize      = 256
 	maxMaxPacketSize      = 1 + 4 + 268435455 // fixed header + the largest remaining length [MQTT-1.5.5]
@@ -192,12 +186,6 @@ func (cfg *Config) applyDefaults() {
 	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = defaultDrainTimeout
-	}
-	if cfg.IncomingBuffer == 0 {
-		cfg.IncomingBuffer = defaultIncomingBuffer
-	}
-	if cfg.IncomingBytes == 0 {
-		cfg.IncomingBytes = defaultIncomingBytes
 	}
 	if cfg.MaxPacketSize == 0 {
 		cfg.MaxPacketSize = defaultMaxPacketSize
@@ -236,10 +224,8 @@ func (cfg *Config) validate() error {
 		return bad("Protocol %q is not a version; use %q, %q, %q or %q", cfg.Protocol, ProtocolAuto, Protocol5, Protocol311, Protocol31)
 	case cfg.SessionExpiry < 0:
 		return bad("SessionExpiry %s is negative; 0 asks for a clean session", cfg.SessionExpiry)
-	case cfg.StableAfter < 0 || cfg.ConnectTimeout < 0 || cfg.DrainTimeout < 0 || cfg.IncomingBuffer < 0:
-		return bad("StableAfter, ConnectTimeout, DrainTimeout and IncomingBuffer must not be negative")
-	case cfg.IncomingBytes < 0:
-		return bad("IncomingBytes %d is negative", cfg.IncomingBytes)
+	case cfg.StableAfter < 0 || cfg.ConnectTimeout < 0 || cfg.DrainTimeout < 0:
+		return bad("StableAfter, ConnectTimeout and DrainTimeout must not be negative")
 	case cfg.MaxPacketSize < minMaxPacketSize || cfg.MaxPacketSize > maxMaxPacketSize:
 		return bad("MaxPacketSize %d is out of range; use %d..%d bytes", cfg.MaxPacketSize, minMaxPacketSize, maxMaxPacketSize)
 	case cfg.PoisonAfter < 0:

@@ -29,7 +29,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"subscription qos", func(c *Config) { c.Subscriptions = []Subscription{{Filter: "a", QoS: 3}} }, "QoS"},
 		{"max packet size too small", func(c *Config) { c.MaxPacketSize = 255 }, "MaxPacketSize 255"},
 		{"max packet size over MQTT", func(c *Config) { c.MaxPacketSize = 268435461 }, "MaxPacketSize"},
-		{"incoming bytes negative", func(c *Config) { c.IncomingBytes = -1 }, "IncomingBytes"},
 		{"poison after negative", func(c *Config) { c.PoisonAfter = -1 }, "PoisonAfter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,7 +51,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.cfg.Keepalive != 60*time.Second || c.cfg.MaxInflight != 64 || c.cfg.StableAfter != 30*time.Second ||
-		c.cfg.MaxPacketSize != 139264 || c.cfg.IncomingBytes != 2<<20 || c.cfg.PoisonAfter != 0 {
+		c.cfg.MaxPacketSize != 139264 || c.cfg.PoisonAfter != 0 {
 		t.Fatalf("defaults not applied: %+v", c.cfg)
 	}
 	if st := c.Status(); st.State != StateStopped || st.URL != "ws://127.0.0.1:1/mqtt" {

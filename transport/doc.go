@@ -61,13 +61,12 @@
 //
 // Config.Subscriptions are always on; Subscribe/Unsubscribe add and drop ref-counted dynamic filters.
 // All of them are subscribed again right after every CONNACK, before publishing resumes. Incoming
-// PUBLISHes go through a bounded channel (Config.IncomingBuffer) to one dispatcher goroutine that calls
-// Config.OnMessage, so a slow consumer never stalls paho's reader (and with it PUBACKs and keepalive).
-// The channel is bounded in messages (Config.IncomingBuffer) and in bytes (Config.IncomingBytes, topic +
-// payload, counted until OnMessage returns). A message that does not fit is dropped and counted by reason
-// (Status.DroppedIncomingFull, DroppedIncomingBytes, DroppedIncomingTooLarge; DroppedIncoming is the
-// total): paho has already acknowledged it to the broker, so it is lost — size the buffers, keep
-// OnMessage fast.
+// PUBLISHes are handed to Config.OnMessage on the wire's reader goroutine, one at a time: the transport
+// keeps no queue of its own, so a message is buffered once, by the consumer (the agent's hub, bounded
+// per local subscriber and overall). OnMessage must not block — while it runs nothing else is read
+// (PUBACKs for our publishes, PINGRESP) — and a QoS 1 message is PUBACKed after it returned. The one
+// inbound drop left in the transport is a PUBLISH over MaxPacketSize (below), counted in
+// Status.DroppedIncomingTooLarge (DroppedIncoming is the total).
 //
 // # Inbound bound
 //
@@ -83,9 +82,9 @@
 // # Concurrency
 //
 // All Client methods are safe for concurrent use; Run may be active once at a time. Run owns every
-// goroutine it starts (dispatcher; per connection: sender, its reader, waiter, and the wire's: paho's
+// goroutine it starts (per connection: sender, its reader, waiter, and the wire's: paho's
 // own for MQTT 5, a reader and the pinger for 3.x) and waits for all of them before returning. The life
-// of one connection (open, attach, serve, detach, teardown) is in lifecycle.go. OnMessage is called from one goroutine at a time. Status is a cheap,
+// of one connection (open, attach, serve, detach, teardown) is in lifecycle.go. OnMessage is called from one goroutine at a time (the reader). Status is a cheap,
 // consistent snapshot. Source methods are called from the reader, sender and waiter goroutines concurrently
 // (Next from the sender's reader, one call at a time, reading one batch ahead; Ack/Expire/Quarantine from the sender
 // for QoS 0, expired and invalid messages, and from the waiter for QoS 1).

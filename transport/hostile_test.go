@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
+
 	"github.com/edge-agent/edge-agent/internal/hostilebroker"
 	"github.com/edge-agent/edge-agent/internal/netproxy"
 )
@@ -355,61 +357,57 @@ func TestPoisonNotTriggeredByNetworkFaults(t *testing.T) {
 	endsMu.Unlock()
 }
 
-// A stalled OnMessage: the bytes waiting stay under IncomingBytes and every drop is counted by reason.
-func TestIncomingBytesBound(t *testing.T) {
+// OnMessage runs on the connection's reader: the transport keeps no queue (and no drop rule) in front
+// of it. While it is stalled the messages behind wait unacknowledged, nothing is dropped, and a QoS 1
+// message is PUBACKed only after OnMessage returned; released, all arrive in order.
+func TestOnMessageOnReaderNoQueue(t *testing.T) {
 	b := startHostile(t, hostilebroker.Options{})
 	release := make(chan struct{})
 	var got received
-	const limit = 1 << 20
-	c := startClient(t, Config{URL: b.URL(), ClientID: "inbytes", IncomingBytes: limit, IncomingBuffer: 1024,
-		MaxPacketSize: 4 << 20, Subscriptions: []Subscription{{Filter: "in/#"}},
-		OnMessage: func(m Received) { <-release; got.on(m) }}, newFakeSource())
-	waitFor(t, 10*time.Second, "subscribed", func() bool { return b.Publish("in/probe", nil, 0) == 1 })
-	probe := int64(len("in/probe"))
-
-	payload := make([]byte, 100<<10)
-	size := int64(len("in/x") + len(payload))
-	const n = 30
-	for range n {
-		b.Publish("in/x", payload, 0)
+	var first sync.Once
+	entered := make(chan int, 1)
+	c := startClient(t, Config{URL: b.URL(), ClientID: "onreader",
+		Subscriptions: []Subscription{{Filter: "in/#", QoS: 1}},
+		OnMessage: func(m Received) {
+			first.Do(func() { entered <- pubacks(b); <-release })
+			got.on(m)
+		}}, newFakeSource())
+	waitFor(t, 10*time.Second, "subscribed", func() bool { return b.Publish("in/0", []byte("first"), 1) == 1 })
+	if n := <-entered; n != 0 {
+		t.Fatalf("%d PUBACKs before OnMessage returned", n)
 	}
-	fit := int((limit - probe) / size) // the probe is held by the stalled OnMessage
-	waitFor(t, 20*time.Second, "the drops", func() bool { return c.Status().DroppedIncomingBytes == uint64(n-fit) })
-	b.Publish("in/big", make([]byte, 2<<20), 0) // larger than IncomingBytes on its own
-	waitFor(t, 20*time.Second, "the too-large drop", func() bool { return c.Status().DroppedIncomingTooLarge == 1 })
-
-	st := c.Status()
-	if peak := c.testHooks.peakInBytes.Load(); peak > limit || st.IncomingBytes != probe+int64(fit)*size {
-		t.Fatalf("peak %d, now %d bytes waiting; limit %d, want %d", peak, st.IncomingBytes, limit, probe+int64(fit)*size)
+	const n = 50
+	payload := make([]byte, 8<<10)
+	for i := 1; i <= n; i++ {
+		b.Publish(fmt.Sprintf("in/%d", i), payload, 1) // written to the socket; the client's reader is stalled
 	}
-	if st.DroppedIncoming != uint64(n-fit)+1 || st.DroppedIncomingFull != 0 {
-		t.Fatalf("status %+v", st)
+	if st, acks := c.Status(), pubacks(b); acks != 0 || st.DroppedIncoming != 0 {
+		t.Fatalf("while OnMessage is stalled: %d PUBACKs, %d dropped by the transport", acks, st.DroppedIncoming)
 	}
 	close(release)
-	waitFor(t, 10*time.Second, "delivery", func() bool {
+	waitFor(t, 20*time.Second, "every message and its PUBACK", func() bool {
 		got.mu.Lock()
 		defer got.mu.Unlock()
-		return len(got.msgs) == fit+1
+		return len(got.msgs) == n+1 && pubacks(b) == n+1
 	})
-	waitFor(t, 10*time.Second, "the buffer to empty", func() bool { return c.Status().IncomingBytes == 0 })
-	t.Logf("%d of %d 100 KiB messages waited (peak %d bytes of %d); dropped: %d bytes-full, %d too large",
-		fit, n, c.testHooks.peakInBytes.Load(), limit, st.DroppedIncomingBytes, st.DroppedIncomingTooLarge)
-}
-
-// A stalled OnMessage with small messages: the count bound drops, counted as DroppedIncomingFull.
-func TestIncomingBufferCountBound(t *testing.T) {
-	b := startHostile(t, hostilebroker.Options{})
-	release := make(chan struct{})
-	c := startClient(t, Config{URL: b.URL(), ClientID: "incount", IncomingBuffer: 3,
-		Subscriptions: []Subscription{{Filter: "in/#"}}, OnMessage: func(Received) { <-release }}, newFakeSource())
-	waitFor(t, 10*time.Second, "subscribed", func() bool { return b.Publish("in/probe", nil, 0) == 1 })
-	for range 10 {
-		b.Publish("in/x", []byte("small"), 0)
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	for i, m := range got.msgs {
+		if m.Topic != fmt.Sprintf("in/%d", i) {
+			t.Fatalf("message %d is %s: out of order", i, m.Topic)
+		}
 	}
-	// The probe is in OnMessage, 3 wait in the channel: 7 of the 10 are dropped.
-	waitFor(t, 10*time.Second, "the drops", func() bool { return c.Status().DroppedIncomingFull == 7 })
-	if st := c.Status(); st.DroppedIncoming != 7 || st.DroppedIncomingBytes != 0 || st.DroppedIncomingTooLarge != 0 {
+	if st := c.Status(); st.DroppedIncoming != 0 || st.State != StateConnected {
 		t.Fatalf("status %+v", st)
 	}
-	close(release)
+}
+
+func pubacks(b *hostilebroker.Broker) int {
+	n := 0
+	for _, a := range b.Acks() {
+		if a.Type == packets.PUBACK {
+			n++
+		}
+	}
+	return n
 }

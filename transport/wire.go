@@ -15,7 +15,7 @@ import (
 //
 // A wire is made connected (CONNACK received) by its connect function and is dead once done is
 // closed. Inbound PUBLISHes go to the Client's onPublish from the wire's reader goroutine; a QoS 1 one
-// is PUBACKed after onPublish returned (handed off or dropped and counted).
+// is PUBACKed after onPublish (which calls Config.OnMessage) returned.
 type wire interface {
 	// publish writes m's PUBLISH (QoS 0 or 1; expiry: its Message Expiry Interval in seconds, 0 =
 	// none, ignored by 3.x). Sender goroutine only. For QoS 1 it returns the channel that receives the
