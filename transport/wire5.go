@@ -40,7 +40,7 @@ func (c *Client) connect5(ctx context.Context, ws *wsConn, pinger *keepalivePing
 		}}
 	}
 	cli := paho.NewClient(pcfg)
-	maxIn := c.cfg.MaxPacketSize
+	maxIn, recvMax := c.cfg.MaxPacketSize, uint16(inboundReceiveMaximum)
 	cp := &paho.Connect{
 		ClientID: c.cfg.ClientID,
 		// A persistent session (SessionExpiry > 0) keeps our subscriptions' QoS 1 messages at the broker
@@ -49,7 +49,9 @@ func (c *Client) connect5(ctx context.Context, ws *wsConn, pinger *keepalivePing
 		KeepAlive:  uint16(c.cfg.Keepalive / time.Second),
 		// Announced so a conforming broker never sends more [MQTT-3.1.2-24], [MQTT-3.1.2-25]; enforced
 		// in any case by the connection's inboundGuard.
-		Properties: &paho.ConnectProperties{MaximumPacketSize: &maxIn},
+		// Receive Maximum bounds the QoS 1 messages the broker may send before we acknowledge them, and
+		// with it paho's queue between its reader and router (sized by it: 65,535 slots otherwise).
+		Properties: &paho.ConnectProperties{MaximumPacketSize: &maxIn, ReceiveMaximum: &recvMax},
 	}
 	if c.cfg.SessionExpiry > 0 {
 		secs := uint32(min(c.cfg.SessionExpiry/time.Second, math.MaxUint32))
@@ -193,3 +195,9 @@ func connackText(code byte) string {
 	}
 	return "see MQTT 5 spec 3.2.2.2"
 }
+
+// inboundReceiveMaximum is the Receive Maximum the agent announces in an MQTT 5 CONNECT: at most this
+// many QoS 1 messages from the broker are unacknowledged at once [MQTT-3.3.4-9]. OnMessage never
+// blocks, so a small window costs no throughput, and a broker redelivering a persistent session's
+// backlog paces it instead of flooding the reader.
+const inboundReceiveMaximum = 32
