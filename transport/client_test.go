@@ -458,24 +458,3 @@ func TestMaxSubscriptions(t *testing.T) {
 		t.Fatalf("after an unsubscribe frees a slot: %v", err)
 	}
 }
-
-// The MQTT 5 CONNECT announces the agent's Maximum Packet Size and a small Receive Maximum, so the
-// broker never has more than inboundReceiveMaximum of its QoS 1 messages unacknowledged.
-func TestConnectAnnouncesInboundLimits(t *testing.T) {
-	rec := newRecorder("none/")
-	b := startBroker(t, devbroker.Options{Hooks: []mqtt.Hook{rec}})
-	src := newFakeSource()
-	src.add(1, qos1("none"))
-	startClient(t, Config{URL: b.URL(), ClientID: "limits", MaxPacketSize: 70000}, src)
-	src.waitSettled(t, 1, 10*time.Second)
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.connects) == 0 {
-		t.Fatal("no CONNECT recorded")
-	}
-	p := rec.connects[0]
-	if p.ReceiveMaximum != inboundReceiveMaximum || p.MaximumPacketSize != 70000 {
-		t.Fatalf("CONNECT Receive Maximum %d, Maximum Packet Size %d; want %d and 70000",
-			p.ReceiveMaximum, p.MaximumPacketSize, inboundReceiveMaximum)
-	}
-}

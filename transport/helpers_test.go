@@ -156,7 +156,6 @@ func (s *fakeSource) checkAckedOnce(t testing.TB, seqs []uint64) {
 // PUBACK) and refuse topics starting with refusePrefix with PUBACK reason 0x87.
 type recorder struct {
 	mqtt.HookBase
-	connects     []packets.Properties // of every CONNECT
 	prefix       string
 	refusePrefix string
 	delay        time.Duration
@@ -172,15 +171,7 @@ func newRecorder(prefix string) *recorder { return &recorder{prefix: prefix, see
 
 func (r *recorder) ID() string { return "test-recorder" }
 
-func (r *recorder) Provides(b byte) bool { return b == mqtt.OnPublish || b == mqtt.OnConnect }
-
-// OnConnect records the CONNECT's properties.
-func (r *recorder) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	r.mu.Lock()
-	r.connects = append(r.connects, pk.Properties)
-	r.mu.Unlock()
-	return nil
-}
+func (r *recorder) Provides(b byte) bool { return b == mqtt.OnPublish }
 
 func (r *recorder) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if r.delay > 0 {

@@ -40,7 +40,7 @@ func (c *Client) connect5(ctx context.Context, ws *wsConn, pinger *keepalivePing
 		}}
 	}
 	cli := paho.NewClient(pcfg)
-	maxIn, recvMax := c.cfg.MaxPacketSize, uint16(inboundReceiveMaximum)
+	maxIn := c.cfg.MaxPacketSize
 	cp := &paho.Connect{
 		ClientID: c.cfg.ClientID,
 		// A persistent session (SessionExpiry > 0) keeps our subscriptions' QoS 1 messages at the broker
@@ -49,9 +49,10 @@ func (c *Client) connect5(ctx context.Context, ws *wsConn, pinger *keepalivePing
 		KeepAlive:  uint16(c.cfg.Keepalive / time.Second),
 		// Announced so a conforming broker never sends more [MQTT-3.1.2-24], [MQTT-3.1.2-25]; enforced
 		// in any case by the connection's inboundGuard.
-		// Receive Maximum bounds the QoS 1 messages the broker may send before we acknowledge them, and
-		// with it paho's queue between its reader and router (sized by it: 65,535 slots otherwise).
-		Properties: &paho.ConnectProperties{MaximumPacketSize: &maxIn, ReceiveMaximum: &recvMax},
+		// No Receive Maximum: paho.golang sizes its reader-to-router queue by it, and its session state
+		// holds a lock while its reader waits on that queue that the router needs to send a PUBACK, so a
+		// small one deadlocks under a flood (seen with 32: e2e TestAttack/slow_subscribers stalled).
+		Properties: &paho.ConnectProperties{MaximumPacketSize: &maxIn},
 	}
 	if c.cfg.SessionExpiry > 0 {
 		secs := uint32(min(c.cfg.SessionExpiry/time.Second, math.MaxUint32))
@@ -195,9 +196,3 @@ func connackText(code byte) string {
 	}
 	return "see MQTT 5 spec 3.2.2.2"
 }
-
-// inboundReceiveMaximum is the Receive Maximum the agent announces in an MQTT 5 CONNECT: at most this
-// many QoS 1 messages from the broker are unacknowledged at once [MQTT-3.3.4-9]. OnMessage never
-// blocks, so a small window costs no throughput, and a broker redelivering a persistent session's
-// backlog paces it instead of flooding the reader.
-const inboundReceiveMaximum = 32
