@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/edge-agent/edge-agent/internal/mqttwire"
+	"github.com/edge-agent/edge-agent/internal/wsstream"
 )
 
 // Level is the protocol level byte of a CONNECT.
@@ -44,30 +47,13 @@ func ConnectPacket(level Level, clientID string) []byte {
 	if level == V31 {
 		name = "MQIsdp"
 	}
-	var body []byte
-	body = appendString(body, name)
+	body := mqttwire.String(name)
 	body = append(body, byte(level), 0x02, 0x00, 30) // flags: clean session; keep alive 30
 	if level == V5 {
 		body = append(body, 0x00) // property length 0
 	}
-	body = appendString(body, clientID)
-	pkt := []byte{0x10}
-	for n := len(body); ; {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		pkt = append(pkt, b)
-		if n == 0 {
-			break
-		}
-	}
-	return append(pkt, body...)
-}
-
-func appendString(b []byte, s string) []byte {
-	return append(append(b, byte(len(s)>>8), byte(len(s))), s...)
+	body = append(body, mqttwire.String(clientID)...)
+	return mqttwire.Packet(0x10, body)
 }
 
 // Answer is what a server did after a CONNECT.
@@ -171,7 +157,7 @@ func WS(url, subprotocol string, level Level, timeout time.Duration) (Answer, er
 	if err := ws.WriteMessage(websocket.BinaryMessage, ConnectPacket(level, "mqttprobe")); err != nil {
 		return a, fmt.Errorf("write CONNECT to %s: %w", url, err)
 	}
-	r := bufio.NewReader(&messages{ws: ws})
+	r := bufio.NewReader(&wsstream.Reader{WS: ws})
 	a.Packet, a.Err = readPacket(r)
 	a.Then = then(a, r, ws.SetReadDeadline)
 	return a, nil
@@ -226,31 +212,4 @@ func readPacket(r *bufio.Reader) ([]byte, error) {
 	body := make([]byte, n)
 	k, err := io.ReadFull(r, body)
 	return append(pkt, body[:k]...), err
-}
-
-// messages reads the binary messages of a WebSocket as one byte stream.
-type messages struct {
-	ws *websocket.Conn
-	r  io.Reader
-}
-
-func (m *messages) Read(p []byte) (int, error) {
-	for {
-		if m.r == nil {
-			_, r, err := m.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			m.r = r
-		}
-		n, err := m.r.Read(p)
-		if err == io.EOF {
-			m.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
 }

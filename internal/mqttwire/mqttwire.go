@@ -1,7 +1,7 @@
 // Package mqttwire writes the few pieces of MQTT's wire format that the test brokers and the tests
 // of this module write by hand, to send packets (valid or deliberately not) that no client library
 // would: the variable byte integer, a string field and a whole control packet. The agent itself
-// encodes with paho.golang's packets (in transport).
+// encodes in transport (its own PUBLISH encoder, paho's codecs for the rest).
 package mqttwire
 
 // VarInt encodes n as a variable byte integer [MQTT-1.5.5], as a remaining length is written.

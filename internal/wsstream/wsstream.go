@@ -1,6 +1,6 @@
 // Package wsstream reads MQTT over WebSocket as the byte stream it is: the payloads of consecutive
 // binary messages back to back, a packet free to span messages [MQTT-6.0.0-2]. The test brokers and
-// clients of this module (devbroker, hostilebroker, barepub) share it; the agent's own connection is
+// clients of this module (devbroker, hostilebroker, barepub, mqttprobe) share it; the agent's own connection is
 // in transport.
 //
 // A Reader is used by one goroutine at a time, like the websocket.Conn it reads.
