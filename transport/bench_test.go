@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/devbroker"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // BenchmarkDrain drains 20,000 QoS 1 messages (100-byte payloads, window 64) over WebSocket through the
@@ -16,7 +17,7 @@ func BenchmarkDrain(b *testing.B) {
 	run := func(b *testing.B, url string) {
 		src := newFakeSource()
 		c := startClient(b, Config{URL: url, ClientID: "bench", MaxInflight: 64}, src)
-		waitFor(b, 10*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
+		testutil.WaitFor(b, 10*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
 		b.ResetTimer()
 		start := time.Now()
 		for i := 0; i < b.N; i++ {

@@ -11,6 +11,7 @@ import (
 	"github.com/edge-agent/edge-agent/internal/mqtt311"
 	"github.com/edge-agent/edge-agent/internal/netproxy"
 	"github.com/edge-agent/edge-agent/internal/rabbitmq"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // broker311 is a real broker that speaks only MQTT 3.1.1 and 3.1.
@@ -68,14 +69,14 @@ func TestBrokersSpeaking311(t *testing.T) {
 			src := newFakeSource()
 			seqs := src.add(2000, qos1(id+"/out"))
 			var in inbox
-			var logs syncBuffer
+			var logs testutil.Buffer
 			c := startClient(t, Config{URL: url, ClientID: id, Protocol: ProtocolAuto, SessionExpiry: time.Hour,
 				Backoff: fastBackoff, Subscriptions: []Subscription{{Filter: id + "/in/#", QoS: 1}}, OnMessage: in.add,
 				Logger: logTo(t, &logs)}, src)
 
 			sub.WaitCount(t, 300, 30*time.Second)
 			px.Cut() // mid-stream
-			waitFor(t, 10*time.Second, "the cut noticed", func() bool { return c.Status().State != StateConnected })
+			testutil.WaitFor(t, 10*time.Second, "the cut noticed", func() bool { return c.Status().State != StateConnected })
 			for i := range 3 { // to our filter while we are away: held by the broker's session
 				mqtt311.Publish(t, tcpAddr, fmt.Sprintf("%s/in/away/%d", id, i), []byte("while away"), 1)
 			}
@@ -83,7 +84,7 @@ func TestBrokersSpeaking311(t *testing.T) {
 			src.waitSettled(t, len(seqs), 60*time.Second)
 			src.checkAckedOnce(t, seqs)
 			var got []uint64
-			waitFor(t, 30*time.Second, "every message at the 3.1.1 subscriber", func() bool {
+			testutil.WaitFor(t, 30*time.Second, "every message at the 3.1.1 subscriber", func() bool {
 				got = got[:0]
 				seen := map[uint64]bool{}
 				for _, m := range sub.Messages() {
@@ -97,9 +98,9 @@ func TestBrokersSpeaking311(t *testing.T) {
 				return len(seen) >= len(seqs)
 			})
 			dups := checkFirstArrivals(t, got, seqs)
-			waitFor(t, 15*time.Second, "the 3 messages published while away", func() bool { return len(in.topics(id+"/in/away/")) >= 3 })
+			testutil.WaitFor(t, 15*time.Second, "the 3 messages published while away", func() bool { return len(in.topics(id+"/in/away/")) >= 3 })
 			mqtt311.Publish(t, tcpAddr, id+"/in/now", []byte("hello"), 1)
-			waitFor(t, 10*time.Second, "a 3.1.1 client's message", func() bool { return len(in.topics(id+"/in/now")) == 1 })
+			testutil.WaitFor(t, 10*time.Second, "a 3.1.1 client's message", func() bool { return len(in.topics(id+"/in/now")) == 1 })
 			st := c.Status()
 			if st.Protocol != "3.1.1" || st.Connects < 2 || !st.SessionPresent {
 				t.Fatalf("status: protocol %q connects %d session present %v", st.Protocol, st.Connects, st.SessionPresent)
@@ -116,7 +117,7 @@ func TestBrokersSpeaking311(t *testing.T) {
 			t.Logf("2000 in order across a cut, %d duplicates; %s", dups, line)
 
 			forced := startClient(t, Config{URL: wsURL, ClientID: id + "-5", Protocol: Protocol5, Backoff: fastBackoff}, newFakeSource())
-			waitFor(t, 15*time.Second, "a refused attempt", func() bool { return forced.Status().Attempts >= 1 })
+			testutil.WaitFor(t, 15*time.Second, "a refused attempt", func() bool { return forced.Status().Attempts >= 1 })
 			if le := forced.Status().LastError; !strings.Contains(le, bk.forced5) {
 				t.Fatalf("forced MQTT 5: %q, want it to contain %q", le, bk.forced5)
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/devbroker"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
@@ -96,12 +97,12 @@ func TestBrokerRestartResendsUnacked(t *testing.T) {
 	c := startClient(t, Config{URL: b.URL(), ClientID: "restart", MaxInflight: 64,
 		Backoff: FullJitter(20*time.Millisecond, 200*time.Millisecond)}, src)
 
-	waitFor(t, 20*time.Second, "500 messages at the broker", func() bool { return rec.count() >= 500 })
+	testutil.WaitFor(t, 20*time.Second, "500 messages at the broker", func() bool { return rec.count() >= 500 })
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
 	before := src.settled()
-	waitFor(t, 5*time.Second, "client to notice", func() bool { return c.Status().State != StateConnected })
+	testutil.WaitFor(t, 5*time.Second, "client to notice", func() bool { return c.Status().State != StateConnected })
 	restartBroker(t, opts)
 	src.waitSettled(t, len(seqs), 30*time.Second)
 
@@ -142,7 +143,7 @@ func TestSubscribeRestoreUnsubscribe(t *testing.T) {
 			got = append(got, m)
 			mu.Unlock()
 		}}, newFakeSource())
-	waitFor(t, 5*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
+	testutil.WaitFor(t, 5*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
 	ctx := context.Background()
 	if err := c.Subscribe(ctx, Subscription{Filter: "cmd/+/run", QoS: 1}); err != nil {
 		t.Fatal(err)
@@ -154,7 +155,7 @@ func TestSubscribeRestoreUnsubscribe(t *testing.T) {
 	// still be in flight right after a reconnect).
 	publishUntil := func(b *devbroker.Broker, topic string) {
 		t.Helper()
-		waitFor(t, 10*time.Second, "message on "+topic, func() bool {
+		testutil.WaitFor(t, 10*time.Second, "message on "+topic, func() bool {
 			_ = b.Server.Publish(topic, []byte("x"), false, 1)
 			time.Sleep(10 * time.Millisecond)
 			return received(topic)
@@ -164,7 +165,7 @@ func TestSubscribeRestoreUnsubscribe(t *testing.T) {
 
 	_ = b.Close()
 	b2 := restartBroker(t, opts)
-	waitFor(t, 10*time.Second, "reconnect", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "reconnect", func() bool {
 		st := c.Status()
 		return st.Connects >= 2 && st.State == StateConnected
 	})
@@ -198,7 +199,7 @@ func TestSubscribeRestoreUnsubscribe(t *testing.T) {
 func TestSubscribeRefused(t *testing.T) {
 	b := startBroker(t, devbroker.Options{ACL: func(_, topic string, write bool) bool { return write || topic != "secret/#" }})
 	c := startClient(t, Config{URL: b.URL(), ClientID: "subref", OnMessage: func(Received) {}}, newFakeSource())
-	waitFor(t, 5*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
+	testutil.WaitFor(t, 5*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
 	err := c.Subscribe(context.Background(), Subscription{Filter: "secret/#", QoS: 1})
 	if !errors.Is(err, ErrRefused) {
 		t.Fatalf("Subscribe = %v, want ErrRefused", err)
@@ -229,7 +230,7 @@ func TestEndpointCalledPerAttempt(t *testing.T) {
 	defer forbidden.Close()
 	dead := "ws" + strings.TrimPrefix(forbidden.URL, "http") + "/mqtt?X-Amz-Signature=deadbeefsecret"
 	var calls atomic.Int64
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	var errMu sync.Mutex
 	var connErrs []error
 	cfg := Config{
@@ -250,7 +251,7 @@ func TestEndpointCalledPerAttempt(t *testing.T) {
 		},
 	}
 	c := startClient(t, cfg, newFakeSource())
-	waitFor(t, 10*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
 	st := c.Status()
 	if calls.Load() != 4 || st.Connects != 1 {
 		t.Fatalf("Endpoint called %d times for %d connects; want 4 calls (3 failed attempts + 1)", calls.Load(), st.Connects)
@@ -298,7 +299,7 @@ func TestQoS0AckedOnceWritten(t *testing.T) {
 	c := startClient(t, Config{URL: b.URL(), ClientID: "q0"}, src)
 	src.waitSettled(t, len(seqs), 10*time.Second)
 	src.checkAckedOnce(t, seqs)
-	waitFor(t, 5*time.Second, "all QoS 0 at the broker", func() bool { return rec.count() == len(seqs) })
+	testutil.WaitFor(t, 5*time.Second, "all QoS 0 at the broker", func() bool { return rec.count() == len(seqs) })
 	checkFirstArrivals(t, rec.arrivals(), seqs)
 	if st := c.Status(); st.Inflight != 0 || st.Acked != 300 {
 		t.Fatalf("status %+v", st)
@@ -385,7 +386,7 @@ func TestShutdownBounded(t *testing.T) {
 	src := newFakeSource()
 	src.add(1000, qos1("s"))
 	c := startClient(t, Config{URL: b.URL(), ClientID: "shut", DrainTimeout: 300 * time.Millisecond}, src)
-	waitFor(t, 5*time.Second, "some acks", func() bool { return src.settled() > 5 })
+	testutil.WaitFor(t, 5*time.Second, "some acks", func() bool { return src.settled() > 5 })
 	start := time.Now()
 	c.stop(t)
 	if d := time.Since(start); d > 3*time.Second {
@@ -436,7 +437,7 @@ func TestMaxSubscriptions(t *testing.T) {
 	b := startBroker(t, devbroker.Options{})
 	c := startClient(t, Config{URL: b.URL(), ClientID: "maxsubs", Backoff: fastBackoff, MaxSubscriptions: 3,
 		Subscriptions: []Subscription{{Filter: "a/#", QoS: 1}}}, newFakeSource())
-	waitFor(t, 10*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
 	ctx := context.Background()
 	if err := c.Subscribe(ctx, Subscription{Filter: "b/#", QoS: 1}, Subscription{Filter: "a/#", QoS: 1}); err != nil {
 		t.Fatal(err)

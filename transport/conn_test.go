@@ -15,6 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/edge-agent/edge-agent/internal/devbroker"
 	"github.com/edge-agent/edge-agent/internal/testca"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/gorilla/websocket"
 )
 
@@ -190,7 +191,7 @@ func TestWSSWithPrivateCA(t *testing.T) {
 	ok.stop(t)
 
 	bad := startClient(t, Config{URL: b.URL(), ClientID: "tls-bad", Backoff: fastBackoff}, newFakeSource())
-	waitFor(t, 10*time.Second, "a failed attempt", func() bool { return bad.Status().Attempts >= 1 })
+	testutil.WaitFor(t, 10*time.Second, "a failed attempt", func() bool { return bad.Status().Attempts >= 1 })
 	st := bad.Status()
 	if st.Connects != 0 || !strings.Contains(st.LastError, "certificate") {
 		t.Fatalf("without the CA: connects %d, last error %q; want a certificate error", st.Connects, st.LastError)

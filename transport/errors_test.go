@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/devbroker"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // A failing Endpoint hook reaches OnConnectError as ErrEndpoint wrapping the hook's own error, so a
@@ -31,7 +32,7 @@ func TestEndpointErrorIsSentinel(t *testing.T) {
 		},
 	}
 	c := startClient(t, cfg, newFakeSource())
-	waitFor(t, 10*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
+	testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
 	c.stop(t)
 	mu.Lock()
 	defer mu.Unlock()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/hostilebroker"
 	"github.com/edge-agent/edge-agent/internal/netproxy"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 func startHostile(t testing.TB, opts hostilebroker.Options) *hostilebroker.Broker {
@@ -28,7 +29,7 @@ func startHostile(t testing.TB, opts hostilebroker.Options) *hostilebroker.Broke
 }
 
 // logTo returns a debug-level text logger writing to buf, for assertions on log lines.
-func logTo(t testing.TB, buf *syncBuffer) *slog.Logger {
+func logTo(t testing.TB, buf *testutil.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -70,7 +71,7 @@ func TestConnectAnnouncesMaxPacketSize(t *testing.T) {
 	}{{0, 139264}, {4096, 4096}} {
 		b := startHostile(t, hostilebroker.Options{})
 		c := startClient(t, Config{URL: b.URL(), ClientID: "mps", MaxPacketSize: tc.cfg}, newFakeSource())
-		waitFor(t, 10*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
+		testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
 		if got := b.MaxPacketSizes(); len(got) != 1 || got[0] != tc.want {
 			t.Fatalf("MaxPacketSize %d: CONNECT carried %v, want [%d]", tc.cfg, got, tc.want)
 		}
@@ -95,7 +96,7 @@ func TestHugeAnnouncementNeverAllocated(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := startHostile(t, hostilebroker.Options{HugeHeaderAfterSubscribe: true, HugeHeaderType: tc.typ,
 				HugeHeaderConnections: 1, HugeHeaderTrickle: tc.trickle})
-			var logs syncBuffer
+			var logs testutil.Buffer
 			var errs []error
 			var errMu sync.Mutex
 			src := newFakeSource()
@@ -103,7 +104,7 @@ func TestHugeAnnouncementNeverAllocated(t *testing.T) {
 			c := startClient(t, Config{URL: b.URL(), ClientID: "huge", Keepalive: time.Second, Backoff: fastBackoff,
 				Subscriptions: []Subscription{{Filter: "cmd/#", QoS: 1}}, Logger: logTo(t, &logs),
 				OnConnectError: func(err error) { errMu.Lock(); errs = append(errs, err); errMu.Unlock() }}, src)
-			waitFor(t, 20*time.Second, "a second connection", func() bool { return c.Status().Connects >= 2 })
+			testutil.WaitFor(t, 20*time.Second, "a second connection", func() bool { return c.Status().Connects >= 2 })
 			seqs := src.add(5, qos1("after"))
 			src.waitSettled(t, len(seqs), 20*time.Second)
 			src.checkAckedOnce(t, seqs)
@@ -146,16 +147,16 @@ func TestRetainedOversizedDiscarded(t *testing.T) {
 	for _, qos := range []byte{0, 1} {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
 			b := startHostile(t, hostilebroker.Options{RetainedSize: size, RetainedQoS: qos})
-			var logs syncBuffer
+			var logs testutil.Buffer
 			var got received
 			src := newFakeSource()
 			before := totalAlloc()
 			c := startClient(t, Config{URL: b.URL(), ClientID: "retained", Backoff: fastBackoff, Keepalive: 2 * time.Second,
 				Subscriptions: []Subscription{{Filter: "big/#", QoS: 1}}, OnMessage: got.on, Logger: logTo(t, &logs)}, src)
 
-			waitFor(t, 60*time.Second, "the retained message to be discarded", func() bool { return c.Status().InboundTooLarge == 1 })
+			testutil.WaitFor(t, 60*time.Second, "the retained message to be discarded", func() bool { return c.Status().InboundTooLarge == 1 })
 			if qos == 1 {
-				waitFor(t, 10*time.Second, "a PUBACK for it", func() bool { return len(b.Acks()) == 1 })
+				testutil.WaitFor(t, 10*time.Second, "a PUBACK for it", func() bool { return len(b.Acks()) == 1 })
 				if a := b.Acks()[0]; a.ReasonCode != 0x97 {
 					t.Fatalf("PUBACK reason 0x%02x, want 0x97", a.ReasonCode)
 				}
@@ -163,7 +164,7 @@ func TestRetainedOversizedDiscarded(t *testing.T) {
 			// Both ways on the same connection.
 			seqs := src.add(10, qos1("up"))
 			src.waitSettled(t, len(seqs), 20*time.Second)
-			waitFor(t, 10*time.Second, "a normal message", func() bool {
+			testutil.WaitFor(t, 10*time.Second, "a normal message", func() bool {
 				b.Publish("big/small", []byte("hello"), 1)
 				return got.has("big/small")
 			})
@@ -183,7 +184,7 @@ func TestRetainedOversizedDiscarded(t *testing.T) {
 
 			// A reconnect brings the retained message again: discarded again, no loop.
 			b.Kick()
-			waitFor(t, 60*time.Second, "the second discard", func() bool { return c.Status().InboundTooLarge == 2 })
+			testutil.WaitFor(t, 60*time.Second, "the second discard", func() bool { return c.Status().InboundTooLarge == 2 })
 			seqs = src.add(10, qos1("again"))
 			src.waitSettled(t, 20, 20*time.Second)
 			if st := c.Status(); st.Connects != 2 || st.State != StateConnected {
@@ -202,7 +203,7 @@ func TestPoisonMessageRejected(t *testing.T) {
 			b := startHostile(t, hostilebroker.Options{HangUpWith: mode,
 				HangUpOn: func(topic string, _ []byte) bool { return topic == "poison" }})
 			src := newFakeSource()
-			var logs syncBuffer
+			var logs testutil.Buffer
 			mk := func(topic string) func(uint64) Message {
 				return func(seq uint64) Message { return Message{Topic: topic, Payload: []byte(topic), QoS: 1} }
 			}
@@ -334,17 +335,17 @@ func TestPoisonNotTriggeredByNetworkFaults(t *testing.T) {
 		}}, src)
 	var all []uint64
 	for round := 1; round <= 4; round++ {
-		waitFor(t, 20*time.Second, "connected", func() bool {
+		testutil.WaitFor(t, 20*time.Second, "connected", func() bool {
 			st := c.Status()
 			return st.State == StateConnected && st.Connects == uint64(round)
 		})
 		px.Blackhole() // from here on nothing is acknowledged on this connection
 		all = append(all, src.add(5, qos1("f"))...)
-		waitFor(t, 10*time.Second, "messages in flight", func() bool { return c.Status().Inflight > 0 })
+		testutil.WaitFor(t, 10*time.Second, "messages in flight", func() bool { return c.Status().Inflight > 0 })
 		if round < 4 {
 			px.Cut() // connection reset
 		} // round 4: the keepalive finds the dead link
-		waitFor(t, 10*time.Second, "the client to notice", func() bool { return c.Status().State != StateConnected })
+		testutil.WaitFor(t, 10*time.Second, "the client to notice", func() bool { return c.Status().State != StateConnected })
 		px.Restore()
 	}
 	src.waitSettled(t, len(all), 30*time.Second)
@@ -372,7 +373,7 @@ func TestOnMessageOnReaderNoQueue(t *testing.T) {
 			first.Do(func() { entered <- pubacks(b); <-release })
 			got.on(m)
 		}}, newFakeSource())
-	waitFor(t, 10*time.Second, "subscribed", func() bool { return b.Publish("in/0", []byte("first"), 1) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "subscribed", func() bool { return b.Publish("in/0", []byte("first"), 1) == 1 })
 	if n := <-entered; n != 0 {
 		t.Fatalf("%d PUBACKs before OnMessage returned", n)
 	}
@@ -385,7 +386,7 @@ func TestOnMessageOnReaderNoQueue(t *testing.T) {
 		t.Fatalf("while OnMessage is stalled: %d PUBACKs, %d dropped by the transport", acks, st.DroppedIncoming)
 	}
 	close(release)
-	waitFor(t, 20*time.Second, "every message and its PUBACK", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "every message and its PUBACK", func() bool {
 		got.mu.Lock()
 		defer got.mu.Unlock()
 		return len(got.msgs) == n+1 && pubacks(b) == n+1

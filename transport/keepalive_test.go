@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/devbroker"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // blackholeProxy forwards TCP to a target until frozen; frozen connections stay open but carry nothing
@@ -95,10 +96,10 @@ func TestKeepaliveDetectsDeadLink(t *testing.T) {
 			p := newBlackholeProxy(t, b.Addr())
 			url := "ws://" + p.ln.Addr().String() + "/mqtt"
 			c := startClient(t, Config{URL: url, ClientID: "ka", Keepalive: time.Second, Backoff: fastBackoff, Protocol: v}, newFakeSource())
-			waitFor(t, 5*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
+			testutil.WaitFor(t, 5*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
 			p.frozen.Store(true)
 			start := time.Now()
-			waitFor(t, 10*time.Second, "reconnect after the link died", func() bool { return c.Status().Connects >= 2 })
+			testutil.WaitFor(t, 10*time.Second, "reconnect after the link died", func() bool { return c.Status().Connects >= 2 })
 			t.Logf("dead link replaced after %s", time.Since(start).Round(time.Millisecond))
 			st := c.Status()
 			if !strings.Contains(st.LastError, "keepalive") && !strings.Contains(st.LastError, "PINGRESP") {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // startMosquitto starts a real Mosquitto (plain TCP listener for the mosquitto_sub/pub checkers,
@@ -48,7 +49,7 @@ func seqsOf(t testing.TB, msgs []mosquitto.Msg) []uint64 {
 // broker restart, mosquitto_sub has reconnected and its subscription is active again.
 func awaitSubscribed(t testing.TB, m *mosquitto.Broker, sub *mosquitto.Sub, topic string) {
 	t.Helper()
-	waitFor(t, 15*time.Second, "the subscriber to receive a probe on "+topic, func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the subscriber to receive a probe on "+topic, func() bool {
 		n := len(sub.Messages())
 		mosquitto.Publish(t, m.TCPAddr(), topic, []byte("probe"), 1, false)
 		msgs, _ := sub.WaitCount(n+1, 200*time.Millisecond) // a timeout only means: probe again
@@ -138,7 +139,7 @@ func TestMosquittoKillRestart(t *testing.T) {
 	if len(mustArrive) == 0 {
 		t.Fatal("everything was acked before the kill; the test proved nothing")
 	}
-	waitFor(t, 10*time.Second, "resent messages at the subscriber", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "resent messages at the subscriber", func() bool {
 		got := map[uint64]bool{}
 		for _, q := range seqsOf(t, sub.Messages()) {
 			got[q] = true

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/devbroker"
 	"github.com/edge-agent/edge-agent/internal/netproxy"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // detectSlack covers the status poll (5 ms) and the connection teardown after the pinger's verdict.
@@ -29,7 +30,7 @@ func startBehindProxy(t *testing.T, k time.Duration, src *fakeSource) (*netproxy
 	t.Cleanup(func() { _ = p.Close() })
 	c := startClient(t, Config{URL: "ws://" + p.Addr() + "/mqtt", ClientID: "ka-" + t.Name(), Keepalive: k,
 		Backoff: fastBackoff, ConnectTimeout: 20 * time.Second}, src)
-	waitFor(t, 5*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
+	testutil.WaitFor(t, 5*time.Second, "connected", func() bool { return c.Status().State == StateConnected })
 	return p, c
 }
 
@@ -71,7 +72,7 @@ func TestKeepaliveBlackholeDetectedWithinOneAndAHalfK(t *testing.T) {
 			connects := c.Status().Connects
 			p.Blackhole()
 			start := time.Now()
-			waitFor(t, 5*time.Second, "the dead link to be noticed", func() bool { return c.Status().State != StateConnected })
+			testutil.WaitFor(t, 5*time.Second, "the dead link to be noticed", func() bool { return c.Status().State != StateConnected })
 			took := time.Since(start)
 			t.Logf("%s: blackhole detected after %s (keepalive %s, bound %s)", name, took.Round(time.Millisecond), k, k*3/2)
 			if took > k*3/2+detectSlack {
@@ -81,7 +82,7 @@ func TestKeepaliveBlackholeDetectedWithinOneAndAHalfK(t *testing.T) {
 				t.Fatalf("last error %q does not say %q", st.LastError, ErrKeepalive)
 			}
 			p.Restore()
-			waitFor(t, 10*time.Second, "reconnect after Restore", func() bool {
+			testutil.WaitFor(t, 10*time.Second, "reconnect after Restore", func() bool {
 				st := c.Status()
 				return st.State == StateConnected && st.Connects > connects
 			})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/mosquitto"
 	"github.com/edge-agent/edge-agent/internal/netproxy"
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 var allVersions = []Protocol{Protocol5, Protocol311, Protocol31}
@@ -67,7 +68,7 @@ func TestMosquittoEachVersion(t *testing.T) {
 			src := newFakeSource()
 			seqs := src.add(500, qos1(strings.TrimSuffix(prefix, "/")))
 			var in inbox
-			var logs syncBuffer
+			var logs testutil.Buffer
 			c := startClient(t, Config{URL: m.WSURL(), ClientID: "each-" + string(v), Protocol: v, MaxInflight3: 16,
 				Subscriptions: []Subscription{{Filter: "in/" + prefix + "#", QoS: 1}}, OnMessage: in.add,
 				Logger: logTo(t, &logs)}, src)
@@ -184,7 +185,7 @@ func TestAutoNegotiation(t *testing.T) {
 			sub := mosquitto.Subscribe(t, m.TCPAddr(), "auto/#")
 			src := newFakeSource()
 			seqs := src.add(50, qos1("auto"))
-			var logs syncBuffer
+			var logs testutil.Buffer
 			c := startClient(t, Config{URL: g.URL(), ClientID: "auto-" + tc.name, Protocol: ProtocolAuto,
 				Backoff: fastBackoff, Logger: logTo(t, &logs)}, src)
 			src.waitSettled(t, len(seqs), 20*time.Second)
@@ -210,7 +211,7 @@ func TestAutoNegotiation(t *testing.T) {
 			c.Status() // (no-op: keeps the read above close to the kick)
 			m.Kill()
 			m.Restart(t)
-			waitFor(t, 20*time.Second, "reconnected", func() bool {
+			testutil.WaitFor(t, 20*time.Second, "reconnected", func() bool {
 				st := c.Status()
 				return st.Connects >= 2 && st.State == StateConnected
 			})
@@ -252,7 +253,7 @@ func TestForcedVersionErrors(t *testing.T) {
 			cfg := tc.cfg
 			cfg.URL, cfg.ClientID, cfg.Backoff = g.URL(), "forced", fastBackoff
 			c := startClient(t, cfg, newFakeSource())
-			waitFor(t, 10*time.Second, "a failed attempt", func() bool { return c.Status().Attempts >= 2 })
+			testutil.WaitFor(t, 10*time.Second, "a failed attempt", func() bool { return c.Status().Attempts >= 2 })
 			st := c.Status()
 			if st.Connects != 0 || !strings.Contains(st.LastError, tc.want) || (tc.notWant != "" && strings.Contains(st.LastError, tc.notWant)) {
 				t.Fatalf("connects %d, last error:\n%s\nwant it to contain %q", st.Connects, st.LastError, tc.want)
@@ -307,12 +308,12 @@ func TestPersistentSession(t *testing.T) {
 				Subscriptions: []Subscription{{Filter: prefix + "#", QoS: 1}}, OnMessage: in.add}, newFakeSource())
 			awaitInbound(t, m, &in, prefix)
 			px.Cut()
-			waitFor(t, 10*time.Second, "the cut noticed", func() bool { return c.Status().State != StateConnected })
+			testutil.WaitFor(t, 10*time.Second, "the cut noticed", func() bool { return c.Status().State != StateConnected })
 			for i := range 5 {
 				mosquitto.Publish(t, m.TCPAddr(), fmt.Sprintf("%smissed/%d", prefix, i), []byte("while away"), 1, false)
 			}
 			px.Restore()
-			waitFor(t, 10*time.Second, "reconnected", func() bool { return c.Status().Connects >= 2 })
+			testutil.WaitFor(t, 10*time.Second, "reconnected", func() bool { return c.Status().Connects >= 2 })
 			if tc.expiry == 0 {
 				awaitInbound(t, m, &in, prefix) // anything held would have arrived before this probe
 				if got := in.topics(prefix + "missed/"); len(got) != 0 || c.Status().SessionPresent {
@@ -320,7 +321,7 @@ func TestPersistentSession(t *testing.T) {
 				}
 				return
 			}
-			waitFor(t, 10*time.Second, "the 5 messages sent while away", func() bool { return len(in.topics(prefix+"missed/")) >= 5 })
+			testutil.WaitFor(t, 10*time.Second, "the 5 messages sent while away", func() bool { return len(in.topics(prefix+"missed/")) >= 5 })
 			if !c.Status().SessionPresent {
 				t.Fatal("session present is false after a reconnect to a persistent session")
 			}
