@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testutil"
 )
 
 // freePort returns a TCP port on 127.0.0.1 that nothing listens on (just now).
@@ -37,11 +39,7 @@ func freePort(t *testing.T) string {
 // The scrape of metrics.listen during the run counts the attempts the log held back.
 func TestDeadBrokerLogIsBoundedUnderJournald(t *testing.T) {
 	dir := t.TempDir()
-	sockDir, err := os.MkdirTemp("", "ea")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(sockDir)
+	sock := testutil.SocketPath(t, "agent.sock")
 	dead, metricsAddr := freePort(t), freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf(`client_id = "gw-{env:EDGE_TEST_SITE}-{hostname}"
 state_dir = %q
@@ -52,7 +50,7 @@ reconnect_min = "100ms"
 reconnect_max = "200ms"
 [metrics]
 listen = %q
-`, filepath.Join(dir, "state"), filepath.Join(sockDir, "agent.sock"), dead, metricsAddr))
+`, filepath.Join(dir, "state"), sock, dead, metricsAddr))
 	t.Setenv("EDGE_TEST_SITE", "plant7")
 
 	stderr, err := os.Create(filepath.Join(dir, "stderr"))
