@@ -27,10 +27,27 @@ type Config struct {
 	Warnings []string `toml:"-"`
 	// HasCognito is true when the file has a [cognito] table.
 	HasCognito bool `toml:"-"`
+
+	// Brokers is every broker, in file order (issue 11): the [[broker]] array, or the single
+	// [broker] table as one broker named DefaultBrokerName. Each carries its own resolved
+	// client_id, Cognito settings, queue bounds and limits. Broker and Cognito above are
+	// Brokers[0]'s, for code that knows of one broker only.
+	Brokers []Broker `toml:"-"`
 }
 
 // Broker is the [broker] table: where and how to connect.
 type Broker struct {
+	// Name is [A-Za-z0-9_-]+, unique; the single [broker] form is DefaultBrokerName.
+	Name string `toml:"name"`
+	// Publish are the topic filters of the messages this broker gets; empty = every topic.
+	Publish []string `toml:"publish"`
+	// ClientID is this broker's MQTT client id, resolved (default: the top-level client_id).
+	ClientID string `toml:"client_id"`
+	// Cognito is [broker.cognito] (the single form's [cognito]).
+	Cognito Cognito `toml:"cognito"`
+	// Queue is this broker's queue bounds ([broker.queue], defaults from [queue]); the top-level
+	// [queue] max_bytes bounds all brokers' queues together.
+	Queue Queue `toml:"queue"`
 	Provider     string   `toml:"provider"` // ProviderMQTT or ProviderAWSIoT
 	URL          string   `toml:"url"`
 	Region       string   `toml:"region"` // aws-iot; parsed from the host when empty
@@ -110,6 +127,8 @@ type Queue struct {
 type Subscribe struct {
 	Topic string `toml:"topic"`
 	QoS   int    `toml:"qos"`
+	// Broker names the one broker this subscription is made with; "" = every broker.
+	Broker string `toml:"broker"`
 }
 
 // Access is one [[access]] entry: who may use the local socket and for
@@ -164,6 +183,9 @@ type API struct {
 }
 
 // Provider names and overflow policies.
+// DefaultBrokerName is the name of the broker of the single [broker] form.
+const DefaultBrokerName = "default"
+
 const (
 	ProviderMQTT       = "mqtt"
 	ProviderAWSIoT     = "aws-iot"
@@ -301,5 +323,11 @@ func parse(data []byte, name string, h Host) (*Config, *index, error) {
 	if err := validate(cfg, ix, h); err != nil {
 		return nil, nil, err
 	}
+	// Until [[broker]] is parsed: the single [broker] is the broker named "default".
+	cfg.Broker.Name = DefaultBrokerName
+	cfg.Broker.ClientID = cfg.ClientID
+	cfg.Broker.Cognito = cfg.Cognito
+	cfg.Broker.Queue = cfg.Queue
+	cfg.Brokers = []Broker{cfg.Broker}
 	return cfg, ix, nil
 }
