@@ -47,7 +47,7 @@ type Broker struct {
 	Cognito Cognito `toml:"cognito"`
 	// Queue is this broker's queue bounds ([broker.queue], defaults from [queue]); the top-level
 	// [queue] max_bytes bounds all brokers' queues together.
-	Queue Queue `toml:"queue"`
+	Queue        Queue    `toml:"queue"`
 	Provider     string   `toml:"provider"` // ProviderMQTT or ProviderAWSIoT
 	URL          string   `toml:"url"`
 	Region       string   `toml:"region"` // aws-iot; parsed from the host when empty
