@@ -113,6 +113,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	}
 	a.q = q
 	a.hub = newHub(a.log.With("component", "subscribers"), hubLimitsFor(a.cfg))
+	a.hub.broker = a.cfg.Broker.Name
 	tr, err := transport.New(a.transportConfig(), (*source)(a))
 	if err != nil {
 		q.Close()

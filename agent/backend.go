@@ -29,17 +29,36 @@ func (a *Agent) apiOptions() localapi.Options {
 	}
 }
 
-// CheckTopic validates a publish topic against MQTT's rules and the provider's limits.
-func (a *Agent) CheckTopic(topic string) error { return a.cfg.Broker.Limits.Topic.Validate(topic) }
+// checkBroker accepts "" and the one broker's name (issue 11 scaffold: one broker).
+func (a *Agent) checkBroker(broker string) error {
+	if broker != "" && broker != a.cfg.Broker.Name {
+		return localapi.Mark(fmt.Errorf("no broker named %q (brokers: %s)", broker, a.cfg.Broker.Name), localapi.ErrBadInput)
+	}
+	return nil
+}
+
+// Route validates a publish topic against MQTT's rules and the provider's limits.
+func (a *Agent) Route(topic, broker string) (queue.Targets, error) {
+	if err := a.checkBroker(broker); err != nil {
+		return 0, err
+	}
+	if err := a.cfg.Broker.Limits.Topic.Validate(topic); err != nil {
+		return 0, err
+	}
+	return queue.Lane(0), nil
+}
 
 // CheckFilter validates a subscription filter against MQTT's rules and the provider's limits.
-func (a *Agent) CheckFilter(filter string) error {
+func (a *Agent) CheckFilter(filter, broker string) error {
+	if err := a.checkBroker(broker); err != nil {
+		return err
+	}
 	_, err := a.cfg.Broker.Limits.Topic.ParseFilter(filter)
 	return err
 }
 
 // Store stores msgs durably in one commit and counts them accepted.
-func (a *Agent) Store(ctx context.Context, msgs ...queue.Message) ([]uint64, error) {
+func (a *Agent) Store(ctx context.Context, msgs []queue.Message, to []queue.Targets) ([]uint64, error) {
 	ids, err := a.q.Append(ctx, msgs...)
 	if err == nil {
 		a.stats.accepted.Add(uint64(len(ids)))
@@ -48,25 +67,44 @@ func (a *Agent) Store(ctx context.Context, msgs ...queue.Message) ([]uint64, err
 }
 
 // WaitDelivered waits until message id has left the queue (see localapi.Backend).
-func (a *Agent) WaitDelivered(ctx context.Context, id uint64) error { return a.q.WaitAcked(ctx, id) }
+func (a *Agent) WaitDelivered(ctx context.Context, id uint64, to queue.Targets) error {
+	return a.q.WaitAcked(ctx, id)
+}
 
 // DeadLetters returns up to n dead letters with ids above after.
-func (a *Agent) DeadLetters(after uint64, n int) ([]queue.DeadLetter, error) {
-	return a.q.DeadLetters(after, n)
+func (a *Agent) DeadLetters(broker string, after uint64, n int) ([]localapi.DeadLetterOf, error) {
+	if err := a.checkBroker(broker); err != nil {
+		return nil, err
+	}
+	dls, err := a.q.DeadLetters(after, n)
+	out := make([]localapi.DeadLetterOf, len(dls))
+	for i, d := range dls {
+		out[i] = localapi.DeadLetterOf{DeadLetter: d, Broker: a.cfg.Broker.Name}
+	}
+	return out, err
 }
 
 // Requeue moves dead letters back to the queue.
-func (a *Agent) Requeue(ctx context.Context, ids ...uint64) ([]uint64, error) {
+func (a *Agent) Requeue(ctx context.Context, broker string, ids ...uint64) ([]uint64, error) {
+	if err := a.checkBroker(broker); err != nil {
+		return nil, err
+	}
 	return a.q.Requeue(ctx, ids...)
 }
 
 // DeleteDeadLetters deletes dead letters.
-func (a *Agent) DeleteDeadLetters(ctx context.Context, ids ...uint64) (int, error) {
+func (a *Agent) DeleteDeadLetters(ctx context.Context, broker string, ids ...uint64) (int, error) {
+	if err := a.checkBroker(broker); err != nil {
+		return 0, err
+	}
 	return a.q.DeleteDeadLetters(ctx, ids...)
 }
 
 // Identity returns the Cognito identity id, creating it (GetId) if this device has none yet.
-func (a *Agent) Identity(ctx context.Context) (localapi.Identity, error) {
+func (a *Agent) Identity(ctx context.Context, broker string) (localapi.Identity, error) {
+	if err := a.checkBroker(broker); err != nil {
+		return localapi.Identity{}, err
+	}
 	if a.aws == nil || a.cfg.Cognito.IdentityPoolID == "" {
 		return localapi.Identity{}, localapi.Mark(errors.New("no Cognito identity: broker.provider is not \"aws-iot\" or [cognito] identity_pool_id is not set"), localapi.ErrNotFound)
 	}
@@ -78,7 +116,10 @@ func (a *Agent) Identity(ctx context.Context) (localapi.Identity, error) {
 }
 
 // Subscribe opens a local subscriber stream on the hub.
-func (a *Agent) Subscribe(ctx context.Context, filters []string) (localapi.Subscription, error) {
+func (a *Agent) Subscribe(ctx context.Context, filters []string, broker string) (localapi.Subscription, error) {
+	if err := a.checkBroker(broker); err != nil {
+		return nil, err
+	}
 	s, err := a.hub.add(ctx, filters)
 	switch {
 	case err == nil:
@@ -95,11 +136,11 @@ func (a *Agent) Subscribe(ctx context.Context, filters []string) (localapi.Subsc
 func (s *subscriber) Wake() <-chan struct{} { return s.wake }
 
 // Drain writes out what is queued for s, releasing each message once written.
-func (s *subscriber) Drain(write func(topic string, payload []byte, qos byte, retain bool) error) error {
+func (s *subscriber) Drain(write func(broker, topic string, payload []byte, qos byte, retain bool) error) error {
 	batch := s.take()
 	for i, m := range batch {
 		batch[i] = transport.Received{} // the payload is not kept once written
-		err := write(m.Topic, m.Payload, m.QoS, m.Retain)
+		err := write(s.h.broker, m.Topic, m.Payload, m.QoS, m.Retain)
 		s.done(m)
 		if err != nil {
 			for _, rest := range batch[i+1:] {

@@ -39,7 +39,9 @@ var errTooManySubscribers = errors.New("too many local subscriber streams")
 type hub struct {
 	log *slog.Logger
 	tr  *transport.Client
-	lim hubLimits
+	// broker is the name of the broker of tr, given with every message a subscriber drains.
+	broker string
+	lim    hubLimits
 
 	mu   sync.RWMutex
 	subs map[*subscriber]struct{}

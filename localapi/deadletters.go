@@ -115,7 +115,7 @@ func (s *Server) deleteDeadLetters(w http.ResponseWriter, r *http.Request) {
 		s.failErr(w, err)
 		return
 	}
-	n, err := s.b.DeleteDeadLetters(r.Context(), ids...)
+	n, err := s.b.DeleteDeadLetters(r.Context(), "", ids...)
 	if err != nil {
 		s.failErr(w, err)
 		return
@@ -136,7 +136,7 @@ func (s *Server) requeue(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, Requeued{IDs: []uint64{}})
 		return
 	}
-	newIDs, err := s.b.Requeue(r.Context(), ids...)
+	newIDs, err := s.b.Requeue(r.Context(), "", ids...)
 	if errors.Is(err, queue.ErrNotDeadLettered) {
 		s.fail(w, http.StatusNotFound, err.Error()+"; nothing was requeued")
 		return
@@ -207,13 +207,13 @@ func (s *Server) allDeadLetterIDs(ctx context.Context) ([]uint64, error) {
 type deadLetterIter struct {
 	b     Backend
 	after uint64
-	buf   []queue.DeadLetter
+	buf   []DeadLetterOf
 }
 
 // next returns the next dead letter, or nil after the last.
-func (it *deadLetterIter) next() (*queue.DeadLetter, error) {
+func (it *deadLetterIter) next() (*DeadLetterOf, error) {
 	if len(it.buf) == 0 {
-		page, err := it.b.DeadLetters(it.after, deadLetterFetch)
+		page, err := it.b.DeadLetters("", it.after, deadLetterFetch)
 		if err != nil {
 			return nil, err
 		}
@@ -223,7 +223,7 @@ func (it *deadLetterIter) next() (*queue.DeadLetter, error) {
 		it.buf = page
 	}
 	d := it.buf[0]
-	it.buf[0] = queue.DeadLetter{}
+	it.buf[0] = DeadLetterOf{}
 	it.buf = it.buf[1:]
 	it.after = d.Seq
 	return &d, nil

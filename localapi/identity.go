@@ -15,7 +15,7 @@ const identityTimeout = 30 * time.Second
 func (s *Server) identity(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), identityTimeout)
 	defer cancel()
-	id, err := s.b.Identity(ctx)
+	id, err := s.b.Identity(ctx, "")
 	switch {
 	case errors.Is(err, ErrNotFound):
 		s.fail(w, http.StatusNotFound, err.Error())

@@ -200,21 +200,27 @@ func (l Limits) maxLineBytes() int {
 
 // readBatch reads and validates every line of an NDJSON publish, charging res for what it keeps;
 // any bad line fails the whole request, naming the line.
-func (s *Server) readBatch(w http.ResponseWriter, r *http.Request, res *reservation) ([]queue.Message, error) {
+func (s *Server) readBatch(w http.ResponseWriter, r *http.Request, res *reservation) ([]queue.Message, []queue.Targets, error) {
 	body := http.MaxBytesReader(w, r.Body, s.lim.MaxBatchBytes)
 	lr := newLineReader(body, s.lim.maxLineBytes())
 	pr := peerFrom(r.Context())
 	now := time.Now()
 	var msgs []queue.Message
+	var to []queue.Targets
+	var target queue.Targets
+	route := func(topic string) (err error) {
+		target, err = s.b.Route(topic, "")
+		return err
+	}
 	held := int64(lineBufferSize) // what res must cover: the buffers and the messages so far
 	longCharged := 0
 	for n := 1; ; n++ {
 		line, err := lr.next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return msgs, nil
+				return msgs, to, nil
 			}
-			return nil, s.batchReadError(n, err)
+			return nil, nil, s.batchReadError(n, err)
 		}
 		if c := cap(lr.long); c > longCharged {
 			held += int64(c - longCharged)
@@ -225,9 +231,9 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request, res *reservat
 			continue
 		}
 		if len(msgs) >= s.lim.MaxBatchLines {
-			return nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d messages in one request (api.max_batch_lines); split the batch; nothing was stored", s.lim.MaxBatchLines)}
+			return nil, nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d messages in one request (api.max_batch_lines); split the batch; nothing was stored", s.lim.MaxBatchLines)}
 		}
-		m, err := parseBatchLine(line, s.lim, s.b.CheckTopic, now)
+		m, err := parseBatchLine(line, s.lim, route, now)
 		if err == nil {
 			if aerr := s.access.canPublish(pr, m.Topic); aerr != nil {
 				err = &apiError{http.StatusForbidden, aerr.Error()}
@@ -236,17 +242,18 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request, res *reservat
 		if err != nil {
 			var ae *apiError
 			if errors.As(err, &ae) {
-				return nil, &apiError{ae.status, fmt.Sprintf("line %d: %s; nothing was stored", n, ae.msg)}
+				return nil, nil, &apiError{ae.status, fmt.Sprintf("line %d: %s; nothing was stored", n, ae.msg)}
 			}
-			return nil, fmt.Errorf("line %d: %w; nothing was stored", n, err)
+			return nil, nil, fmt.Errorf("line %d: %w; nothing was stored", n, err)
 		}
 		held += messageCharge(m.Topic, m.Payload)
 		if held > res.n {
 			if err := res.grow(held - res.n); err != nil {
-				return nil, fmt.Errorf("line %d: %w; nothing was stored", n, err)
+				return nil, nil, fmt.Errorf("line %d: %w; nothing was stored", n, err)
 			}
 		}
 		msgs = append(msgs, m)
+		to = append(to, target)
 	}
 }
 

@@ -163,7 +163,8 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, "missing topic: POST /v1/publish?topic=T")
 		return
 	}
-	if err := s.b.CheckTopic(p.topic); err != nil {
+	to, err := s.b.Route(p.topic, "")
+	if err != nil {
 		s.fail(w, http.StatusBadRequest, fmt.Sprintf("bad topic %q: %v", truncate(p.topic, 80), err))
 		return
 	}
@@ -191,7 +192,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	if p.ttl > 0 {
 		m.Expires = time.Now().Add(p.ttl)
 	}
-	ids, err := s.b.Store(r.Context(), m)
+	ids, err := s.b.Store(r.Context(), []queue.Message{m}, []queue.Targets{to})
 	res.release() // stored: the payload is no longer held (wait=delivered may take minutes)
 	if err != nil {
 		s.failErr(w, err)
@@ -204,7 +205,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
-	err = s.b.WaitDelivered(ctx, id)
+	err = s.b.WaitDelivered(ctx, id, to)
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, Published{ID: id, Delivered: true})
@@ -277,7 +278,7 @@ func (s *Server) publishBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer res.release()
-	msgs, err := s.readBatch(w, r, res)
+	msgs, to, err := s.readBatch(w, r, res)
 	if err != nil {
 		s.failErr(w, err)
 		return
@@ -286,7 +287,7 @@ func (s *Server) publishBatch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, "empty NDJSON body: no messages")
 		return
 	}
-	ids, err := s.b.Store(r.Context(), msgs...)
+	ids, err := s.b.Store(r.Context(), msgs, to)
 	res.release()
 	if err != nil {
 		s.failErr(w, err)

@@ -30,7 +30,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	pr := peerFrom(r.Context())
 	for _, f := range filters {
-		if err := s.b.CheckFilter(f); err != nil {
+		if err := s.b.CheckFilter(f, ""); err != nil {
 			s.fail(w, http.StatusBadRequest, fmt.Sprintf("bad topic filter %q: %v", truncate(f, 80), err))
 			return
 		}
@@ -55,7 +55,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(s.streams, cancel)
 	defer stop()
 
-	sub, err := s.b.Subscribe(ctx, filters)
+	sub, err := s.b.Subscribe(ctx, filters, "")
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
@@ -84,7 +84,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
-	write := func(topic string, payload []byte, qos byte, retain bool) error {
+	write := func(broker, topic string, payload []byte, qos byte, retain bool) error {
 		if sse {
 			bw.WriteString("data: ")
 		}

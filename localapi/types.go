@@ -59,6 +59,40 @@ type Status struct {
 	AWS *AWSStatus `json:"aws,omitempty"`
 	// Diagnosis is advice on why the broker refuses the connection; empty when connected.
 	Diagnosis string `json:"diagnosis,omitempty"`
+	// Brokers is every broker's own state, in config order (issue 11). With one broker the
+	// fields above are that broker's; with several, State is "connected" only when all are,
+	// Queue and the counters are sums over the brokers, and the connection fields (Endpoint,
+	// Since, LastError, Protocol, Diagnosis, AWS, …) are the first broker's.
+	Brokers []BrokerStatus `json:"brokers,omitempty"`
+}
+
+// BrokerStatus is one broker's part of Status: its connection, its queue and its counters.
+type BrokerStatus struct {
+	Name            string            `json:"name"`
+	State           string            `json:"state"`
+	Provider        string            `json:"provider"`
+	Endpoint        string            `json:"endpoint"`
+	ClientID        string            `json:"client_id"`
+	Publish         []string          `json:"publish,omitempty"` // its routes; empty = every topic
+	Since           time.Time         `json:"since"`
+	LastError       string            `json:"last_error"`
+	LastErrorAt     *time.Time        `json:"last_error_at,omitempty"`
+	Queue           QueueStatus       `json:"queue"`
+	Accepted        uint64            `json:"accepted"`
+	Delivered       uint64            `json:"delivered"`
+	Rejected        uint64            `json:"rejected"`
+	Received        uint64            `json:"received"`
+	Connects        uint64            `json:"connects"`
+	Inflight        int               `json:"inflight"`
+	ReceiveMaximum  uint16            `json:"receive_maximum"`
+	Protocol        string            `json:"protocol,omitempty"`
+	SessionPresent  bool              `json:"session_present"`
+	InboundTooLarge uint64            `json:"inbound_too_large"`
+	Poisoned        uint64            `json:"poisoned"`
+	LastDeliveryAt  *time.Time        `json:"last_delivery_at,omitempty"`
+	Reconnects      map[string]uint64 `json:"reconnects"`
+	AWS             *AWSStatus        `json:"aws,omitempty"`
+	Diagnosis       string            `json:"diagnosis,omitempty"`
 }
 
 // AWSStatus is the AWS IoT part of Status.
@@ -146,11 +180,16 @@ type BatchLine struct {
 	QoS           *int    `json:"qos,omitempty"`
 	Retain        *bool   `json:"retain,omitempty"`
 	TTL           *string `json:"ttl,omitempty"`
+	// Broker sends the message to that broker only, whatever its publish filters.
+	Broker *string `json:"broker,omitempty"`
 }
 
 // Message is one line of GET /v1/subscribe (NDJSON, or an SSE event's data) and the message part
 // of a dead letter: the payload as text when it is UTF-8, else in base64.
 type Message struct {
+	// Broker is the name of the broker the message came from (subscribe) or whose queue holds it
+	// (dead letters); absent when the agent has one broker named "default".
+	Broker        string  `json:"broker,omitempty"`
 	Topic         string  `json:"topic"`
 	Payload       *string `json:"payload,omitempty"`
 	PayloadBase64 *string `json:"payload_base64,omitempty"`

@@ -174,6 +174,7 @@ const maxDropRanges = 1024
 
 // Queue is a durable FIFO. See the package documentation for the contract.
 type Queue struct {
+	name string // the lane's name (Store); "default" for Open
 	db   *bolt.DB
 	path string
 	opts Options
