@@ -63,22 +63,27 @@ func (p *agentProc) httpClient() *http.Client {
 // agent that is being restarted.
 func (p *agentProc) apiStatus() (apiStatus, error) {
 	var st apiStatus
+	return st, p.getStatus(&st)
+}
+
+// getStatus decodes GET /v1/status into v (apiStatus, or the whole localapi.Status).
+func (p *agentProc) getStatus(v any) error {
 	resp, err := p.httpClient().Get("http://agent/v1/status")
 	if err != nil {
-		return st, err
+		return err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return st, err
+		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("GET /v1/status: %d %s", resp.StatusCode, body)
+		return fmt.Errorf("GET /v1/status: %d %s", resp.StatusCode, body)
 	}
-	if err := json.Unmarshal(body, &st); err != nil {
-		return st, fmt.Errorf("GET /v1/status: %w: %q", err, body)
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("GET /v1/status: %w: %q", err, body)
 	}
-	return st, nil
+	return nil
 }
 
 // drained waits (at most timeout) until the agent is connected with an empty queue.

@@ -88,22 +88,7 @@ func (p *agentProc) writeBrokers(brokers []namedBroker, extra string) {
 // fullStatus reads GET /v1/status as the API declares it (localapi.Status, with Brokers).
 func (p *agentProc) fullStatus() (localapi.Status, error) {
 	var st localapi.Status
-	resp, err := p.httpClient().Get("http://agent/v1/status")
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return st, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("GET /v1/status: %d %s", resp.StatusCode, body)
-	}
-	if err := json.Unmarshal(body, &st); err != nil {
-		return st, fmt.Errorf("GET /v1/status: %w: %q", err, body)
-	}
-	return st, nil
+	return st, p.getStatus(&st)
 }
 
 // brokerStates indexes Status.Brokers by name.

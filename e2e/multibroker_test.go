@@ -192,15 +192,7 @@ func TestBrokersOneLinkCut(t *testing.T) {
 	ag.waitBrokers(20*time.Second, "a to reconnect by itself", func(bs map[string]localapi.BrokerStatus) bool {
 		return bs["a"].State == "connected" && bs["a"].Connects > before["a"].Connects
 	})
-	cA := newChecker("both", s.ps)
-	if !ag.drained(30 * time.Second) {
-		res := awaitDelivery(t, subA, cA, time.Second)
-		t.Fatalf("a's queue did not drain within 30s; a: %s; missing e.g. %v; status %s", res, cA.firstMissing(5), ag.rawStatus())
-	}
-	resA := awaitDelivery(t, subA, cA, 20*time.Second)
-	if resA.Lost != 0 {
-		t.Fatalf("a: %d acknowledged messages lost after the restore, e.g. %v", resA.Lost, cA.firstMissing(10))
-	}
+	resA := drainAndCheck(t, ag, subA, s, "both")
 	resB = awaitDelivery(t, subB, cB, time.Second)
 	t.Logf("one link cut: a queued %d while cut; a: %s; b (before a came back): %s", depthA, resA, resB)
 	if st := ag.mustStatus(); st.State != "connected" {
