@@ -189,7 +189,7 @@ func TestChooseAWSBroker(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, want, err string
-		extraAWS       bool
+		extraAWS        bool
 	}{
 		{name: "", want: "aws"},
 		{name: "aws", want: "aws"},
