@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -377,5 +378,32 @@ func TestMetricsBrokers(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("metrics:\n%s", body)
+	}
+}
+
+// oneBrokerBackend is fleetBackend's status with its one broker in Brokers as well.
+type oneBrokerBackend struct{ fleetBackend }
+
+func (b *oneBrokerBackend) Status() Status {
+	st := b.fleetBackend.Status()
+	st.Brokers = []BrokerStatus{{Name: "default", State: "connected", Provider: "mqtt", Queue: st.Queue, Reconnects: st.Reconnects}}
+	return st
+}
+
+// With one broker /metrics is what it was before several brokers: no broker label.
+func TestMetricsOneBroker(t *testing.T) {
+	scrape := func(b Backend) string {
+		t.Helper()
+		c := startServer(t, b, nil, nil)
+		status, body := call(t, c, "GET", "/metrics", "", "")
+		if status != 200 {
+			t.Fatalf("GET /metrics: %d %s", status, body)
+		}
+		checkExposition(t, body)
+		return regexp.MustCompile(`(?m)^edge_agent_(api_connections|seconds_since_last_delivery) .*$`).ReplaceAllString(body, "")
+	}
+	none, one := scrape(&fleetBackend{}), scrape(&oneBrokerBackend{})
+	if none != one || strings.Contains(one, "broker=") {
+		t.Fatalf("one broker in Status.Brokers changed /metrics:\n%s\n---\n%s", one, none)
 	}
 }

@@ -17,15 +17,17 @@ import (
 
 // metrics serves GET /metrics in the Prometheus text exposition format (version 0.0.4).
 //
-// Several brokers (Status.Brokers): every family about one broker's connection, queue or counters
-// has one series per broker with a "broker" label, and no unlabelled series beside them (a sum
-// over the brokers would count twice); families about the whole agent (the local API, local
-// subscribers, the queue file, the build) stay unlabelled. The names are the same as with one
-// broker, so a single-broker dashboard keeps working: a selector without a broker matcher matches
-// every broker's series (edge_agent_queue_depth{broker="default"} for the single [broker] form),
-// and sum() gives totals. Only an expression that joins a broker family with an agent-wide one
-// needs ignoring(broker). A Backend that fills no Status.Brokers gets the same families without
-// the label: the agent-wide Status fields, as before issue 11.
+// One broker (Status.Brokers empty or of one): the output is what it was before several brokers,
+// from the top-level Status fields (which are that broker's), series without a broker label, so
+// that a single-broker gateway's dashboards, alerts and joins work unchanged.
+//
+// Several brokers: every family about one broker's connection, queue or counters has one series
+// per broker with a "broker" label, and no unlabelled series beside them (a sum over the brokers
+// would count twice), plus edge_agent_broker_info{broker,provider}. Families about the whole
+// agent (the local API, local subscribers, the queue file, the build) stay unlabelled. The names
+// are the same, so a query without a broker matcher (edge_agent_queue_depth > 0) matches every
+// broker's series and sum() gives totals; an expression that joins a broker family with an
+// agent-wide one needs ignoring(broker).
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	st := s.statusNow()
 	var b strings.Builder
@@ -33,7 +35,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		family(&b, name, typ, help, sample{"", v})
 	}
 	brokers, labelled := st.Brokers, true
-	if len(brokers) == 0 {
+	if len(brokers) < 2 {
 		brokers, labelled = []BrokerStatus{agentWide(st)}, false
 	}
 	// per writes a family with one series per broker; v says whether the broker has one.
@@ -190,8 +192,8 @@ func boolGauge(b bool) int {
 	return 0
 }
 
-// agentWide is the broker part of a Status without Brokers (a Backend from before issue 11): its
-// own connection, queue and counter fields.
+// agentWide is the broker part of a Status with one broker: its top-level connection, queue and
+// counter fields (Status.Brokers may be empty: a Backend from before several brokers).
 func agentWide(st Status) BrokerStatus {
 	return BrokerStatus{State: st.State, Provider: st.Provider, Queue: st.Queue, Accepted: st.Accepted,
 		Delivered: st.Delivered, Rejected: st.Rejected, Received: st.Received, Connects: st.Connects,
