@@ -213,8 +213,8 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request, res *reservat
 	var msgs []queue.Message
 	var to []queue.Targets
 	var target queue.Targets
-	route := func(topic, broker string) (err error) {
-		target, err = s.b.Route(topic, broker)
+	route := func(topic, to string) (err error) {
+		target, err = s.b.Route(topic, to)
 		return err
 	}
 	held := int64(lineBufferSize) // what res must cover: the buffers and the messages so far
