@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/edge-agent/edge-agent/topic"
 )
 
 // Config is the whole agent configuration. Field tags are the TOML keys.
@@ -96,6 +98,8 @@ type Broker struct {
 
 	// Limits are the provider's limits, set by Parse (see Limits); not a key of the file.
 	Limits Limits `toml:"-"`
+
+	routes []topic.Filter // Publish, parsed by Parse (see Routes)
 }
 
 // Cognito is the [cognito] table: AWS credentials from an identity pool.
@@ -264,9 +268,17 @@ func (h Host) Load(path string) (*Config, error) {
 		p      *string
 		secret bool // warn when every user may read it
 	}
-	files := []fileKey{{"broker.password_file", &cfg.Broker.PasswordFile, true}, {"broker.ca_file", &cfg.Broker.CAFile, false}}
-	if cfg.Broker.Provider == ProviderAWSIoT { // otherwise [cognito] is ignored (a warning)
-		files = append(files, fileKey{"cognito.login_token_file", &cfg.Cognito.LoginTokenFile, true})
+	var files []fileKey
+	for i := range cfg.Brokers {
+		b, key := &cfg.Brokers[i], ix.brokerKey(i)
+		files = append(files, fileKey{key + ".password_file", &b.PasswordFile, true}, fileKey{key + ".ca_file", &b.CAFile, false})
+		if b.Provider == ProviderAWSIoT { // otherwise [cognito] is ignored (a warning)
+			ck := key + ".cognito"
+			if !ix.hasPath(ck) {
+				ck = "cognito" // the single broker's [cognito]
+			}
+			files = append(files, fileKey{ck + ".login_token_file", &b.Cognito.LoginTokenFile, true})
+		}
 	}
 	var errs []error
 	for _, f := range files {
@@ -298,6 +310,7 @@ func (h Host) Load(path string) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	cfg.Broker, cfg.Cognito = cfg.Brokers[0], cfg.Brokers[0].Cognito
 	return cfg, nil
 }
 
@@ -319,15 +332,8 @@ func parse(data []byte, name string, h Host) (*Config, *index, error) {
 		return nil, nil, err
 	}
 	cfg := ix.cfg
-	cfg.HasCognito = ix.has("cognito")
 	if err := validate(cfg, ix, h); err != nil {
 		return nil, nil, err
 	}
-	// Until [[broker]] is parsed: the single [broker] is the broker named "default".
-	cfg.Broker.Name = DefaultBrokerName
-	cfg.Broker.ClientID = cfg.ClientID
-	cfg.Broker.Cognito = cfg.Cognito
-	cfg.Broker.Queue = cfg.Queue
-	cfg.Brokers = []Broker{cfg.Broker}
 	return cfg, ix, nil
 }

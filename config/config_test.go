@@ -46,6 +46,9 @@ func TestDefaults(t *testing.T) {
 		Log:   Log{Level: "info", Format: "text"},
 		API:   wantAPI(256 << 10),
 	}
+	// The single [broker] is the broker named "default", with the top-level client_id and queue bounds.
+	want.Broker.Name, want.Broker.ClientID, want.Broker.Queue = DefaultBrokerName, host, want.Queue
+	want.Brokers = []Broker{want.Broker}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
 	}
@@ -455,6 +458,8 @@ func TestSpecExample(t *testing.T) {
 		Log:        Log{Level: "info", Format: "text"},
 		API:        wantAPI(128 * KiB),
 	}
+	want.Broker.Name, want.Broker.ClientID, want.Broker.Queue, want.Broker.Cognito = DefaultBrokerName, "gw-0001", want.Queue, want.Cognito
+	want.Brokers = []Broker{want.Broker}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
 	}
