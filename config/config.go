@@ -27,7 +27,8 @@ type Config struct {
 	// Warnings are things Parse adjusted instead of refusing (a keepalive
 	// clamped into the AWS IoT range, for instance). The caller logs them.
 	Warnings []string `toml:"-"`
-	// HasCognito is true when the file has a [cognito] table.
+	// HasCognito is true when the file has a [cognito] table for Brokers[0] ([cognito] or
+	// [broker.cognito]); per broker, see Broker.UsesCognito.
 	HasCognito bool `toml:"-"`
 
 	// Brokers is every broker, in file order (issue 11): the [[broker]] array, or the single
@@ -37,7 +38,8 @@ type Config struct {
 	Brokers []Broker `toml:"-"`
 }
 
-// Broker is the [broker] table: where and how to connect.
+// Broker is the [broker] table, or one [[broker]] entry: where and how to connect, and which
+// messages go there.
 type Broker struct {
 	// Name is [A-Za-z0-9_-]+, unique; the single [broker] form is DefaultBrokerName.
 	Name string `toml:"name"`
@@ -245,7 +247,7 @@ func Default() *Config {
 }
 
 // Load reads the file at path and parses it (see Parse). It also resolves
-// broker.password_file, broker.ca_file and (for provider aws-iot)
+// each broker's password_file, ca_file and (for provider aws-iot)
 // cognito.login_token_file relative to the file's directory and checks that
 // they can be opened.
 //
