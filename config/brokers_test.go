@@ -285,13 +285,7 @@ func TestBrokerScopes(t *testing.T) {
 // Load resolves and checks each broker's files, with the broker's key.
 func TestLoadBrokers(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, dir)
 	write("pw", "secret\n")
 	write("tok", "token\n")
 	good := doc("[[broker]]", `name = "aws"`, `provider = "aws-iot"`, awsURL, "[broker.cognito]", poolID,

@@ -465,15 +465,20 @@ func TestSpecExample(t *testing.T) {
 	}
 }
 
-func TestLoad(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
+// fileWriter returns a function that writes a file (mode 0600) into dir and returns its path.
+func fileWriter(t *testing.T, dir string) func(name, content string) string {
+	return func(name, content string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	write := fileWriter(t, dir)
 	write("pw", "secret\n")
 	write("ca.pem", "-----BEGIN CERTIFICATE-----\n")
 	p := write("ok.toml", doc("[broker]", wsURL, "password_file = 'pw'", "ca_file = '"+filepath.Join(dir, "ca.pem")+"'"))
