@@ -37,12 +37,22 @@ func identityFromConfig(ctx context.Context, path string, logOut io.Writer) (str
 		return "", err
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	p, err := awsiot.FromConfig(cfg, log, nil) // nil unless provider aws-iot
+	var b *config.Broker // the only aws-iot broker
+	for i := range cfg.Brokers {
+		if cfg.Brokers[i].Provider != config.ProviderAWSIoT {
+			continue
+		}
+		if b != nil {
+			return "", fmt.Errorf("%s: brokers %q and %q are both aws-iot: ask the running agent, edge-agent identity --broker NAME", path, b.Name, cfg.Brokers[i].Name)
+		}
+		b = &cfg.Brokers[i]
+	}
+	if b == nil || b.Cognito.IdentityPoolID == "" {
+		return "", fmt.Errorf("%s: no Cognito identity: this needs broker.provider = %q and [cognito] identity_pool_id", path, config.ProviderAWSIoT)
+	}
+	p, err := awsiot.FromConfig(cfg, b, log, nil)
 	if err != nil {
 		return "", err
-	}
-	if p == nil || cfg.Cognito.IdentityPoolID == "" {
-		return "", fmt.Errorf("%s: no Cognito identity: this needs broker.provider = %q and [cognito] identity_pool_id", path, config.ProviderAWSIoT)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
