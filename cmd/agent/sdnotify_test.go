@@ -152,6 +152,10 @@ func TestStatusText(t *testing.T) {
 		{st("connected", "wss://a-ats.iot.eu-west-1.amazonaws.com/mqtt?X-Amz-Signature=abc&X-Amz-Security-Token=tok", 0, 0),
 			"connected to wss://a-ats.iot.eu-west-1.amazonaws.com/mqtt, 0 queued"},
 		{st("connected", "wss://user:pw@h/mqtt#frag", 0, 0), "connected to wss://h/mqtt, 0 queued"},
+		// Several brokers: each one's state.
+		{localapi.Status{State: "degraded", Queue: localapi.QueueStatus{Depth: 50}, Brokers: []localapi.BrokerStatus{
+			{Name: "aws", State: "connected"}, {Name: "plant", State: "disconnected"}}},
+			"degraded: aws connected, plant disconnected, 50 queued"},
 	}
 	for _, tt := range tests {
 		if got := statusText(tt.st); got != tt.want {
