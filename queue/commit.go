@@ -31,8 +31,9 @@ type request struct {
 	kind  requestKind
 	recs  [][]byte
 	size  int64
-	dead  []uint64 // reqRequeue, reqDeleteDead: the seqs given
-	taken bool     // set by the committer under q.mu; after that the request cannot be withdrawn
+	to    []Targets // Store.Append: the lanes of recs[i]; nil for a lane's own request
+	dead  []uint64  // reqRequeue, reqDeleteDead: the seqs given
+	taken bool      // set by the committer under q.mu; after that the request cannot be withdrawn
 
 	// results, written by the committer before done is closed
 	seqs []uint64 // reqAppend, reqPutDead: new seqs; reqRequeue: new seq of dead[i]
@@ -72,6 +73,29 @@ func (q *Queue) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	r, err := q.encode(msgs)
+	if err != nil {
+		return nil, err
+	}
+	for i, rec := range r.recs {
+		if q.opts.MaxBytes > 0 && int64(len(rec)) > q.opts.MaxBytes {
+			return nil, fmt.Errorf("queue: message %d of %d (topic %.64q) is %d bytes encoded, max_bytes is %d: %w",
+				i+1, len(msgs), msgs[i].Topic, len(rec), q.opts.MaxBytes, ErrTooLarge)
+		}
+	}
+	if q.opts.MaxBytes > 0 && r.size > q.opts.MaxBytes {
+		return nil, fmt.Errorf("queue: %d messages are %d bytes encoded together, max_bytes is %d (send fewer at once): %w",
+			len(msgs), r.size, q.opts.MaxBytes, ErrTooLarge)
+	}
+	if err := q.submit(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.seqs, r.err
+}
+
+// encode validates and encodes msgs (Created set to now where zero) into an
+// append request.
+func (q *Queue) encode(msgs []Message) (*request, error) {
 	r := &request{recs: make([][]byte, len(msgs)), done: make(chan struct{})}
 	now := time.Now()
 	for i := range msgs {
@@ -82,22 +106,10 @@ func (q *Queue) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
 		if err := validate(&m); err != nil {
 			return nil, fmt.Errorf("queue: message %d of %d (topic %.64q): %w: %s", i+1, len(msgs), m.Topic, ErrInvalid, err)
 		}
-		rec := encodeRecord(&m)
-		if q.opts.MaxBytes > 0 && int64(len(rec)) > q.opts.MaxBytes {
-			return nil, fmt.Errorf("queue: message %d of %d (topic %.64q) is %d bytes encoded, max_bytes is %d: %w",
-				i+1, len(msgs), m.Topic, len(rec), q.opts.MaxBytes, ErrTooLarge)
-		}
-		r.recs[i] = rec
-		r.size += int64(len(rec))
+		r.recs[i] = encodeRecord(&m)
+		r.size += int64(len(r.recs[i]))
 	}
-	if q.opts.MaxBytes > 0 && r.size > q.opts.MaxBytes {
-		return nil, fmt.Errorf("queue: %d messages are %d bytes encoded together, max_bytes is %d (send fewer at once): %w",
-			len(msgs), r.size, q.opts.MaxBytes, ErrTooLarge)
-	}
-	if err := q.submit(ctx, r); err != nil {
-		return nil, err
-	}
-	return r.seqs, r.err
+	return r, nil
 }
 
 // Flush returns once everything given to Append, Ack and DeadLetter before
@@ -145,7 +157,8 @@ func (q *Queue) submit(ctx context.Context, r *request) error {
 	return nil
 }
 
-// run is the committer goroutine, owned by Open/Close.
+// run is the committer goroutine, owned by openStore/close; it commits for
+// every lane of the file.
 //
 // Calls (Append, Flush, Requeue, …) are committed at once. Removals alone
 // (acks, dead letters, expiries, discards) are not worth an fsync of their
@@ -153,8 +166,8 @@ func (q *Queue) submit(ctx context.Context, r *request) error {
 // Options.RemovalDelay (a timer, armed by the first of them) and at most
 // Options.MaxPendingRemovals of them. A one-message-at-a-time producer thus
 // pays one commit per message, its earlier messages' removals riding along.
-func (q *Queue) run() {
-	defer q.wg.Done()
+func (c *core) run() {
+	defer c.wg.Done()
 	var timer *time.Timer
 	var fire <-chan time.Time
 	stopTimer := func() {
@@ -166,27 +179,27 @@ func (q *Queue) run() {
 	defer stopTimer()
 	for {
 		select {
-		case <-q.wake:
-			if !q.commitDue() {
+		case <-c.wake:
+			if !c.commitDue() {
 				if timer == nil {
-					timer = time.NewTimer(q.opts.RemovalDelay)
+					timer = time.NewTimer(c.opts.RemovalDelay)
 					fire = timer.C
 				}
 				continue
 			}
 			stopTimer()
-			if q.commit() == nil {
-				q.maybeCompact()
+			if c.commit() == nil {
+				c.maybeCompact()
 			}
 		case <-fire:
 			timer, fire = nil, nil
-			if q.commit() == nil {
-				q.maybeCompact()
+			if c.commit() == nil {
+				c.maybeCompact()
 			}
-		case <-q.done:
-			// Close set q.closed before closing done, so nothing new can
-			// arrive: this last commit takes everything that is left.
-			q.finalErr = q.commit()
+		case <-c.done:
+			// close set every lane closed before closing done, so nothing new
+			// can arrive: this last commit takes everything that is left.
+			c.finalErr = c.commit()
 			return
 		}
 	}
@@ -194,86 +207,188 @@ func (q *Queue) run() {
 
 // commitDue reports whether what is pending must be committed now: a call
 // waits, removals are not to be delayed, or too many removals are pending.
-func (q *Queue) commitDue() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.pending) > 0 || q.opts.RemovalDelay < 0 || len(q.rmQueue) >= q.opts.MaxPendingRemovals
+func (c *core) commitDue() bool {
+	if c.opts.RemovalDelay < 0 {
+		return true
+	}
+	c.gmu.Lock()
+	due := len(c.groups) > 0
+	c.gmu.Unlock()
+	for _, q := range c.lanes {
+		if due {
+			break
+		}
+		q.mu.Lock()
+		due = len(q.pending) > 0 || len(q.rmQueue) >= q.opts.MaxPendingRemovals
+		q.mu.Unlock()
+	}
+	return due
 }
 
-// commit writes everything pending in one transaction and applies the
-// outcome. It returns the transaction's error (already handed to callers).
-func (q *Queue) commit() error {
-	q.commitMu.Lock()
-	defer q.commitMu.Unlock()
-	if hook := q.testHookBeforeCommit; hook != nil {
+// laneWork is one lane's share of a commit.
+type laneWork struct {
+	q      *Queue
+	reqs   []*request
+	rmSeqs []uint64
+	rms    []rmItem
+	base   commitResult
+	res    commitResult
+}
+
+func (lw *laneWork) hasWork() bool {
+	if len(lw.rms) > 0 {
+		return true
+	}
+	for _, r := range lw.reqs {
+		if r.hasWork() {
+			return true
+		}
+	}
+	return false
+}
+
+// take hands what is pending in q to a commit.
+func (q *Queue) take() laneWork {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	lw := laneWork{q: q, reqs: q.pending, rmSeqs: q.rmQueue}
+	q.pending, q.rmQueue = nil, nil
+	for _, r := range lw.reqs {
+		r.taken = true
+	}
+	lw.rms = make([]rmItem, 0, len(lw.rmSeqs))
+	for _, seq := range lw.rmSeqs {
+		if r, ok := q.removing[seq]; ok {
+			lw.rms = append(lw.rms, rmItem{seq, r})
+		}
+	}
+	lw.base = commitResult{fileState: q.fileState, removed: lw.rmSeqs}
+	return lw
+}
+
+// commit writes everything pending in every lane, and the Store.Append calls
+// waiting, in one transaction and applies the outcome. It returns the
+// transaction's error (already handed to callers).
+func (c *core) commit() error {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	if hook := c.testHookBeforeCommit; hook != nil {
 		hook()
 	}
 
-	q.mu.Lock()
-	reqs := q.pending
-	q.pending = nil
-	for _, r := range reqs {
-		r.taken = true
+	c.gmu.Lock()
+	groups := c.groups
+	c.groups = nil
+	for _, g := range groups {
+		g.taken = true
 	}
-	rmSeqs := q.rmQueue
-	q.rmQueue = nil
-	rms := make([]rmItem, 0, len(rmSeqs))
-	for _, seq := range rmSeqs {
-		if r, ok := q.removing[seq]; ok {
-			rms = append(rms, rmItem{seq, r})
-		}
+	c.gmu.Unlock()
+	work := make([]laneWork, len(c.lanes))
+	hasWork := false
+	for _, g := range groups {
+		hasWork = hasWork || g.hasWork()
 	}
-	res := commitResult{fileState: q.fileState, removed: rmSeqs}
-	q.mu.Unlock()
-
-	hasWork := len(rms) > 0
-	for _, r := range reqs {
-		hasWork = hasWork || r.hasWork()
+	for i, q := range c.lanes {
+		work[i] = q.take()
+		hasWork = hasWork || work[i].hasWork()
 	}
 	if !hasWork {
-		q.forgetRemovals(rmSeqs)
-		for _, r := range reqs {
-			close(r.done)
+		for i := range work {
+			work[i].q.forgetRemovals(work[i].rmSeqs)
+			for _, r := range work[i].reqs {
+				close(r.done)
+			}
+		}
+		for _, g := range groups {
+			close(g.done)
 		}
 		return nil
 	}
 
-	base := res
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		res = base // an earlier attempt of this function may have changed it
-		data := tx.Bucket(dataBucket)
-		// Keys only ever grow (NextSequence), so new records always land in the last leaf: fill
-		// pages completely instead of splitting them half full (half the pages written, and half the
-		// dirty pages held in memory during a large commit).
-		data.FillPercent = 1.0
-		w := &writer{q: q, tx: tx, data: data, dead: tx.Bucket(deadBucket),
-			meta: tx.Bucket(metaBucket), res: &res, now: time.Now()}
-		return w.write(reqs, rms)
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		t := &txn{c: c, meta: tx.Bucket(metaBucket), now: time.Now()}
+		for i := range work {
+			lw := &work[i]
+			lw.res = lw.base // an earlier attempt of this function may have changed it
+			data := tx.Bucket(lw.q.keys.data)
+			// Keys only ever grow (NextSequence), so new records always land in the last leaf: fill
+			// pages completely instead of splitting them half full (half the pages written, and half the
+			// dirty pages held in memory during a large commit).
+			data.FillPercent = 1.0
+			t.ws = append(t.ws, &writer{q: lw.q, t: t, tx: tx, data: data, dead: tx.Bucket(lw.q.keys.dead),
+				meta: t.meta, res: &lw.res, now: t.now})
+		}
+		if hook := c.testHookWrite; hook != nil {
+			if err := hook(); err != nil {
+				return err
+			}
+		}
+		// Earlier attempts of a failed commit may have set results; start clean.
+		for _, g := range groups {
+			g.seqs, g.n, g.err = nil, 0, nil
+		}
+		for i := range work {
+			for _, r := range work[i].reqs {
+				r.seqs, r.n, r.err = nil, 0, nil
+			}
+			if err := t.ws[i].removals(work[i].rms); err != nil {
+				return err
+			}
+		}
+		for _, g := range groups {
+			if err := t.place(g, g.to); err != nil {
+				return err
+			}
+		}
+		for i := range work {
+			if err := t.ws[i].requests(work[i].reqs); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		err = q.commitError(err)
-		q.log.Error("queue commit failed", "path", q.path, "calls", len(reqs), "removals", len(rms), "err", err)
-		q.mu.Lock()
-		// Keep the removals for the next commit; they are still in q.removing.
-		q.rmQueue = append(rmSeqs, q.rmQueue...)
-		q.mu.Unlock()
-		for _, r := range reqs {
-			r.seqs, r.n, r.err = nil, 0, err
-			close(r.done)
+		err = c.commitError(err)
+		calls := len(groups)
+		rms := 0
+		for i := range work {
+			lw := &work[i]
+			calls += len(lw.reqs)
+			rms += len(lw.rms)
+			q := lw.q
+			q.mu.Lock()
+			// Keep the removals for the next commit; they are still in q.removing.
+			q.rmQueue = append(lw.rmSeqs, q.rmQueue...)
+			q.mu.Unlock()
+			for _, r := range lw.reqs {
+				r.seqs, r.n, r.err = nil, 0, err
+				close(r.done)
+			}
 		}
+		for _, g := range groups {
+			g.seqs, g.n, g.err = nil, 0, err
+			close(g.done)
+		}
+		c.log.Error("queue commit failed", "path", c.path, "calls", calls, "removals", rms, "err", err)
 		return err
 	}
 
-	q.apply(&res)
-	for _, r := range reqs {
-		close(r.done)
+	c.commits.Add(1)
+	for i := range work {
+		work[i].q.apply(&work[i].res)
+		for _, r := range work[i].reqs {
+			close(r.done)
+		}
+	}
+	for _, g := range groups {
+		close(g.done)
 	}
 	return nil
 }
 
 // commitError says what failed; a full disk is named as such and wraps
 // ErrDiskFull and the system's error.
-func (q *Queue) commitError(err error) error {
+func (c *core) commitError(err error) error {
 	full := errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 	if !full && strings.Contains(err.Error(), syscall.ENOSPC.Error()) {
 		// bbolt formats some errors (growing the file) with %s: the errno is
@@ -283,9 +398,9 @@ func (q *Queue) commitError(err error) error {
 	}
 	if full {
 		return fmt.Errorf("queue: %w: commit to %s failed, nothing of it was stored; free space on the file system holding %s (the queue resumes by itself once there is room): %w",
-			ErrDiskFull, q.path, filepath.Dir(q.path), err)
+			ErrDiskFull, c.path, filepath.Dir(c.path), err)
 	}
-	return fmt.Errorf("queue: commit to %s failed, nothing of it was stored: %w", q.path, err)
+	return fmt.Errorf("queue: commit to %s failed, nothing of it was stored: %w", c.path, err)
 }
 
 // errnoText is an error whose text names an errno it does not wrap.
@@ -302,7 +417,6 @@ func (e errnoText) Unwrap() []error { return []error{e.err, e.errno} }
 func (q *Queue) apply(res *commitResult) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.commits++
 	dropsBefore, deadBefore := q.dropped, q.deadLettered
 	q.fileState = res.fileState
 	q.appended += res.appended

@@ -49,26 +49,29 @@ func compactPath(path string) string { return path + ".compact" }
 
 // view runs fn in a read transaction of the current file. Every reader of
 // q.db outside the committer goes through it: compaction swaps q.db.
-func (q *Queue) view(fn func(*bolt.Tx) error) error {
-	q.dbMu.RLock()
-	defer q.dbMu.RUnlock()
-	return q.db.View(fn)
+func (c *core) view(fn func(*bolt.Tx) error) error {
+	c.dbMu.RLock()
+	defer c.dbMu.RUnlock()
+	return c.db.View(fn)
 }
 
 // compactDue reports whether the file should be compacted now.
-func (q *Queue) compactDue() bool {
-	if q.opts.CompactMinSize < 0 {
+func (c *core) compactDue() bool {
+	if c.opts.CompactMinSize < 0 {
 		return false
 	}
-	q.mu.Lock()
-	live := q.bytes + q.deadB
-	always := q.testCompactAlways
-	skip := q.commits < q.compactRetryAt
-	q.mu.Unlock()
+	var live int64
+	for _, q := range c.lanes {
+		q.mu.Lock()
+		live += q.bytes + q.deadB
+		q.mu.Unlock()
+	}
+	always := c.testCompactAlways
+	skip := c.commits.Load() < c.compactRetryAt
 	if skip {
 		return false
 	}
-	fi, err := os.Stat(q.path)
+	fi, err := os.Stat(c.path)
 	if err != nil {
 		return false
 	}
@@ -76,36 +79,34 @@ func (q *Queue) compactDue() bool {
 		return true
 	}
 	used := allocated(fi)
-	return used >= q.opts.CompactMinSize && live*compactRatio <= used
+	return used >= c.opts.CompactMinSize && live*compactRatio <= used
 }
 
 // maybeCompact is called by the committer after a commit.
-func (q *Queue) maybeCompact() {
-	if !q.compactDue() {
+func (c *core) maybeCompact() {
+	if !c.compactDue() {
 		return
 	}
-	before, _ := os.Stat(q.path)
-	if err := q.compact(); err != nil {
-		q.mu.Lock()
-		q.compactRetryAt = q.commits + compactRetryCommits
-		q.mu.Unlock()
-		q.log.Error("queue: compaction failed; the queue goes on with the file as it is", "path", q.path, "err", err,
+	before, _ := os.Stat(c.path)
+	if err := c.compact(); err != nil {
+		c.compactRetryAt = c.commits.Load() + compactRetryCommits
+		c.log.Error("queue: compaction failed; the queue goes on with the file as it is", "path", c.path, "err", err,
 			"retry_after_commits", compactRetryCommits)
 		return
 	}
-	if after, err := os.Stat(q.path); err == nil && before != nil {
-		q.log.Info("queue: compacted the drained file", "path", q.path,
+	if after, err := os.Stat(c.path); err == nil && before != nil {
+		c.log.Info("queue: compacted the drained file", "path", c.path,
 			"disk_before", allocated(before), "disk_after", allocated(after))
 	}
 }
 
 // compact rewrites the file; see the top of this file. On error the old file
 // stays in use and the partial copy is removed.
-func (q *Queue) compact() (err error) {
-	q.commitMu.Lock()
-	defer q.commitMu.Unlock()
+func (c *core) compact() (err error) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
 
-	tmp := compactPath(q.path)
+	tmp := compactPath(c.path)
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove stale %s: %w", tmp, err)
 	}
@@ -114,60 +115,58 @@ func (q *Queue) compact() (err error) {
 			_ = os.Remove(tmp)
 		}
 	}()
-	dst, err := boltOpen(tmp, q.boltOptions())
+	dst, err := boltOpen(tmp, c.boltOptions())
 	if err != nil {
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
-	err = bolt.Compact(dst, q.db, compactTxMax)
+	err = bolt.Compact(dst, c.db, compactTxMax)
 	ps := int64(dst.Info().PageSize)
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("copy into %s: %w", tmp, q.commitError(err))
+		return fmt.Errorf("copy into %s: %w", tmp, c.commitError(err))
 	}
-	if hook := q.testHookCompact; hook != nil {
+	if hook := c.testHookCompact; hook != nil {
 		hook("copied")
 	}
 	// Open the copy before it takes the queue's name: from the rename on, the
-	// file at q.path is locked by us. Its first pages leave the page cache
+	// file at c.path is locked by us. Its first pages leave the page cache
 	// first (see dropHeadCache).
 	dropHeadCache(tmp, 4*ps)
-	dst, err = boltOpen(tmp, q.boltOptions())
+	dst, err = boltOpen(tmp, c.boltOptions())
 	if err != nil {
 		return fmt.Errorf("reopen %s: %w", tmp, err)
 	}
-	if err := os.Rename(tmp, q.path); err != nil {
+	if err := os.Rename(tmp, c.path); err != nil {
 		_ = dst.Close()
-		return fmt.Errorf("rename %s to %s: %w", tmp, q.path, err)
+		return fmt.Errorf("rename %s to %s: %w", tmp, c.path, err)
 	}
-	if hook := q.testHookCompact; hook != nil {
+	if hook := c.testHookCompact; hook != nil {
 		hook("renamed")
 	}
-	if err := syncDir(filepath.Dir(q.path)); err != nil {
+	if err := syncDir(filepath.Dir(c.path)); err != nil {
 		// The rename may not be durable; the old file, if it comes back
 		// after a power loss, holds the same records. Go on with the new.
-		q.log.Warn("queue: fsync of the directory after compaction failed", "path", q.path, "err", err)
+		c.log.Warn("queue: fsync of the directory after compaction failed", "path", c.path, "err", err)
 	}
 
-	q.dbMu.Lock()
-	old := q.db
-	q.db = dst
-	q.dbMu.Unlock()
+	c.dbMu.Lock()
+	old := c.db
+	c.db = dst
+	c.dbMu.Unlock()
 	if err := old.Close(); err != nil {
-		q.log.Warn("queue: closing the file replaced by compaction", "err", err)
+		c.log.Warn("queue: closing the file replaced by compaction", "err", err)
 	}
-	q.mu.Lock()
-	q.compactions++
-	q.mu.Unlock()
+	c.compactions.Add(1)
 	return nil
 }
 
 // removeStaleCompaction deletes a copy left by a compaction that a crash
 // interrupted before its rename (the queue file itself is complete).
-func removeStaleCompaction(path string, q *Queue) {
+func removeStaleCompaction(path string, c *core) {
 	tmp := compactPath(path)
 	if err := os.Remove(tmp); err == nil {
-		q.log.Info("queue: removed the partial copy of an interrupted compaction", "path", tmp)
+		c.log.Info("queue: removed the partial copy of an interrupted compaction", "path", tmp)
 	}
 }

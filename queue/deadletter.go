@@ -72,7 +72,7 @@ func (q *Queue) DeadLetters(after uint64, max int) ([]DeadLetter, error) {
 	}
 	var out []DeadLetter
 	err := q.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(deadBucket).Cursor()
+		c := tx.Bucket(q.keys.dead).Cursor()
 		for k, v := c.Seek(be64(after + 1)); k != nil && len(out) < max; k, v = c.Next() {
 			dl, err := decodeDeadLetter(v)
 			if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -42,10 +41,12 @@ func (o Overflow) String() string {
 // the file lock when Options.LockTimeout is zero.
 const DefaultLockTimeout = 2 * time.Second
 
-// FormatVersion is the on-disk format this build writes and reads. The
-// dead-letter bucket and the expiry counters were added without a version
-// change: older builds ignore them, so a downgrade keeps the queue.
-const FormatVersion = 1
+// FormatVersion is the on-disk format this build writes; it reads it and
+// format 1, which it upgrades in place on Open (see core.go: format 2 adds
+// lanes). The dead-letter bucket and the expiry counters were added to format
+// 1 without a version change. A build that knows only format 1 refuses a
+// format 2 file, untouched.
+const FormatVersion = 2
 
 // DefaultMaxDeadLetters bounds the dead-letter store when
 // Options.MaxDeadLetters is zero.
@@ -174,56 +175,31 @@ const maxDropRanges = 1024
 
 // Queue is a durable FIFO. See the package documentation for the contract.
 type Queue struct {
-	name string // the lane's name (Store); "default" for Open
-	db   *bolt.DB
-	path string
-	opts Options
-	log  *slog.Logger
-
-	wake chan struct{} // capacity 1: work is pending for the committer
-	done chan struct{} // closed by Close
-	wg   sync.WaitGroup
-
-	closeOnce sync.Once
-	closeErr  error
-	finalErr  error // result of the committer's last commit; read after wg.Wait
-
-	// commitMu is held by the committer from the start of a write transaction
-	// until its result is applied in memory, so that WaitAcked can look at
-	// the file and the memory state as one.
-	commitMu sync.Mutex
-
-	// dbMu guards the db field, which compaction (run by the committer,
-	// holding commitMu) replaces: readers take it shared through view.
-	dbMu sync.RWMutex
+	*core          // the file, the committer: shared by the lanes of one file
+	name  string   // the lane's name (LaneOptions.Name); DefaultLane for Open
+	idx   int      // its index in the store: Lane(idx) in Targets
+	keys  laneKeys // its buckets and counters in the file
+	opts  Options  // its options: the store's, with the lane's bounds
+	log   *slog.Logger
 
 	// mu guards the fields below. It is never held while starting a bbolt
 	// transaction (it may be taken briefly inside one), so it cannot take part
 	// in a deadlock with bbolt's own locks.
-	mu          sync.Mutex
-	closed      bool
-	pending     []*request         // Append/Flush/Requeue/DeleteDeadLetters calls not yet taken by the committer
-	rmQueue     []uint64           // seqs in removing not yet taken by the committer
-	removing    map[uint64]removal // acked, dead-lettered, expired or corrupt; not yet removed from the file
-	waiters     map[uint64][]chan error
-	dropSet     seqSet        // recently dropped (or discarded as corrupt) seqs
-	expSet      seqSet        // recently expired seqs
-	notify      chan struct{} // closed and replaced when records are appended
-	fileState                 // the file as of the last commit
-	readSeq     uint64        // highest seq Next has returned (may run ahead of lastSeq until the commit is applied)
-	skipTo      uint64        // read.go: every seq <= skipTo is removed or being removed (Next seeks past it)
-	appended    uint64        // since Open, like the counters below
-	ackedN      uint64
-	commits     uint64
-	corrupt     uint64
-	compactions uint64
-	// compactRetryAt: no compaction is tried before commits reaches it (after a failure).
-	compactRetryAt uint64
-
-	testHookBeforeCommit func()       // tests only; set before any Append
-	testHookWrite        func() error // tests only; fails the write transaction when it returns an error
-	testCompactAlways    bool         // tests only (set before any Append): compact after every commit
-	testHookCompact      func(step string)
+	mu        sync.Mutex
+	closed    bool
+	pending   []*request         // Append/Flush/Requeue/DeleteDeadLetters calls not yet taken by the committer
+	rmQueue   []uint64           // seqs in removing not yet taken by the committer
+	removing  map[uint64]removal // acked, dead-lettered, expired or corrupt; not yet removed from the file
+	waiters   map[uint64][]chan error
+	dropSet   seqSet        // recently dropped (or discarded as corrupt) seqs
+	expSet    seqSet        // recently expired seqs
+	notify    chan struct{} // closed and replaced when records are appended
+	fileState               // the file as of the last commit
+	readSeq   uint64        // highest seq Next has returned (may run ahead of lastSeq until the commit is applied)
+	skipTo    uint64        // read.go: every seq <= skipTo is removed or being removed (Next seeks past it)
+	appended  uint64        // since Open, like the counters below
+	ackedN    uint64
+	corrupt   uint64
 }
 
 // fileState is what the queue file holds as of a commit. The committer works
@@ -255,122 +231,19 @@ func Open(path string, opts Options) (*Queue, error) {
 // open is Open; deep adds OpenOrRecover's checks (bbolt's consistency check
 // and a decode of every record).
 func open(path string, opts Options, deep bool) (*Queue, error) {
-	if opts.MaxBytes < 0 {
-		return nil, fmt.Errorf("queue: MaxBytes %d is negative (use 0 for unbounded)", opts.MaxBytes)
-	}
-	if opts.Overflow != DropOldest && opts.Overflow != Reject {
-		return nil, fmt.Errorf("queue: unknown overflow mode %d (use DropOldest or Reject)", opts.Overflow)
-	}
-	if opts.MaxAge < 0 {
-		return nil, fmt.Errorf("queue: MaxAge %s is negative (use 0 for no age limit)", opts.MaxAge)
-	}
-	if opts.MaxDeadLetters < 0 {
-		return nil, fmt.Errorf("queue: MaxDeadLetters %d is negative (use 0 for the default %d)", opts.MaxDeadLetters, DefaultMaxDeadLetters)
-	}
-	if opts.MaxDeadLetters == 0 {
-		opts.MaxDeadLetters = DefaultMaxDeadLetters
-	}
-	if opts.MaxPendingRemovals < 0 {
-		return nil, fmt.Errorf("queue: MaxPendingRemovals %d is negative (use 0 for the default %d)", opts.MaxPendingRemovals, DefaultMaxPendingRemovals)
-	}
-	if opts.MaxPendingRemovals == 0 {
-		opts.MaxPendingRemovals = DefaultMaxPendingRemovals
-	}
-	if opts.CompactMinSize == 0 {
-		opts.CompactMinSize = DefaultCompactMinSize
-	}
-	if opts.RemovalDelay == 0 {
-		opts.RemovalDelay = DefaultRemovalDelay
-	}
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = DefaultLockTimeout
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	dir := filepath.Dir(path)
-	fi, err := os.Stat(dir)
+	s, err := openStore(path, singleLane(opts), deep)
 	if err != nil {
-		return nil, fmt.Errorf("queue: directory %s of the queue file is not usable (create it first; it is the agent's state_dir): %w", dir, err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("queue: %s is not a directory, cannot hold the queue file", dir)
-	}
-	q := &Queue{
-		path:     path,
-		opts:     opts,
-		log:      log,
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		removing: make(map[uint64]removal),
-		waiters:  make(map[uint64][]chan error),
-		notify:   make(chan struct{}),
-	}
-	// bbolt writes a new file's first four pages in one write; on kernels that cache ext4 files in
-	// large folios they share one, and every later write of a meta page would write all of it (see
-	// dropHeadCache). An existing file's first pages (a previous process may have left them so in
-	// the cache) are dropped before bbolt maps it; a file this open creates is closed once created,
-	// dropped, and opened again.
-	bopts := q.boltOptions()
-	existing := false
-	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
-		existing = true
-		dropHeadCache(path, headCacheBytes)
-	}
-	db, err := boltOpen(path, bopts)
-	if err == nil && !existing {
-		ps := int64(db.Info().PageSize)
-		if err = db.Close(); err == nil {
-			dropHeadCache(path, 4*ps)
-			db, err = boltOpen(path, bopts)
-		}
-	}
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("queue: %s: %w (waited %s; is another edge-agent running on this state_dir?)", path, ErrLocked, opts.LockTimeout)
-	}
-	if err != nil {
-		if isBoltCorruption(err) && !errors.Is(err, ErrCorrupt) {
-			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
-		}
-		return nil, fmt.Errorf("queue: open %s: %w", path, err)
-	}
-	q.db = db
-	removeStaleCompaction(path, q) // we hold the lock: no compaction of another process is running
-	if err := guard("the initial scan", func() error { return q.load(deep) }); err != nil {
-		_ = guard("close", db.Close)
-		if errors.Is(err, ErrCorrupt) && !strings.Contains(err.Error(), path) {
-			err = fmt.Errorf("queue: %s: %w", path, err)
-		}
 		return nil, err
 	}
-	q.log.Debug("queue opened", "path", path, "depth", q.depth, "bytes", q.bytes,
-		"last_seq", q.lastSeq, "dropped", q.dropped, "max_bytes", opts.MaxBytes, "overflow", opts.Overflow.String())
-	q.wg.Add(1)
-	go q.run()
-	return q, nil
+	return s.lanes[0], nil
 }
 
-// boltOptions are the options of every bbolt open of the queue file (Open
-// and compaction).
-func (q *Queue) boltOptions() *bolt.Options {
-	return &bolt.Options{
-		Timeout: q.opts.LockTimeout,
-		// Hash-map freelist: fast for a file that is appended at one end and
-		// deleted at the other. The freelist is synced (one 4 KiB page per
-		// commit): NoFreelistSync would save that page (8 instead of 12 KiB
-		// per one-message commit) but makes bbolt rebuild the freelist on Open
-		// with a page walk that panics on a goroutine of its own when it meets
-		// a damaged page — a crash instead of ErrCorrupt, and a leaked
-		// goroutine (measured with the salvage tests). NoSync stays false:
-		// every commit is fsync'd.
-		FreelistType: bolt.FreelistMapType,
-		// Map ahead of the file: every time bbolt grows the mapping inside a commit it first copies
-		// all of that transaction's dirty nodes to the heap (node.dereference), so a fresh file that
-		// takes an 8 MB batch remaps ten times and allocates ~150 MB. Mapping address space costs no
-		// memory until pages are touched (see initialMmapSize).
-		InitialMmapSize: initialMmapSize,
-	}
+// singleLane is the StoreOptions of a queue opened with Open: one lane, DefaultLane, with the
+// bounds of opts and no overall bound beyond it.
+func singleLane(opts Options) StoreOptions {
+	l := LaneOptions{Name: DefaultLane, MaxBytes: opts.MaxBytes, Overflow: opts.Overflow, MaxAge: opts.MaxAge, MaxDeadLetters: opts.MaxDeadLetters}
+	opts.MaxBytes, opts.Overflow = 0, DropOldest
+	return StoreOptions{Options: opts, Lanes: []LaneOptions{l}}
 }
 
 // headCacheBytes is what Open drops from the page cache at the head of an existing file: bbolt's first
@@ -382,120 +255,17 @@ const headCacheBytes = 4 * 16 << 10
 // it are remapped as they grow, each step doubling, as bbolt does by default.
 const initialMmapSize = 64<<20 + (strconv.IntSize/64)*(192<<20)
 
-// load checks the format (creating the buckets in a new file) and rebuilds
-// the in-memory counters by scanning the records. deep also runs bbolt's
-// consistency check and decodes every record (OpenOrRecover).
-func (q *Queue) load(deep bool) error {
-	create, err := q.checkFormat()
-	if err != nil {
-		return err
-	}
-	if create {
-		if err := q.initialise(); err != nil {
-			return err
-		}
-	}
-	bad, err := q.count(deep)
-	if err != nil {
-		return err
-	}
-	if deep {
-		// bad >= 2 and more than half: one bad record is a damaged value that
-		// Next discards (Stats.Corrupt); a majority means the file is garbage.
-		if bad >= 2 && bad*2 > q.depth {
-			return fmt.Errorf("queue: %s: %w: %d of %d records cannot be decoded", q.path, ErrCorrupt, bad, q.depth)
-		}
-		if err := q.check(); err != nil {
-			return err
-		}
-	}
-	if q.deadN > q.opts.MaxDeadLetters {
-		// MaxDeadLetters was lowered since the file was written.
-		return q.trimDeadLettersAtOpen()
-	}
-	return nil
-}
-
-// checkFormat reads the meta bucket: it reports create when the file is new
-// (or of an earlier build without the dead-letter bucket), and an error, with
-// the file untouched, when it is not a queue file, is damaged or is of
-// another format version.
-func (q *Queue) checkFormat() (create bool, err error) {
-	err = q.db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(metaBucket)
-		if meta == nil {
-			if tx.Bucket(dataBucket) != nil || tx.Bucket(deadBucket) != nil {
-				return fmt.Errorf("queue: %s: %w: bucket %q is missing but the queue's records are there; the file was left untouched", q.path, ErrCorrupt, metaBucket)
-			}
-			foreign := false
-			_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-				foreign = true
-				return nil
-			})
-			if foreign {
-				return fmt.Errorf("queue: %s is a bbolt file but not a queue file (no %q bucket); refusing to touch it", q.path, metaBucket)
-			}
-			create = true
-			return nil
-		}
-		v := meta.Get(keyFormatVersion)
-		if len(v) != 8 {
-			return fmt.Errorf("queue: %s: %w: format_version is missing or malformed; the file was left untouched", q.path, ErrCorrupt)
-		}
-		if ver := binary.BigEndian.Uint64(v); ver != FormatVersion {
-			return fmt.Errorf("queue: %s has on-disk format version %d, this build reads version %d; run a newer edge-agent (the file was left untouched): %w",
-				q.path, ver, FormatVersion, ErrUnsupportedFormat)
-		}
-		if tx.Bucket(dataBucket) == nil {
-			return fmt.Errorf("queue: %s: %w: bucket %q is missing; the file was left untouched", q.path, ErrCorrupt, dataBucket)
-		}
-		if tx.Bucket(deadBucket) == nil {
-			create = true // a file of an earlier build: add the dead-letter bucket
-		}
-		return nil
-	})
-	return create, err
-}
-
-// initialise creates what checkFormat found missing: the buckets and, in a
-// new file, the format version and the drop counter.
-func (q *Queue) initialise() error {
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(metaBucket)
-		if err != nil {
-			return err
-		}
-		if meta.Get(keyFormatVersion) == nil {
-			if err := meta.Put(keyFormatVersion, be64(FormatVersion)); err != nil {
-				return err
-			}
-			if err := meta.Put(keyDropped, be64(0)); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.CreateBucketIfNotExists(dataBucket); err != nil {
-			return err
-		}
-		_, err = tx.CreateBucketIfNotExists(deadBucket)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("queue: initialise %s: %w", q.path, err)
-	}
-	return nil
-}
-
 // count rebuilds the in-memory counters from the meta bucket and the records;
 // with deep it also counts the records that cannot be decoded (bad).
 func (q *Queue) count(deep bool) (bad int, err error) {
 	err = q.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(metaBucket)
-		q.dropped = metaCounter(meta, keyDropped)
-		q.expired = metaCounter(meta, keyExpired)
-		q.deadLettered = metaCounter(meta, keyDeadLettered)
-		q.deadDropped = metaCounter(meta, keyDeadDropped)
-		b := tx.Bucket(dataBucket)
-		q.lastSeq = b.Sequence()
+		q.dropped = metaCounter(meta, q.keys.dropped)
+		q.expired = metaCounter(meta, q.keys.expired)
+		q.deadLettered = metaCounter(meta, q.keys.deadLettered)
+		q.deadDropped = metaCounter(meta, q.keys.deadDrp)
+		b := tx.Bucket(q.keys.data)
+		q.lastSeq = meta.Sequence()
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if q.depth == 0 {
@@ -508,7 +278,7 @@ func (q *Queue) count(deep bool) (bad int, err error) {
 				bad++
 			}
 		}
-		dc := tx.Bucket(deadBucket).Cursor()
+		dc := tx.Bucket(q.keys.dead).Cursor()
 		for k, v := dc.First(); k != nil; k, v = dc.Next() {
 			q.deadN++
 			q.deadB += int64(len(v))
@@ -522,37 +292,18 @@ func (q *Queue) count(deep bool) (bad int, err error) {
 // MaxDeadLetters, before the committer starts.
 func (q *Queue) trimDeadLettersAtOpen() error {
 	err := q.db.Update(func(tx *bolt.Tx) error {
-		w := &writer{q: q, tx: tx, meta: tx.Bucket(metaBucket), dead: tx.Bucket(deadBucket),
+		w := &writer{q: q, tx: tx, meta: tx.Bucket(metaBucket), dead: tx.Bucket(q.keys.dead),
 			res: &commitResult{fileState: q.fileState}}
 		if err := w.trimDeadLetters(); err != nil {
 			return err
 		}
 		q.fileState = w.res.fileState
-		return w.meta.Put(keyDeadDropped, be64(q.deadDropped))
+		return w.meta.Put(q.keys.deadDrp, be64(q.deadDropped))
 	})
 	if err != nil {
 		return fmt.Errorf("queue: trim the dead-letter store of %s to %d records: %w", q.path, q.opts.MaxDeadLetters, err)
 	}
 	return nil
-}
-
-// check runs bbolt's consistency check over the whole file: it reads every
-// page once, so its cost is proportional to the file size.
-func (q *Queue) check() error {
-	return q.db.View(func(tx *bolt.Tx) error {
-		var errs []error
-		n := 0
-		for err := range tx.Check() { // drain fully: Check's goroutine ends with the channel
-			n++
-			if len(errs) < 5 {
-				errs = append(errs, err)
-			}
-		}
-		if n > 0 {
-			return fmt.Errorf("queue: %s: %w: bbolt's consistency check found %d problems: %w", q.path, ErrCorrupt, n, errors.Join(errs...))
-		}
-		return nil
-	})
 }
 
 // boltOpen is bolt.Open (mode 0600) under guard. If bbolt panics or faults
@@ -629,7 +380,7 @@ func (q *Queue) Stats() Stats {
 		Appended: q.appended,
 		Acked:    q.ackedN,
 		Inflight: len(q.removing),
-		Commits:  q.commits,
+		Commits:  q.commits.Load(),
 		Corrupt:  q.corrupt,
 		Expired:  q.expired,
 
@@ -637,7 +388,7 @@ func (q *Queue) Stats() Stats {
 		DeadLetterBytes:    q.deadB,
 		DeadLettered:       q.deadLettered,
 		DeadLettersDropped: q.deadDropped,
-		Compactions:        q.compactions,
+		Compactions:        q.compactions.Load(),
 	}
 	if q.depth > 0 {
 		s.Oldest = q.oldest
@@ -647,32 +398,9 @@ func (q *Queue) Stats() Stats {
 
 // Close commits what Append and Ack were already given, wakes blocked
 // callers with ErrClosed, stops the committer and closes the file. Calling it
-// again returns the first call's result.
-func (q *Queue) Close() error {
-	q.closeOnce.Do(func() {
-		q.mu.Lock()
-		q.closed = true
-		q.mu.Unlock()
-		close(q.done)
-		q.wg.Wait()
-
-		q.mu.Lock()
-		for seq, ws := range q.waiters {
-			for _, w := range ws {
-				w <- ErrClosed
-			}
-			delete(q.waiters, seq)
-		}
-		q.mu.Unlock()
-
-		err := q.finalErr
-		if cerr := q.db.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("queue: close %s: %w", q.path, cerr))
-		}
-		q.closeErr = err
-	})
-	return q.closeErr
-}
+// again returns the first call's result. On a lane of a Store it closes the
+// Store (every lane).
+func (q *Queue) Close() error { return q.core.close() }
 
 func be64(v uint64) []byte {
 	b := make([]byte, 8)
@@ -685,12 +413,4 @@ func seqOf(k []byte) uint64 {
 		return 0
 	}
 	return binary.BigEndian.Uint64(k)
-}
-
-// signal wakes the committer without blocking.
-func (q *Queue) signal() {
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
 }

@@ -638,7 +638,7 @@ func TestFutureFormatVersionRefused(t *testing.T) {
 	}
 	setVersion(FormatVersion + 1)
 	_, err = Open(path, Options{})
-	if !errors.Is(err, ErrUnsupportedFormat) || !strings.Contains(err.Error(), "version 2") || !strings.Contains(err.Error(), path) {
+	if !errors.Is(err, ErrUnsupportedFormat) || !strings.Contains(err.Error(), fmt.Sprintf("version %d", FormatVersion+1)) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("Open of a newer format: %v", err)
 	}
 	// Nothing was wiped: with the version restored the message is there.

@@ -89,7 +89,7 @@ func (q *Queue) scan(after uint64, max int, now time.Time) ([]Message, error) {
 		}
 		q.mu.Unlock()
 		run := true // every record seen so far was skipped
-		c := tx.Bucket(dataBucket).Cursor()
+		c := tx.Bucket(q.keys.data).Cursor()
 		for k, v := c.Seek(be64(from + 1)); k != nil && len(msgs) < max; k, v = c.Next() {
 			seq := seqOf(k)
 			if q.isRemoving(seq) {
@@ -320,10 +320,10 @@ func (q *Queue) registerWaiter(seq uint64) (chan error, error) {
 	var dead []byte
 	err := q.view(func(tx *bolt.Tx) error {
 		if maybeData {
-			stored = tx.Bucket(dataBucket).Get(be64(seq)) != nil
+			stored = tx.Bucket(q.keys.data).Get(be64(seq)) != nil
 		}
 		if !stored && maybeDead {
-			if v := tx.Bucket(deadBucket).Get(be64(seq)); v != nil {
+			if v := tx.Bucket(q.keys.dead).Get(be64(seq)); v != nil {
 				dead = append([]byte{}, v...)
 			}
 		}

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -85,9 +86,19 @@ type Recovery struct {
 // If the fresh queue cannot be opened after the move, the error is returned
 // together with the Recovery.
 func OpenOrRecover(path string, opts Options) (*Queue, *Recovery, error) {
-	q, err := open(path, opts, true)
+	st, rec, err := openStoreOrRecover(path, singleLane(opts))
+	if st == nil {
+		return nil, rec, err
+	}
+	return st.lanes[0], rec, err
+}
+
+// openStoreOrRecover is OpenOrRecover for the lanes of so (OpenStoreOrRecover).
+func openStoreOrRecover(path string, so StoreOptions) (*Store, *Recovery, error) {
+	opts := so.Options
+	st, err := openStore(path, so, true)
 	if err == nil {
-		return q, nil, nil
+		return st, nil, nil
 	}
 	if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrLocked) || errors.Is(err, ErrUnsupportedFormat) {
 		return nil, nil, err
@@ -103,16 +114,16 @@ func OpenOrRecover(path string, opts Options) (*Queue, *Recovery, error) {
 		log.Error("queue: damaged queue file moved aside, starting a fresh queue and salvaging the messages that can still be read",
 			"path", path, "moved_to", moved, "reason", rec.Reason)
 	}
-	q, err = open(path, opts, false)
+	st, err = openStore(path, so, false)
 	if err != nil {
 		return nil, rec, fmt.Errorf("queue: open a fresh queue after moving the damaged file to %s: %w", moved, err)
 	}
 	start := time.Now()
-	q.salvage(moved, rec)
-	q.log.Warn("queue: salvage from the damaged file done", "moved_to", moved, "salvaged", rec.Salvaged,
+	st.salvage(moved, rec)
+	st.log.Warn("queue: salvage from the damaged file done", "moved_to", moved, "salvaged", rec.Salvaged,
 		"salvaged_dead_letters", rec.SalvagedDeadLetters, "not_salvaged", rec.NotSalvaged,
 		"salvage_error", rec.SalvageError, "took", time.Since(start).Round(time.Millisecond))
-	return q, rec, nil
+	return st, rec, nil
 }
 
 // moveAside renames path to <path>.corrupt-<time> (with -2, -3, … if that
@@ -189,11 +200,11 @@ func (s *salvager) err() string {
 // salvage copies what can be read from the damaged file src into q (see
 // OpenOrRecover) and records the outcome in rec. It runs before q is handed
 // to anyone, on the calling goroutine.
-func (q *Queue) salvage(src string, rec *Recovery) {
+func (c *core) salvage(src string, rec *Recovery) {
 	s := &salvager{deadline: time.Now().Add(salvageBudget)}
 	defer func() { rec.SalvageError = s.err() }()
 	var err error
-	s.db, err = boltOpen(src, &bolt.Options{ReadOnly: true, Timeout: q.opts.LockTimeout})
+	s.db, err = boltOpen(src, &bolt.Options{ReadOnly: true, Timeout: c.opts.LockTimeout})
 	if err != nil {
 		s.problem("nothing salvaged: bbolt cannot open the damaged file read-only: %v", err)
 		return
@@ -202,8 +213,43 @@ func (q *Queue) salvage(src string, rec *Recovery) {
 	ctx, cancel := context.WithDeadline(context.Background(), s.deadline)
 	defer cancel()
 
+	// Each lane gets the records of the damaged file's lane of the same name; without a readable
+	// registry (format 1, or damaged) the lane a format 1 file is kept for gets lane 1's.
+	var reg map[string]uint64
+	_ = guard("the salvage's lane registry", func() error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(lanesBucket)
+			if b == nil {
+				return nil
+			}
+			reg = make(map[string]uint64)
+			return b.ForEach(func(k, v []byte) error {
+				if len(v) == 8 {
+					reg[string(k)] = binary.BigEndian.Uint64(v)
+				}
+				return nil
+			})
+		})
+	})
+	legacy := c.lanes[0]
+	if q := c.lane(DefaultLane); q != nil {
+		legacy = q
+	}
+	for _, q := range c.lanes {
+		switch id, ok := reg[q.name]; {
+		case ok && id > 0:
+			q.salvageLane(ctx, s, keysFor(id), rec)
+		case reg == nil && q == legacy:
+			q.salvageLane(ctx, s, keysFor(1), rec)
+		}
+	}
+}
+
+// salvageLane copies the records and dead letters of the damaged file's buckets k into q.
+func (q *Queue) salvageLane(ctx context.Context, s *salvager, k laneKeys, rec *Recovery) {
+
 	full := false // Reject and the queue is full: count, do not append
-	s.walk(dataBucket, "messages", checkRecord, func(recs [][]byte, bad int) error {
+	s.walk(k.data, "messages", checkRecord, func(recs [][]byte, bad int) error {
 		rec.NotSalvaged += bad
 		msgs := make([]Message, 0, len(recs))
 		for _, v := range recs {
@@ -228,7 +274,7 @@ func (q *Queue) salvage(src string, rec *Recovery) {
 		}
 		return err
 	})
-	s.walk(deadBucket, "dead letters", func(v []byte) error {
+	s.walk(k.dead, "dead letters", func(v []byte) error {
 		_, err := decodeDeadLetter(v)
 		return err
 	}, func(recs [][]byte, bad int) error {

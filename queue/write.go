@@ -2,6 +2,7 @@ package queue
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -34,30 +35,28 @@ type commitResult struct {
 	counters    bool     // a persisted counter changed
 }
 
-// writer is one write transaction of the committer.
+// txn is one write transaction of the committer: a writer per lane, the
+// meta bucket they share (the seq counter).
+type txn struct {
+	c    *core
+	ws   []*writer // index = lane index
+	meta *bolt.Bucket
+	now  time.Time
+}
+
+// writer is one lane's part of a write transaction.
 type writer struct {
 	q                *Queue
+	t                *txn
 	tx               *bolt.Tx
 	data, dead, meta *bolt.Bucket
 	res              *commitResult
 	now              time.Time
 }
 
-// write runs inside the write transaction. Per-call problems (Reject, an
-// unknown dead letter) are stored in the request and do not fail the
-// transaction; any error returned fails the whole commit.
-func (w *writer) write(reqs []*request, rms []rmItem) error {
-	q, res := w.q, w.res
-	if hook := q.testHookWrite; hook != nil {
-		if err := hook(); err != nil {
-			return err
-		}
-	}
-	// Earlier attempts of a failed commit may have set results; start clean.
-	for _, r := range reqs {
-		r.seqs, r.n, r.err = nil, 0, nil
-	}
-
+// removals carries out the lane's recorded removals and expires records at
+// its head; it runs before any record is added in the transaction.
+func (w *writer) removals(rms []rmItem) error {
 	for _, it := range rms {
 		k := be64(it.seq)
 		v := w.data.Get(k)
@@ -71,10 +70,15 @@ func (w *writer) write(reqs []*request, rms []rmItem) error {
 			return fmt.Errorf("delete seq %d: %w", it.seq, err)
 		}
 	}
-	if err := w.expireHead(); err != nil {
-		return err
-	}
+	return w.expireHead()
+}
 
+// requests runs the lane's own calls, then bounds its dead-letter store,
+// persists its counters and takes its state. Per-call problems (Reject, an
+// unknown dead letter) are stored in the request and do not fail the
+// transaction; any error returned fails the whole commit.
+func (w *writer) requests(reqs []*request) error {
+	res := w.res
 	for _, r := range reqs {
 		var err error
 		switch r.kind {
@@ -96,16 +100,17 @@ func (w *writer) write(reqs []*request, rms []rmItem) error {
 	}
 
 	if res.counters {
+		k := w.q.keys
 		for _, c := range []struct {
 			key []byte
 			v   uint64
-		}{{keyDropped, res.dropped}, {keyExpired, res.expired}, {keyDeadLettered, res.deadLettered}, {keyDeadDropped, res.deadDropped}} {
+		}{{k.dropped, res.dropped}, {k.expired, res.expired}, {k.deadLettered, res.deadLettered}, {k.deadDrp, res.deadDropped}} {
 			if err := w.meta.Put(c.key, be64(c.v)); err != nil {
 				return fmt.Errorf("store counter %s: %w", c.key, err)
 			}
 		}
 	}
-	res.lastSeq = w.data.Sequence()
+	res.lastSeq = w.meta.Sequence()
 	res.oldestSeq, res.oldest = 0, time.Time{}
 	if k, v := w.data.Cursor().First(); k != nil {
 		res.oldestSeq = seqOf(k)
@@ -181,73 +186,157 @@ func (w *writer) expireHead() error {
 	return nil
 }
 
-// append stores the records of an Append call, or fails the call with
-// ErrFull (Reject) without failing the transaction.
+// append stores the records of a lane's own Append call, or fails the call
+// with ErrFull (Reject) without failing the transaction.
 func (w *writer) append(r *request) error {
 	if len(r.recs) == 0 {
 		return nil
 	}
-	q, res := w.q, w.res
-	if max := q.opts.MaxBytes; max > 0 && res.bytes+r.size > max {
-		if q.opts.Overflow == Reject {
-			r.err = fmt.Errorf("queue: %d bytes stored + %d new > max_bytes %d (overflow = reject): %w",
-				res.bytes, r.size, max, ErrFull)
+	to := make([]Targets, len(r.recs))
+	for i := range to {
+		to[i] = Lane(w.q.idx)
+	}
+	return w.t.place(r, to)
+}
+
+// place stores r.recs[i] in every lane of to[i] under one new seq each, or
+// fails the call (r.err, ErrFull) without storing any of it: every lane must
+// take all of its records. A lane over its MaxBytes drops its oldest records
+// (DropOldest) or refuses (Reject); then, over the overall bound, the oldest
+// records of all lanes are dropped (the overall DropOldest) or the call is
+// refused (Reject).
+func (t *txn) place(r *request, to []Targets) error {
+	if len(r.recs) == 0 {
+		return nil
+	}
+	need := make([]int64, len(t.ws))
+	var all Targets
+	var total int64
+	for i, rec := range r.recs {
+		all |= to[i]
+		to[i].Each(func(l int) {
+			need[l] += int64(len(rec))
+			total += int64(len(rec))
+		})
+	}
+	// What the lanes that drop will free at least; the others must fit as they are.
+	var freed, stored int64
+	for l, w := range t.ws {
+		stored += w.res.bytes
+		max := w.q.opts.MaxBytes
+		if !all.Has(l) || max <= 0 || w.res.bytes+need[l] <= max {
+			continue
+		}
+		if w.q.opts.Overflow == Reject {
+			r.err = fmt.Errorf("queue%s: %d bytes stored + %d new > max_bytes %d (overflow = reject): %w",
+				w.q.laneLabel(), w.res.bytes, need[l], max, ErrFull)
 			return nil
 		}
-		if err := w.dropOldest(r.size); err != nil {
+		freed += w.res.bytes + need[l] - max
+	}
+	overall := t.c.opts.MaxBytes
+	if overall > 0 && t.c.opts.Overflow == Reject && stored-freed+total > overall {
+		r.err = fmt.Errorf("queue: %d bytes stored in all lanes + %d new > the overall max_bytes %d (overflow = reject): %w",
+			stored-freed, total, overall, ErrFull)
+		return nil
+	}
+	for l, w := range t.ws {
+		if max := w.q.opts.MaxBytes; all.Has(l) && max > 0 && w.res.bytes+need[l] > max {
+			if err := w.dropOldest(need[l]); err != nil {
+				return err
+			}
+		}
+	}
+	if overall > 0 {
+		if err := t.dropOldestOverall(overall - total); err != nil {
 			return err
 		}
 	}
 	r.seqs = make([]uint64, len(r.recs))
 	for i, rec := range r.recs {
-		seq, err := w.data.NextSequence()
+		seq, err := t.meta.NextSequence()
 		if err != nil {
 			return fmt.Errorf("next sequence: %w", err)
 		}
-		if err := w.data.Put(be64(seq), rec); err != nil {
-			return fmt.Errorf("store seq %d: %w", seq, err)
-		}
 		r.seqs[i] = seq
+		for v := uint64(to[i]); v != 0; v &= v - 1 {
+			w := t.ws[bits.TrailingZeros64(v)]
+			if err := w.data.Put(be64(seq), rec); err != nil {
+				return fmt.Errorf("store seq %d: %w", seq, err)
+			}
+			w.res.bytes += int64(len(rec))
+			w.res.depth++
+			w.res.appended++
+		}
 	}
-	res.bytes += r.size
-	res.depth += len(r.recs)
-	res.appended += uint64(len(r.recs))
 	return nil
 }
 
-// dropOldest deletes records from the head until need more bytes fit.
+// dropOldest deletes records from the lane's head until need more bytes fit.
 func (w *writer) dropOldest(need int64) error {
-	q, res := w.q, w.res
-	c := w.data.Cursor()
-	for res.bytes+need > q.opts.MaxBytes {
-		k, v := c.First()
-		if k == nil {
-			break // cannot happen: need <= MaxBytes was checked by Append
+	for w.res.bytes+need > w.q.opts.MaxBytes {
+		ok, err := w.dropFirst()
+		if err != nil || !ok {
+			return err // !ok cannot happen: need <= MaxBytes was checked by Append
 		}
-		seq := seqOf(k)
-		if r, ok := q.removalOf(seq); ok {
-			// Acked (or dead-lettered, …) while this commit was being
-			// prepared: carry out that removal instead, it is not a loss.
-			if err := w.remove(seq, v, r); err != nil {
-				return err
-			}
-			if err := c.Delete(); err != nil {
-				return fmt.Errorf("remove seq %d: %w", seq, err)
-			}
-			res.lateRemoved = append(res.lateRemoved, seq)
-			continue
-		}
-		size := int64(len(v))
-		if err := c.Delete(); err != nil {
-			return fmt.Errorf("drop seq %d: %w", seq, err)
-		}
-		res.bytes -= size
-		res.depth--
-		res.dropSeqs = append(res.dropSeqs, seq)
-		res.dropped++
-		res.counters = true
 	}
 	return nil
+}
+
+// dropOldestOverall drops the oldest records of all lanes (lowest seq first)
+// until the lanes hold at most limit bytes together.
+func (t *txn) dropOldestOverall(limit int64) error {
+	for {
+		var stored int64
+		var oldest *writer
+		var oldestSeq uint64
+		for _, w := range t.ws {
+			stored += w.res.bytes
+			if k, _ := w.data.Cursor().First(); k != nil && (oldest == nil || seqOf(k) < oldestSeq) {
+				oldest, oldestSeq = w, seqOf(k)
+			}
+		}
+		if stored <= limit || oldest == nil {
+			return nil
+		}
+		if ok, err := oldest.dropFirst(); err != nil || !ok {
+			return err
+		}
+	}
+}
+
+// dropFirst deletes the lane's first record: dropped (counted) or, when it
+// was acked (or dead-lettered, …) while this commit was being prepared, that
+// removal carried out instead, which is not a loss. ok is false when the lane
+// is empty.
+func (w *writer) dropFirst() (ok bool, err error) {
+	q, res := w.q, w.res
+	c := w.data.Cursor()
+	k, v := c.First()
+	if k == nil {
+		return false, nil
+	}
+	seq := seqOf(k)
+	if r, ok := q.removalOf(seq); ok {
+		if err := w.remove(seq, v, r); err != nil {
+			return false, err
+		}
+		if err := c.Delete(); err != nil {
+			return false, fmt.Errorf("remove seq %d: %w", seq, err)
+		}
+		res.lateRemoved = append(res.lateRemoved, seq)
+		return true, nil
+	}
+	size := int64(len(v))
+	if err := c.Delete(); err != nil {
+		return false, fmt.Errorf("drop seq %d: %w", seq, err)
+	}
+	res.bytes -= size
+	res.depth--
+	res.dropSeqs = append(res.dropSeqs, seq)
+	res.dropped++
+	res.counters = true
+	return true, nil
 }
 
 // requeue runs in the write transaction for a Requeue call.
@@ -367,7 +456,7 @@ func (w *writer) trimDeadLetters() error {
 func (w *writer) putDead(r *request) error {
 	r.seqs = make([]uint64, len(r.recs))
 	for i, rec := range r.recs {
-		seq, err := w.data.NextSequence()
+		seq, err := w.meta.NextSequence()
 		if err != nil {
 			return fmt.Errorf("next sequence: %w", err)
 		}
