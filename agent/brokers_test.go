@@ -305,3 +305,85 @@ func TestSubscriptionsFromBothBrokers(t *testing.T) {
 }
 
 func sortedCopy(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// Dead letters of several brokers: "" lists every broker's, by id and then in config order (one
+// message dead-lettered at both brokers is listed twice, once per broker); a name lists that one's
+// and requeues and deletes there only.
+func TestDeadLettersOfTwoBrokers(t *testing.T) {
+	// Nothing listens at either URL: the messages stay queued until dead-lettered by hand.
+	ta := startBrokers(t, nil, brokerSpec{"aws", "ws://127.0.0.1:1/mqtt", nil}, brokerSpec{"plant", "ws://127.0.0.1:1/mqtt", nil})
+	ctx := context.Background()
+	both := queue.Lane(0) | queue.Lane(1)
+	ids, err := ta.a.Store(ctx, []queue.Message{{Topic: "t/1", QoS: 1}, {Topic: "t/2", QoS: 1}}, []queue.Targets{both, queue.Lane(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aws, plant := ta.a.links[0].q, ta.a.links[1].q
+	plant.DeadLetter(ids[1], "refused")
+	plant.DeadLetter(ids[0], "refused")
+	aws.DeadLetter(ids[0], "refused")
+	if err := ta.a.store.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	list := func(broker string, after uint64, n int) string {
+		t.Helper()
+		dls, err := ta.a.DeadLetters(broker, after, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s []string
+		for _, d := range dls {
+			s = append(s, fmt.Sprintf("%s:%s", d.Broker, d.Topic))
+		}
+		return strings.Join(s, " ")
+	}
+	if got := list("", 0, 10); got != "aws:t/1 plant:t/1 plant:t/2" {
+		t.Fatalf("every broker's: %s", got)
+	}
+	if got := list("", 0, 2); got != "aws:t/1 plant:t/1" {
+		t.Fatalf("first 2: %s", got)
+	}
+	if got := list("plant", ids[0], 10); got != "plant:t/2" {
+		t.Fatalf("plant's after %d: %s", ids[0], got)
+	}
+	if _, err := ta.a.DeadLetters("nope", 0, 10); !errors.Is(err, localapi.ErrBadInput) {
+		t.Fatalf("unknown broker: %v", err)
+	}
+	if n, err := ta.a.DeleteDeadLetters(ctx, "plant", ids[0]); err != nil || n != 1 {
+		t.Fatalf("delete at plant: %d, %v", n, err)
+	}
+	if _, err := ta.a.Requeue(ctx, "aws", ids[0]); err != nil {
+		t.Fatalf("requeue at aws: %v", err)
+	}
+	if got := list("", 0, 10); got != "plant:t/2" {
+		t.Fatalf("after delete and requeue: %s", got)
+	}
+	st := ta.status()
+	if st.State != "connecting" && st.State != "disconnected" || st.Brokers[0].Queue.Depth != 1 || st.Brokers[1].Queue.DeadLetters != 1 {
+		t.Fatalf("status: %s, brokers %+v", st.State, st.Brokers)
+	}
+}
+
+// Identity "" means the only aws-iot broker: with two it must be named; an aws-iot broker without an
+// identity pool has no identity.
+func TestIdentityOfSeveralAWSBrokers(t *testing.T) {
+	url := "wss://a1-ats.iot.eu-west-1.amazonaws.com/mqtt"
+	cfg := brokersConfig(t, t.TempDir(), testutil.SocketPath(t, "agent.sock"), nil,
+		brokerSpec{"aws", url, nil}, brokerSpec{"aws2", url, nil}, brokerSpec{"plant", "ws://127.0.0.1:1/mqtt", nil})
+	for i := range 2 {
+		cfg.Brokers[i].Provider = config.ProviderAWSIoT
+	}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := a.Identity(ctx, ""); !errors.Is(err, localapi.ErrBadInput) || !strings.Contains(err.Error(), "aws-iot brokers: aws, aws2") {
+		t.Fatalf("identity of two aws-iot brokers: %v", err)
+	}
+	for _, b := range []string{"aws", "plant"} {
+		if _, err := a.Identity(ctx, b); !errors.Is(err, localapi.ErrNotFound) {
+			t.Fatalf("identity of %s (no identity pool): %v", b, err)
+		}
+	}
+}
