@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/edge-agent/edge-agent/queue"
@@ -23,10 +24,14 @@ const (
 	deadLetterFetch = 4
 )
 
-// listDeadLetters serves GET /v1/deadletters?after=ID&limit=N. The listing is streamed and paged
-// by bytes as well as by limit (DeadLetterPage).
+// listDeadLetters serves GET /v1/deadletters?after=ID&limit=N[&broker=NAME]: the dead letters of
+// that broker, or of every broker merged by id; each entry names its broker. The listing is
+// streamed and paged by bytes as well as by limit (DeadLetterPage). A message dead-lettered at
+// two brokers has one id and two entries: a page never ends between them (so that after=ID
+// resumes past both), which may take it past limit or its byte bound by those entries.
 func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	var after uint64
+	var broker string
 	limit := defaultDeadLetterPage
 	for k, vs := range r.URL.Query() {
 		if len(vs) != 1 {
@@ -49,19 +54,22 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			limit = n
+		case "broker":
+			broker = v
 		default:
 			s.fail(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q", k))
 			return
 		}
 	}
+	st := s.b.Status()
+	it := newDeadLetterIter(s.b, broker, after, st)
 	// A page holds one entry (and its encoding) at a time: cover the largest.
-	res, err := s.body.acquire(r.Context(), deadLetterCharge(s.lim.MaxPayload), budgetWait)
+	res, err := s.body.acquire(r.Context(), it.charge(s.lim.MaxPayload), budgetWait)
 	if err != nil {
 		s.failErr(w, err)
 		return
 	}
 	defer res.release()
-	it := deadLetterIter{b: s.b, after: after}
 	next, err := it.next()
 	if err != nil {
 		s.failErr(w, err)
@@ -82,9 +90,9 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		if n > 0 {
 			entry.WriteByte(',')
 		}
-		enc.Encode(DeadLetter{ID: d.Seq, Message: toMessage(d.Topic, d.Payload, d.QoS, d.Retain),
+		enc.Encode(DeadLetter{ID: d.Seq, Message: toMessage(d.Broker, d.Topic, d.Payload, d.QoS, d.Retain),
 			Reason: d.Reason, At: d.At.UTC(), Created: d.Created.UTC()})
-		if n > 0 && written+entry.Len() > deadLetterPageBytes {
+		if n > 0 && d.Seq != last && written+entry.Len() > deadLetterPageBytes {
 			break // next stays: there is more
 		}
 		if _, err := w.Write(bytes.TrimSuffix(entry.Bytes(), []byte("\n"))); err != nil {
@@ -97,25 +105,37 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("listing dead letters", "err", err)
 			panic(http.ErrAbortHandler) // the client sees a cut answer, not a short list
 		}
-		if n == limit {
+		if n >= limit && (next == nil || next.Seq != last) {
 			break
 		}
 	}
-	fmt.Fprintf(w, `],"total":%d`, s.b.Status().Queue.DeadLetters)
+	fmt.Fprintf(w, `],"total":%d`, deadLetterTotal(st, broker))
 	if next != nil {
 		fmt.Fprintf(w, `,"next_after":%d`, last)
 	}
 	io.WriteString(w, "}\n")
 }
 
-// deleteDeadLetters serves DELETE /v1/deadletters?id=…&id=… (or ?all=1).
+// deadLetterTotal is how many dead letters broker holds ("" = every broker).
+func deadLetterTotal(st Status, broker string) int {
+	if broker != "" {
+		for _, b := range st.Brokers {
+			if b.Name == broker {
+				return b.Queue.DeadLetters
+			}
+		}
+	}
+	return st.Queue.DeadLetters
+}
+
+// deleteDeadLetters serves DELETE /v1/deadletters?id=…&id=… (or ?all=1)[&broker=NAME].
 func (s *Server) deleteDeadLetters(w http.ResponseWriter, r *http.Request) {
-	ids, err := s.deadLetterIDs(r)
+	broker, ids, err := s.deadLetterIDs(r)
 	if err != nil {
 		s.failErr(w, err)
 		return
 	}
-	n, err := s.b.DeleteDeadLetters(r.Context(), "", ids...)
+	n, err := s.b.DeleteDeadLetters(r.Context(), broker, ids...)
 	if err != nil {
 		s.failErr(w, err)
 		return
@@ -124,10 +144,11 @@ func (s *Server) deleteDeadLetters(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, Deleted{Deleted: n})
 }
 
-// requeue serves POST /v1/deadletters/requeue?id=…&id=… (or ?all=1): the messages go back to
-// the tail of the queue with new ids, durably, all or nothing.
+// requeue serves POST /v1/deadletters/requeue?id=…&id=… (or ?all=1)[&broker=NAME]: the messages
+// go back to the tail of their broker's queue with new ids, durably, all or nothing. What broker
+// "" means (the only broker) is the Backend's to say.
 func (s *Server) requeue(w http.ResponseWriter, r *http.Request) {
-	ids, err := s.deadLetterIDs(r)
+	broker, ids, err := s.deadLetterIDs(r)
 	if err != nil {
 		s.failErr(w, err)
 		return
@@ -136,7 +157,7 @@ func (s *Server) requeue(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, Requeued{IDs: []uint64{}})
 		return
 	}
-	newIDs, err := s.b.Requeue(r.Context(), "", ids...)
+	newIDs, err := s.b.Requeue(r.Context(), broker, ids...)
 	if errors.Is(err, queue.ErrNotDeadLettered) {
 		s.fail(w, http.StatusNotFound, err.Error()+"; nothing was requeued")
 		return
@@ -149,10 +170,11 @@ func (s *Server) requeue(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, Requeued{Requeued: len(newIDs), IDs: newIDs})
 }
 
-// deadLetterIDs reads ?id=N (repeatable) or ?all=1.
-func (s *Server) deadLetterIDs(r *http.Request) ([]uint64, error) {
+// deadLetterIDs reads ?id=N (repeatable) or ?all=1, and ?broker=NAME.
+func (s *Server) deadLetterIDs(r *http.Request) (string, []uint64, error) {
 	q := r.URL.Query()
 	var ids []uint64
+	var broker string
 	all := false
 	for k, vs := range q {
 		switch k {
@@ -160,64 +182,92 @@ func (s *Server) deadLetterIDs(r *http.Request) ([]uint64, error) {
 			for _, v := range vs {
 				n, err := strconv.ParseUint(v, 10, 64)
 				if err != nil {
-					return nil, badRequest("bad id %q: use the id from GET /v1/deadletters", v)
+					return "", nil, badRequest("bad id %q: use the id from GET /v1/deadletters", v)
 				}
 				ids = append(ids, n)
 			}
-		case "all":
+		case "all", "broker":
 			if len(vs) != 1 {
-				return nil, badRequest("query parameter \"all\" given %d times", len(vs))
+				return "", nil, badRequest("query parameter %q given %d times", k, len(vs))
+			}
+			if k == "broker" {
+				broker = vs[0]
+				continue
 			}
 			b, err := parseBool(vs[0])
 			if err != nil {
-				return nil, badRequest("bad all %q: use 1", vs[0])
+				return "", nil, badRequest("bad all %q: use 1", vs[0])
 			}
 			all = b
 		default:
-			return nil, badRequest("unknown query parameter %q", k)
+			return "", nil, badRequest("unknown query parameter %q", k)
 		}
 	}
 	switch {
 	case all && len(ids) > 0:
-		return nil, badRequest("give id=… or all=1, not both")
+		return "", nil, badRequest("give id=… or all=1, not both")
 	case !all && len(ids) == 0:
-		return nil, badRequest("missing id: give id=N (repeatable) or all=1")
+		return "", nil, badRequest("missing id: give id=N (repeatable) or all=1")
 	case !all:
-		return ids, nil
+		return broker, ids, nil
 	}
-	return s.allDeadLetterIDs(r.Context())
+	ids, err := s.allDeadLetterIDs(r.Context(), broker)
+	return broker, ids, err
 }
 
-// allDeadLetterIDs collects the id of every dead letter, holding no more than a few of them at once.
-func (s *Server) allDeadLetterIDs(ctx context.Context) ([]uint64, error) {
+// allDeadLetterIDs collects the id of every dead letter of broker ("" = every broker; an id
+// dead-lettered at several brokers once), holding no more than a few of them at once.
+func (s *Server) allDeadLetterIDs(ctx context.Context, broker string) ([]uint64, error) {
 	var ids []uint64
-	it := deadLetterIter{b: s.b}
+	it := newDeadLetterIter(s.b, broker, 0, s.b.Status())
 	for ctx.Err() == nil {
 		d, err := it.next()
 		if err != nil || d == nil {
 			return ids, err
 		}
-		ids = append(ids, d.Seq)
+		if len(ids) == 0 || ids[len(ids)-1] != d.Seq {
+			ids = append(ids, d.Seq)
+		}
 	}
 	return nil, ctx.Err()
 }
 
 // deadLetterIter reads the dead-letter store in order, a few entries at a time (each read returns
 // whole messages: a page of 1,000 could hold 1,000 payloads).
+//
+// Listed for every broker of several, a message dead-lettered at two brokers comes twice with one
+// id, and Backend.DeadLetters(after) would skip the second if a read ended between them; so such an
+// iterator reads again from the last id it returned and skips the entries it already returned.
 type deadLetterIter struct {
-	b     Backend
-	after uint64
-	buf   []DeadLetterOf
+	b       Backend
+	broker  string
+	after   uint64
+	merged  bool // broker "" with several brokers: ids may repeat
+	brokers int  // how many there are
+	// With merged: the brokers of the entries already returned with id after.
+	seen []string
+	buf  []DeadLetterOf
+}
+
+func newDeadLetterIter(b Backend, broker string, after uint64, st Status) *deadLetterIter {
+	return &deadLetterIter{b: b, broker: broker, after: after, merged: broker == "" && len(st.Brokers) > 1, brokers: len(st.Brokers)}
 }
 
 // next returns the next dead letter, or nil after the last.
 func (it *deadLetterIter) next() (*DeadLetterOf, error) {
-	if len(it.buf) == 0 {
-		page, err := it.b.DeadLetters("", it.after, deadLetterFetch)
+	for len(it.buf) == 0 {
+		from, n := it.after, deadLetterFetch
+		if it.merged && len(it.seen) > 0 && it.after > 0 {
+			from, n = it.after-1, deadLetterFetch+len(it.seen) // at most len(seen) are skipped
+		}
+		page, err := it.b.DeadLetters(it.broker, from, n)
 		if err != nil {
 			return nil, err
 		}
-		if len(page) == 0 {
+		page = slices.DeleteFunc(page, func(d DeadLetterOf) bool {
+			return d.Seq < it.after || (d.Seq == it.after && slices.Contains(it.seen, d.Broker))
+		})
+		if len(page) == 0 { // no more: of n entries at most len(seen) are skipped
 			return nil, nil
 		}
 		it.buf = page
@@ -225,12 +275,22 @@ func (it *deadLetterIter) next() (*DeadLetterOf, error) {
 	d := it.buf[0]
 	it.buf[0] = DeadLetterOf{}
 	it.buf = it.buf[1:]
+	if d.Seq != it.after {
+		it.seen = it.seen[:0]
+	}
 	it.after = d.Seq
+	if it.merged {
+		it.seen = append(it.seen, d.Broker)
+	}
 	return &d, nil
 }
 
-// deadLetterCharge is what listing dead letters holds at most: deadLetterFetch entries read ahead,
-// the one being encoded, its base64 and JSON copies.
-func deadLetterCharge(maxPayload int64) int64 {
-	return (deadLetterFetch+3)*maxPayload + perMessageCharge
+// charge is what listing dead letters holds at most: the entries read ahead (deadLetterFetch, and
+// one more per broker when merged), the one being encoded, its base64 and JSON copies.
+func (it *deadLetterIter) charge(maxPayload int64) int64 {
+	ahead := int64(deadLetterFetch)
+	if it.merged {
+		ahead += int64(it.brokers)
+	}
+	return (ahead+3)*maxPayload + perMessageCharge
 }

@@ -135,8 +135,9 @@ func hex4(b []byte) (rune, bool) {
 	return r, true
 }
 
-// parseBatchLine parses and validates one non-empty NDJSON line against l. It does not check access.
-func parseBatchLine(line []byte, l Limits, checkTopic func(string) error, now time.Time) (queue.Message, error) {
+// parseBatchLine parses and validates one non-empty NDJSON line against l; route checks its
+// topic and its broker (the line's "broker", else broker). It does not check access.
+func parseBatchLine(line []byte, l Limits, route func(topic, broker string) error, broker string, now time.Time) (queue.Message, error) {
 	if err := checkLineText(line); err != nil {
 		return queue.Message{}, err
 	}
@@ -153,8 +154,11 @@ func parseBatchLine(line []byte, l Limits, checkTopic func(string) error, now ti
 		return queue.Message{}, badRequest("missing topic")
 	}
 	m := queue.Message{Topic: *bl.Topic, QoS: 1}
-	if err := checkTopic(m.Topic); err != nil {
-		return m, badRequest("bad topic %q: %v", truncate(m.Topic, 80), err)
+	if bl.Broker != nil {
+		broker = *bl.Broker
+	}
+	if err := route(m.Topic, broker); err != nil {
+		return m, routeError(m.Topic, broker, err)
 	}
 	switch {
 	case bl.Payload != nil && bl.PayloadBase64 != nil:
@@ -199,8 +203,9 @@ func (l Limits) maxLineBytes() int {
 }
 
 // readBatch reads and validates every line of an NDJSON publish, charging res for what it keeps;
-// any bad line fails the whole request, naming the line.
-func (s *Server) readBatch(w http.ResponseWriter, r *http.Request, res *reservation) ([]queue.Message, []queue.Targets, error) {
+// any bad line fails the whole request, naming the line. broker is ?broker= (a line's own
+// "broker" wins).
+func (s *Server) readBatch(w http.ResponseWriter, r *http.Request, res *reservation, broker string) ([]queue.Message, []queue.Targets, error) {
 	body := http.MaxBytesReader(w, r.Body, s.lim.MaxBatchBytes)
 	lr := newLineReader(body, s.lim.maxLineBytes())
 	pr := peerFrom(r.Context())
@@ -208,8 +213,8 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request, res *reservat
 	var msgs []queue.Message
 	var to []queue.Targets
 	var target queue.Targets
-	route := func(topic string) (err error) {
-		target, err = s.b.Route(topic, "")
+	route := func(topic, to string) (err error) {
+		target, err = s.b.Route(topic, to)
 		return err
 	}
 	held := int64(lineBufferSize) // what res must cover: the buffers and the messages so far
@@ -233,7 +238,7 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request, res *reservat
 		if len(msgs) >= s.lim.MaxBatchLines {
 			return nil, nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d messages in one request (api.max_batch_lines); split the batch; nothing was stored", s.lim.MaxBatchLines)}
 		}
-		m, err := parseBatchLine(line, s.lim, route, now)
+		m, err := parseBatchLine(line, s.lim, route, broker, now)
 		if err == nil {
 			if aerr := s.access.canPublish(pr, m.Topic); aerr != nil {
 				err = &apiError{http.StatusForbidden, aerr.Error()}

@@ -40,8 +40,9 @@ func (s *Server) fail(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, ErrorAnswer{Error: msg})
 }
 
-// failErr answers with err's status (an *apiError), 403 for access errors, 503 with Retry-After
-// for an exhausted body budget, 507 for a full queue or disk, 500 otherwise.
+// failErr answers with err's status (an *apiError), 403 for access errors, 400 and 404 for the
+// Backend's ErrBadInput and ErrNotFound, 503 with Retry-After for an exhausted body budget, 507
+// for a full queue or disk, 500 otherwise.
 func (s *Server) failErr(w http.ResponseWriter, err error) {
 	var ae *apiError
 	switch {
@@ -49,6 +50,10 @@ func (s *Server) failErr(w http.ResponseWriter, err error) {
 		s.fail(w, ae.status, ae.msg)
 	case errors.Is(err, errForbidden):
 		s.fail(w, http.StatusForbidden, err.Error())
+	case errors.Is(err, ErrBadInput):
+		s.fail(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ErrNotFound):
+		s.fail(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, errBudgetExhausted):
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 		s.fail(w, http.StatusServiceUnavailable, err.Error())
@@ -80,6 +85,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // publishParams are the query parameters of POST /v1/publish.
 type publishParams struct {
 	topic   string
+	broker  string // "": route by the brokers' publish filters
 	qos     byte
 	retain  bool
 	ttl     time.Duration
@@ -98,6 +104,8 @@ func parsePublishParams(r *http.Request) (publishParams, error) {
 		switch k {
 		case "topic":
 			p.topic = v
+		case "broker":
+			p.broker = v
 		case "qos":
 			switch v {
 			case "0":
@@ -163,9 +171,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, "missing topic: POST /v1/publish?topic=T")
 		return
 	}
-	to, err := s.b.Route(p.topic, "")
+	to, err := s.b.Route(p.topic, p.broker)
 	if err != nil {
-		s.fail(w, http.StatusBadRequest, fmt.Sprintf("bad topic %q: %v", truncate(p.topic, 80), err))
+		s.failErr(w, routeError(p.topic, p.broker, err))
 		return
 	}
 	if err := s.access.canPublish(peerFrom(r.Context()), p.topic); err != nil {
@@ -256,10 +264,29 @@ func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
+// routeError is the 400 for a message that Backend.Route refused (an unknown broker, a topic no
+// broker takes, a topic a target broker cannot carry): the Backend's message, with the topic and
+// the broker asked for.
+func routeError(topic, broker string, err error) error {
+	if broker == "" {
+		return badRequest("bad topic %q: %v", truncate(topic, 80), err)
+	}
+	return badRequest("cannot publish %q to broker %q: %v", truncate(topic, 80), truncate(broker, 80), err)
+}
+
 func (s *Server) publishBatch(w http.ResponseWriter, r *http.Request) {
-	for k := range r.URL.Query() {
-		s.fail(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q for an NDJSON publish (put topic, qos and retain on each line)", k))
-		return
+	// ?broker= is the broker of every line without its own "broker".
+	var broker string
+	for k, vs := range r.URL.Query() {
+		if k != "broker" {
+			s.fail(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q for an NDJSON publish (put topic, qos and retain on each line; only broker may be in the query)", k))
+			return
+		}
+		if len(vs) != 1 {
+			s.fail(w, http.StatusBadRequest, fmt.Sprintf("query parameter %q given %d times", k, len(vs)))
+			return
+		}
+		broker = vs[0]
 	}
 	if r.ContentLength > s.lim.MaxBatchBytes {
 		s.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d bytes (api.max_batch_bytes); split the batch; nothing was stored", r.ContentLength, s.lim.MaxBatchBytes))
@@ -278,7 +305,7 @@ func (s *Server) publishBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer res.release()
-	msgs, to, err := s.readBatch(w, r, res)
+	msgs, to, err := s.readBatch(w, r, res, broker)
 	if err != nil {
 		s.failErr(w, err)
 		return

@@ -222,5 +222,17 @@ func (s *Server) onlyParams(w http.ResponseWriter, r *http.Request, allowed ...s
 	return true
 }
 
+// brokerParam reads ?broker=NAME, given at most once; "" when absent.
+func brokerParam(r *http.Request) (string, error) {
+	bs := r.URL.Query()["broker"]
+	if len(bs) > 1 {
+		return "", badRequest("query parameter \"broker\" given %d times: name one broker, or leave it out", len(bs))
+	}
+	if len(bs) == 0 {
+		return "", nil
+	}
+	return bs[0], nil
+}
+
 // Connections is how many local API connections are open now.
 func (s *Server) Connections() int { return int(s.conns.active.Load()) }

@@ -3,8 +3,10 @@ package localapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,35 +26,220 @@ func TestMain(m *testing.M) {
 }
 
 // memBackend is a Backend that keeps messages in memory: enough to test the HTTP layer alone.
+// Its brokers (none: one broker named "default" that takes every topic) route as the agent does:
+// by their publish filters, or to the one named. It records what the server asked of it.
 type memBackend struct {
-	mu     sync.Mutex
-	stored []queue.Message
+	brokers []memBroker
+
+	mu       sync.Mutex
+	stored   []queue.Message
+	to       []queue.Targets
+	calls    []string // "Route a/b plant", "Requeue plant [1 2]", …
+	waitedTo queue.Targets
+	dead     []DeadLetterOf // in id order
+	inbound  []memInbound   // what a Subscription streams
 }
 
-func (b *memBackend) CheckTopic(t string) error  { return topic.Validate(t) }
-func (b *memBackend) CheckFilter(f string) error { return topic.ValidateFilter(f) }
-func (b *memBackend) Store(_ context.Context, msgs ...queue.Message) ([]uint64, error) {
+type memBroker struct {
+	name    string
+	publish []string // empty: every topic
+}
+
+// memInbound is a message from broker, streamed by a memBackend's Subscription.
+type memInbound struct{ broker, topic, payload string }
+
+func (b *memBackend) brokerList() []memBroker {
+	if len(b.brokers) == 0 {
+		return []memBroker{{name: "default"}}
+	}
+	return b.brokers
+}
+
+func (b *memBackend) record(format string, args ...any) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.calls = append(b.calls, fmt.Sprintf(format, args...))
+}
+
+func (b *memBackend) called() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.calls)
+}
+
+// lane is the index of the broker named name, or an ErrBadInput error naming the brokers.
+func (b *memBackend) lane(name string) (int, error) {
+	var names []string
+	for i, br := range b.brokerList() {
+		if br.name == name {
+			return i, nil
+		}
+		names = append(names, br.name)
+	}
+	return 0, Mark(fmt.Errorf("no broker named %q (brokers: %s)", name, strings.Join(names, ", ")), ErrBadInput)
+}
+
+func (b *memBackend) Route(t, broker string) (queue.Targets, error) {
+	b.record("Route %s %s", t, broker)
+	if err := topic.Validate(t); err != nil {
+		return 0, Mark(err, ErrBadInput)
+	}
+	if broker != "" {
+		i, err := b.lane(broker)
+		return queue.Lane(i), err
+	}
+	var to queue.Targets
+	var routes []string
+	for i, br := range b.brokerList() {
+		fs, _ := topic.ParseFilters(br.publish)
+		if len(fs) == 0 || topic.MatchAny(fs, t) {
+			to |= queue.Lane(i)
+		}
+		routes = append(routes, br.name+" "+strings.Join(br.publish, ","))
+	}
+	if to == 0 {
+		return 0, Mark(fmt.Errorf("no broker takes topic %q (routes: %s)", t, strings.Join(routes, "; ")), ErrBadInput)
+	}
+	return to, nil
+}
+
+func (b *memBackend) CheckFilter(f, broker string) error {
+	b.record("CheckFilter %s %s", f, broker)
+	if broker != "" {
+		if _, err := b.lane(broker); err != nil {
+			return err
+		}
+	}
+	return topic.ValidateFilter(f)
+}
+
+func (b *memBackend) Store(_ context.Context, msgs []queue.Message, to []queue.Targets) ([]uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(msgs) != len(to) {
+		return nil, fmt.Errorf("%d messages, %d targets", len(msgs), len(to))
+	}
 	ids := make([]uint64, len(msgs))
 	for i, m := range msgs {
 		b.stored = append(b.stored, m)
+		b.to = append(b.to, to[i])
 		ids[i] = uint64(len(b.stored))
 	}
 	return ids, nil
 }
-func (b *memBackend) WaitDelivered(context.Context, uint64) error { return nil }
-func (b *memBackend) Subscribe(context.Context, []string) (Subscription, error) {
-	return nil, Mark(errors.New("no broker in this test"), ErrBusy)
+
+func (b *memBackend) WaitDelivered(_ context.Context, _ uint64, to queue.Targets) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.waitedTo = to
+	return nil
 }
-func (b *memBackend) Status() Status                                       { return Status{State: "connected"} }
-func (b *memBackend) DeadLetters(uint64, int) ([]queue.DeadLetter, error)  { return nil, nil }
-func (b *memBackend) Requeue(context.Context, ...uint64) ([]uint64, error) { return nil, nil }
-func (b *memBackend) DeleteDeadLetters(context.Context, ...uint64) (int, error) {
-	return 0, nil
+
+func (b *memBackend) Subscribe(_ context.Context, filters []string, broker string) (Subscription, error) {
+	b.record("Subscribe %s %s", strings.Join(filters, ","), broker)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.inbound == nil {
+		return nil, Mark(errors.New("no broker in this test"), ErrBusy)
+	}
+	sub := &memSub{wake: make(chan struct{}, 1)}
+	for _, m := range b.inbound {
+		if broker == "" || m.broker == broker {
+			sub.msgs = append(sub.msgs, m)
+		}
+	}
+	sub.wake <- struct{}{}
+	return sub, nil
 }
-func (b *memBackend) Identity(context.Context) (Identity, error) {
-	return Identity{}, Mark(errors.New("no Cognito identity"), ErrNotFound)
+
+func (b *memBackend) Status() Status {
+	st := Status{State: "connected"}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.brokers) > 0 {
+		for _, br := range b.brokers {
+			bs := BrokerStatus{Name: br.name, State: "connected"}
+			for _, d := range b.dead {
+				if d.Broker == br.name {
+					bs.Queue.DeadLetters++
+				}
+			}
+			st.Brokers = append(st.Brokers, bs)
+		}
+	}
+	st.Queue.DeadLetters = len(b.dead)
+	return st
+}
+
+func (b *memBackend) DeadLetters(broker string, after uint64, n int) ([]DeadLetterOf, error) {
+	if broker != "" {
+		if _, err := b.lane(broker); err != nil {
+			return nil, err
+		}
+	}
+	b.record("DeadLetters %s %d %d", broker, after, n)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []DeadLetterOf
+	for _, d := range b.dead {
+		if d.Seq > after && (broker == "" || d.Broker == broker) && len(out) < n {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+func (b *memBackend) Requeue(_ context.Context, broker string, ids ...uint64) ([]uint64, error) {
+	b.record("Requeue %s %v", broker, ids)
+	if broker == "" && len(b.brokers) > 1 {
+		return nil, Mark(errors.New("several brokers: name one with ?broker="), ErrBadInput)
+	}
+	return ids, nil
+}
+
+func (b *memBackend) DeleteDeadLetters(_ context.Context, broker string, ids ...uint64) (int, error) {
+	b.record("DeleteDeadLetters %s %v", broker, ids)
+	if broker != "" {
+		if _, err := b.lane(broker); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}
+
+func (b *memBackend) Identity(_ context.Context, broker string) (Identity, error) {
+	b.record("Identity %s", broker)
+	switch broker {
+	case "aws":
+		return Identity{IdentityID: "eu-west-1:aws", IdentityPoolID: "eu-west-1:pool"}, nil
+	case "", "default":
+		return Identity{}, Mark(errors.New("no Cognito identity"), ErrNotFound)
+	}
+	_, err := b.lane(broker)
+	if err == nil {
+		err = Mark(fmt.Errorf("broker %q is not aws-iot", broker), ErrNotFound)
+	}
+	return Identity{}, err
+}
+
+// memSub streams its messages once.
+type memSub struct {
+	wake chan struct{}
+	msgs []memInbound
+}
+
+func (s *memSub) Wake() <-chan struct{} { return s.wake }
+func (s *memSub) Pending() bool         { return false }
+func (s *memSub) Close()                {}
+func (s *memSub) Drain(write func(broker, topic string, payload []byte, qos byte, retain bool) error) error {
+	msgs := s.msgs
+	s.msgs = nil
+	for _, m := range msgs {
+		if err := write(m.broker, m.topic, []byte(m.payload), 1, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // startServer serves a Server in front of b on a real Unix socket and returns it with a Client.

@@ -13,13 +13,19 @@ import (
 	"unicode/utf8"
 )
 
-// subscribe serves GET /v1/subscribe?topic=F[&topic=F2…]: a stream of NDJSON lines (Message), or
-// SSE events for Accept: text/event-stream, until the client goes away or the server shuts down.
+// subscribe serves GET /v1/subscribe?topic=F[&topic=F2…][&broker=NAME]: a stream of NDJSON lines
+// (Message, each naming its broker), or SSE events for Accept: text/event-stream, until the client
+// goes away or the server shuts down. Without broker the filters are subscribed with every broker.
 func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
-	if !s.onlyParams(w, r, "topic") {
+	if !s.onlyParams(w, r, "topic", "broker") {
 		return
 	}
 	filters := r.URL.Query()["topic"]
+	broker, err := brokerParam(r)
+	if err != nil {
+		s.failErr(w, err)
+		return
+	}
 	if len(filters) == 0 {
 		s.fail(w, http.StatusBadRequest, "missing topic: GET /v1/subscribe?topic=FILTER[&topic=FILTER2]")
 		return
@@ -30,8 +36,12 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	pr := peerFrom(r.Context())
 	for _, f := range filters {
-		if err := s.b.CheckFilter(f, ""); err != nil {
-			s.fail(w, http.StatusBadRequest, fmt.Sprintf("bad topic filter %q: %v", truncate(f, 80), err))
+		if err := s.b.CheckFilter(f, broker); err != nil {
+			msg := fmt.Sprintf("bad topic filter %q: %v", truncate(f, 80), err)
+			if broker != "" {
+				msg = fmt.Sprintf("cannot subscribe to %q with broker %q: %v", truncate(f, 80), truncate(broker, 80), err)
+			}
+			s.fail(w, http.StatusBadRequest, msg)
 			return
 		}
 		if err := s.access.canSubscribe(pr, f); err != nil {
@@ -55,7 +65,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(s.streams, cancel)
 	defer stop()
 
-	sub, err := s.b.Subscribe(ctx, filters, "")
+	sub, err := s.b.Subscribe(ctx, filters, broker)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
@@ -84,11 +94,11 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
-	write := func(broker, topic string, payload []byte, qos byte, retain bool) error {
+	write := func(from, topic string, payload []byte, qos byte, retain bool) error {
 		if sse {
 			bw.WriteString("data: ")
 		}
-		err := enc.Encode(toMessage(topic, payload, qos, retain))
+		err := enc.Encode(toMessage(from, topic, payload, qos, retain))
 		if sse {
 			bw.WriteString("\n")
 		}
@@ -124,8 +134,8 @@ func EncodePayload(p []byte) (text, b64 *string) {
 }
 
 // toMessage is a message as the API shows it: the payload as text when it is UTF-8, else base64.
-func toMessage(topic string, payload []byte, qos byte, retain bool) Message {
-	l := Message{Topic: topic, QoS: qos, Retain: retain}
+func toMessage(broker, topic string, payload []byte, qos byte, retain bool) Message {
+	l := Message{Broker: broker, Topic: topic, QoS: qos, Retain: retain}
 	l.Payload, l.PayloadBase64 = EncodePayload(payload)
 	return l
 }

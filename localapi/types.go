@@ -180,7 +180,8 @@ type BatchLine struct {
 	QoS           *int    `json:"qos,omitempty"`
 	Retain        *bool   `json:"retain,omitempty"`
 	TTL           *string `json:"ttl,omitempty"`
-	// Broker sends the message to that broker only, whatever its publish filters.
+	// Broker sends the message to that broker only, whatever its publish filters; it overrides
+	// POST /v1/publish?broker= for this line, and "" routes it by the publish filters.
 	Broker *string `json:"broker,omitempty"`
 }
 
@@ -188,8 +189,8 @@ type BatchLine struct {
 // of a dead letter: the payload as text when it is UTF-8, else in base64.
 type Message struct {
 	// Broker is the name of the broker the message came from (subscribe) or whose queue holds it
-	// (dead letters); absent when the agent has one broker named "default".
-	Broker        string  `json:"broker,omitempty"`
+	// (dead letters); always present, "default" for the single [broker] form.
+	Broker        string  `json:"broker"`
 	Topic         string  `json:"topic"`
 	Payload       *string `json:"payload,omitempty"`
 	PayloadBase64 *string `json:"payload_base64,omitempty"`

@@ -23,10 +23,14 @@
 //     duplicates a crash can cause are the messages removed in the last
 //     RemovalDelay — at most MaxPendingRemovals, plus those removed while
 //     that commit ran.
-//   - The file carries a format version (1; the record layout is in
-//     record.go). A file written by a newer, unknown format is refused with
-//     ErrUnsupportedFormat and left untouched. Removal timing, compaction and
-//     the synced freelist do not change the layout.
+//   - The file carries a format version (2: format 1 plus lanes, see
+//     core.go; the record layout is in record.go). A format 1 file is upgraded
+//     in place on Open. A file written by a newer, unknown format is refused
+//     with ErrUnsupportedFormat and left untouched. Removal timing, compaction
+//     and the synced freelist do not change the layout.
+//   - Lanes: a Store holds one lane per broker in one file; each lane is a
+//     *Queue with all of the above, and Store.Append stores a message in
+//     several lanes in one commit (see Store).
 //
 // # Dead letters
 //

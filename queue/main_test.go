@@ -15,6 +15,9 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(crashChildEnv); path != "" {
 		os.Exit(crashChild(path))
 	}
+	if path := os.Getenv(crashLanesChildEnv); path != "" {
+		os.Exit(crashLanesChild(path))
+	}
 	goleak.VerifyTestMain(m)
 }
 

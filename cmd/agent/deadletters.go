@@ -21,6 +21,7 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 	asJSON := fs.Bool("json", false, "list as JSON lines")
 	requeue := fs.String("requeue", "", "move these dead letters back to the queue: comma-separated `ids`, or \"all\"")
 	del := fs.String("delete", "", "delete these dead letters for good: comma-separated `ids`, or \"all\"")
+	broker := fs.String("broker", "", "the dead letters of the broker named `name` (list default: every broker; --requeue and --delete need it with several brokers)")
 	socket := socketFlag(fs)
 	return func(ctx context.Context, c *cli) int {
 		if *requeue != "" && *del != "" {
@@ -30,7 +31,7 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 		defer api.Close()
 		switch {
 		case *requeue != "":
-			q, err := idQuery(*requeue)
+			q, err := idQuery(*requeue, *broker)
 			if err != nil {
 				return c.usageError("--requeue: %v", err)
 			}
@@ -41,7 +42,7 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 			fmt.Fprintf(c.stdout, "requeued %d message(s)\n", out.Requeued)
 			return 0
 		case *del != "":
-			q, err := idQuery(*del)
+			q, err := idQuery(*del, *broker)
 			if err != nil {
 				return c.usageError("--delete: %v", err)
 			}
@@ -52,10 +53,25 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 			fmt.Fprintf(c.stdout, "deleted %d dead letter(s)\n", out.Deleted)
 			return 0
 		}
-		// List every page.
+		// List every page. With several brokers (and none chosen) the table names each entry's.
+		brokerColumn := false
+		if !*asJSON && *broker == "" {
+			st, err := api.Status(ctx)
+			if err != nil {
+				return c.errorf("%v", err)
+			}
+			brokerColumn = len(st.Brokers) > 1
+		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+		if brokerColumn {
+			fmt.Fprint(tw, "BROKER\t")
+		}
 		if !*asJSON {
 			fmt.Fprintln(tw, "ID\tTOPIC\tQOS\tREFUSED AT\tREASON\tPAYLOAD")
+		}
+		list := "/v1/deadletters?limit=1000"
+		if *broker != "" {
+			list += "&" + url.Values{"broker": {*broker}}.Encode()
 		}
 		var after uint64
 		n := 0
@@ -64,7 +80,7 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 				DeadLetters []json.RawMessage `json:"dead_letters"`
 				NextAfter   *uint64           `json:"next_after"` // absent on the last page
 			}
-			if err := api.JSON(ctx, http.MethodGet, fmt.Sprintf("/v1/deadletters?after=%d&limit=1000", after), &page); err != nil {
+			if err := api.JSON(ctx, http.MethodGet, fmt.Sprintf("%s&after=%d", list, after), &page); err != nil {
 				return c.errorf("%v", err)
 			}
 			for _, raw := range page.DeadLetters {
@@ -78,6 +94,9 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 					c.stdout.Write(append(bytes.TrimSpace(raw), '\n'))
 					continue
 				}
+				if brokerColumn {
+					fmt.Fprintf(tw, "%s\t", d.Broker)
+				}
 				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Topic, d.QoS, d.At.Format(time.RFC3339Nano), d.Reason, preview(d))
 			}
 			// Pages are bounded by bytes too: a short page is not the last one, a missing
@@ -89,18 +108,26 @@ func setupDeadLetters(fs *flag.FlagSet) func(context.Context, *cli) int {
 		}
 		if !*asJSON {
 			tw.Flush()
-			fmt.Fprintf(c.stdout, "%d dead letter(s); requeue with --requeue ID[,ID…] or --requeue all\n", n)
+			how := "--requeue ID[,ID…] or --requeue all"
+			if brokerColumn {
+				how = "--broker NAME --requeue ID[,ID…] or --broker NAME --requeue all"
+			}
+			fmt.Fprintf(c.stdout, "%d dead letter(s); requeue with %s\n", n, how)
 		}
 		return 0
 	}
 }
 
-// idQuery turns "1,2,3" into id=1&id=2&id=3 and "all" into all=1.
-func idQuery(list string) (string, error) {
-	if list == "all" {
-		return "all=1", nil
-	}
+// idQuery turns "1,2,3" into id=1&id=2&id=3 and "all" into all=1, with broker=… unless broker is "".
+func idQuery(list, broker string) (string, error) {
 	v := url.Values{}
+	if broker != "" {
+		v.Set("broker", broker)
+	}
+	if list == "all" {
+		v.Set("all", "1")
+		return v.Encode(), nil
+	}
 	for _, f := range strings.Split(list, ",") {
 		f = strings.TrimSpace(f)
 		if _, err := strconv.ParseUint(f, 10, 64); err != nil {

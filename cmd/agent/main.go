@@ -15,14 +15,15 @@ const usageText = `edge-agent: store-and-forward MQTT agent for gateways
 
 Usage:
   edge-agent run [--config PATH]         run the agent (default config /etc/edge-agent/agent.toml)
-  edge-agent pub -t TOPIC (-m MSG | -f FILE | -l | -s | -n) [-q 0|1] [-r] [--socket PATH]
+  edge-agent pub -t TOPIC (-m MSG | -f FILE | -l | -s | -n) [-q 0|1] [-r] [--broker NAME] [--socket PATH]
                                          publish through the local agent
-  edge-agent sub -t FILTER [-t FILTER…] [-v] [-C COUNT] [--socket PATH]
+  edge-agent sub -t FILTER [-t FILTER…] [-v] [-C COUNT] [--broker NAME] [--socket PATH]
                                          print messages from the broker
   edge-agent status [--json] [--socket PATH]
-                                         connection and queue state
-  edge-agent identity [--config PATH]    print the Cognito identity id (aws-iot)
-  edge-agent deadletters [--json] [--requeue IDS|all] [--delete IDS|all] [--socket PATH]
+                                         connection and queue state, per broker
+  edge-agent identity [--broker NAME] [--config PATH]
+                                         print the Cognito identity id (aws-iot)
+  edge-agent deadletters [--json] [--broker NAME] [--requeue IDS|all] [--delete IDS|all] [--socket PATH]
                                          messages the broker refused: list, requeue, delete
   edge-agent check-config [--config PATH]
                                          validate a config, print the effective settings (secrets redacted)
@@ -129,9 +130,10 @@ func (c *cli) usageError(format string, args ...any) int {
 func setupIdentity(fs *flag.FlagSet) func(context.Context, *cli) int {
 	socket := socketFlag(fs)
 	cfgPath := fs.String("config", "", "read the agent's `file` and ask Cognito directly instead of the running agent")
+	broker := fs.String("broker", "", "the identity of the aws-iot broker named `name` (default: the only aws-iot broker)")
 	return func(ctx context.Context, c *cli) int {
 		if *cfgPath == "" {
-			id, err := identityFromAgent(ctx, socket(c.getenv))
+			id, err := identityFromAgent(ctx, socket(c.getenv), *broker)
 			if err == nil {
 				fmt.Fprintln(c.stdout, id)
 				return 0
@@ -144,7 +146,7 @@ func setupIdentity(fs *flag.FlagSet) func(context.Context, *cli) int {
 			*cfgPath = defaultConfigPath
 			fmt.Fprintf(c.stderr, "%s: %v; reading %s instead\n", c.name, err, *cfgPath)
 		}
-		id, err := identityFromConfig(ctx, *cfgPath, c.stderr)
+		id, err := identityFromConfig(ctx, *cfgPath, *broker, c.stderr)
 		if err != nil {
 			return c.errorf("%v", err)
 		}

@@ -45,6 +45,7 @@ type fakeAPI struct {
 	stream      []string      // lines of GET /v1/subscribe
 	endStream   bool          // close the stream after the lines instead of holding it open
 	busy        int           // answer this many publishes to topic "busy" with 503 + Retry-After
+	deadLetters string        // body of GET /v1/deadletters
 	got         chan struct{} // signalled after each recorded request
 }
 
@@ -124,6 +125,12 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case r.Method == "GET" && r.URL.Path == "/v1/status":
 		io.WriteString(w, f.status)
+	case r.Method == "GET" && r.URL.Path == "/v1/deadletters":
+		io.WriteString(w, f.deadLetters)
+	case r.Method == "POST" && r.URL.Path == "/v1/deadletters/requeue":
+		io.WriteString(w, `{"requeued":1,"ids":[9]}`)
+	case r.Method == "DELETE" && r.URL.Path == "/v1/deadletters":
+		io.WriteString(w, `{"deleted":1}`)
 	case r.Method == "GET" && r.URL.Path == "/v1/identity":
 		io.WriteString(w, `{"identity_id":"eu-west-1:11111111-2222-3333-4444-555555555555"}`)
 	case r.Method == "GET" && r.URL.Path == "/v1/subscribe":

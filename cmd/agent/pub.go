@@ -33,6 +33,7 @@ type pubOptions struct {
 	topic  string
 	qos    int
 	retain bool
+	broker string // "": the brokers whose publish routes take the topic
 }
 
 func setupPub(fs *flag.FlagSet) func(context.Context, *cli) int {
@@ -45,6 +46,7 @@ func setupPub(fs *flag.FlagSet) func(context.Context, *cli) int {
 	fs.Bool("n", false, "publish an empty message")
 	fs.IntVar(&o.qos, "q", 1, "QoS `level`, 0 or 1 (1, at least once, unless you say otherwise)")
 	fs.BoolVar(&o.retain, "r", false, "ask the broker to retain the message")
+	fs.StringVar(&o.broker, "broker", "", "send to the broker named `name` only, whatever its publish routes (default: every broker whose routes take the topic)")
 	maxLine := fs.Int("max-line", defaultMaxLine, "with -l: longest line in `bytes` (the agent's payload limit)")
 	socket := socketFlag(fs)
 	return func(ctx context.Context, c *cli) int {
@@ -96,11 +98,14 @@ func setupPub(fs *flag.FlagSet) func(context.Context, *cli) int {
 	}
 }
 
-// publishOne sends one raw message: POST /v1/publish?topic=…&qos=…[&retain=1].
+// publishOne sends one raw message: POST /v1/publish?topic=…&qos=…[&retain=1][&broker=…].
 func publishOne(ctx context.Context, api *localapi.Client, o pubOptions, body io.Reader, length int64) error {
 	q := url.Values{"topic": {o.topic}, "qos": {strconv.Itoa(o.qos)}}
 	if o.retain {
 		q.Set("retain", "1")
+	}
+	if o.broker != "" {
+		q.Set("broker", o.broker)
 	}
 	var resp *http.Response
 	var err error
@@ -152,7 +157,7 @@ func (c *cli) pubLines(ctx context.Context, api *localapi.Client, o pubOptions, 
 		wg.Wait()
 	}()
 
-	b := newPubBatch(ctx, api)
+	b := newPubBatch(ctx, api, o.broker)
 	timer := time.NewTimer(batchIdle)
 	timer.Stop()
 	defer timer.Stop()
@@ -216,6 +221,7 @@ func batchLine(o pubOptions, data []byte) *localapi.BatchLine {
 type pubBatch struct {
 	ctx      context.Context
 	api      *localapi.Client
+	path     string // /v1/publish[?broker=…]
 	buf      bytes.Buffer
 	enc      *json.Encoder
 	lines    int // lines in buf
@@ -223,8 +229,11 @@ type pubBatch struct {
 	accepted int // messages the agent answered 202 for, in all batches sent
 }
 
-func newPubBatch(ctx context.Context, api *localapi.Client) *pubBatch {
-	b := &pubBatch{ctx: ctx, api: api, first: 1}
+func newPubBatch(ctx context.Context, api *localapi.Client, broker string) *pubBatch {
+	b := &pubBatch{ctx: ctx, api: api, path: "/v1/publish", first: 1}
+	if broker != "" {
+		b.path += "?" + url.Values{"broker": {broker}}.Encode()
+	}
 	b.enc = json.NewEncoder(&b.buf)
 	b.enc.SetEscapeHTML(false)
 	return b
@@ -247,7 +256,7 @@ func (b *pubBatch) flush() (int, error) {
 	start, n := b.first, b.lines
 	b.first += b.lines
 	b.lines = 0
-	got, err := postBatch(b.ctx, b.api, b.buf.Bytes())
+	got, err := postBatch(b.ctx, b.api, b.path, b.buf.Bytes())
 	b.buf.Reset()
 	b.accepted += min(got, n)
 	if err == nil && got != n {
@@ -309,9 +318,10 @@ func readLines(r io.Reader, maxLine int, out chan<- lineItem, done <-chan struct
 	}
 }
 
-// postBatch sends NDJSON lines and returns how many the agent accepted.
-func postBatch(ctx context.Context, api *localapi.Client, body []byte) (int, error) {
-	resp, err := api.DoRetry(ctx, http.MethodPost, "/v1/publish", "application/x-ndjson", body)
+// postBatch sends NDJSON lines to path (/v1/publish[?broker=…]) and returns how many the agent
+// accepted.
+func postBatch(ctx context.Context, api *localapi.Client, path string, body []byte) (int, error) {
+	resp, err := api.DoRetry(ctx, http.MethodPost, path, "application/x-ndjson", body)
 	if err != nil {
 		return 0, err
 	}

@@ -80,11 +80,34 @@ func (v *statusView) has(key string) bool {
 	return v.sent[key] != nil
 }
 
+// perBrokerKeys are the top-level status fields that, with several brokers, are one broker's
+// (the first's) rather than the agent's: the sections per broker show them instead.
+var perBrokerKeys = []string{"state", "since", "provider", "endpoint", "client_id", "last_error", "last_error_at",
+	"aws", "diagnosis", "protocol", "session_present", "receive_maximum"}
+
 // writeStatus prints the status for people: known fields first in a fixed order, anything else
-// after them, missing fields left out, the diagnosis last.
+// after them, missing fields left out, the diagnosis last. With several brokers the agent's
+// totals come first, then a section per broker (writeBroker).
 func writeStatus(w io.Writer, v *statusView, now time.Time) {
+	v.used["brokers"] = true
+	brokers := v.Brokers
+	if len(brokers) < 2 {
+		brokers = nil // one broker: the top-level fields are its own, printed as ever
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(label, value string) { fmt.Fprintf(tw, "%s:\t%s\n", label, value) }
+	if brokers != nil {
+		connected := 0
+		for _, b := range brokers {
+			if b.State == "connected" {
+				connected++
+			}
+		}
+		row("State", fmt.Sprintf("%s (%d of %d brokers connected)", v.State, connected, len(brokers)))
+		for _, k := range perBrokerKeys {
+			delete(v.sent, k)
+		}
+	}
 	writeConnection(v, row, now)
 	if v.has("queue") {
 		writeQueue(v.Queue, row)
@@ -108,6 +131,68 @@ func writeStatus(w io.Writer, v *statusView, now time.Time) {
 	if v.has("diagnosis") && v.Diagnosis != "" {
 		fmt.Fprintf(w, "\nDiagnosis:\n%s\n", strings.TrimRight(v.Diagnosis, "\n"))
 	}
+	for _, b := range brokers {
+		writeBroker(w, b, now)
+	}
+}
+
+// writeBroker prints one broker's section of a status with several brokers.
+func writeBroker(w io.Writer, b localapi.BrokerStatus, now time.Time) {
+	fmt.Fprintf(w, "\nBroker %s:\n", b.Name)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(label, value string) { fmt.Fprintf(tw, "  %s:\t%s\n", label, value) }
+	row("State", stateSince(b.State, b.Since, now))
+	row("Provider", b.Provider)
+	row("Endpoint", b.Endpoint)
+	if b.ClientID != "" {
+		row("Client ID", b.ClientID)
+	}
+	routes := "every topic"
+	if len(b.Publish) > 0 {
+		routes = strings.Join(b.Publish, ", ")
+	}
+	row("Routes", routes)
+	writeQueue(b.Queue, row)
+	s := fmt.Sprintf("%d of %d accepted since start", b.Delivered, b.Accepted)
+	if b.Rejected > 0 {
+		s += fmt.Sprintf(", %d refused by the broker", b.Rejected)
+	}
+	if b.Poisoned > 0 {
+		s += fmt.Sprintf(" (%d because the broker hung up each time they were sent)", b.Poisoned)
+	}
+	row("Delivered", s)
+	s = fmt.Sprintf("%d connection%s", b.Connects, plural(b.Connects))
+	if b.Protocol != "" {
+		s += " over MQTT " + b.Protocol
+	}
+	row("Connections", s+fmt.Sprintf(", %d in flight", b.Inflight))
+	row("Last error", lastError(b.LastError, b.LastErrorAt, now))
+	if b.AWS != nil {
+		writeAWS(*b.AWS, row)
+	}
+	tw.Flush()
+	if b.Diagnosis != "" {
+		fmt.Fprintf(w, "  Diagnosis:\n    %s\n", strings.ReplaceAll(strings.TrimRight(b.Diagnosis, "\n"), "\n", "\n    "))
+	}
+}
+
+// stateSince is "connected since 2025-03-01T10:00:00+01:00 (1h0m0s ago)".
+func stateSince(state string, since time.Time, now time.Time) string {
+	if since.IsZero() {
+		return state
+	}
+	return state + fmt.Sprintf(" since %s (%s ago)", since.Local().Format(time.RFC3339), now.Sub(since).Round(time.Second))
+}
+
+// lastError is the last error and how long ago it was, or "none".
+func lastError(msg string, at *time.Time, now time.Time) string {
+	if msg == "" {
+		msg = "none"
+	}
+	if at != nil {
+		msg += fmt.Sprintf(" (%s ago)", now.Sub(*at).Round(time.Second))
+	}
+	return msg
 }
 
 // writeConnection prints the state of the broker connection and its last error.
@@ -131,14 +216,11 @@ func writeConnection(v *statusView, row func(label, value string), now time.Time
 		}
 	}
 	if v.has("last_error") {
-		s := v.LastError
-		if s == "" {
-			s = "none"
+		var at *time.Time
+		if v.has("last_error_at") {
+			at = v.LastErrorAt
 		}
-		if v.has("last_error_at") && v.LastErrorAt != nil {
-			s += fmt.Sprintf(" (%s ago)", now.Sub(*v.LastErrorAt).Round(time.Second))
-		}
-		row("Last error", s)
+		row("Last error", lastError(v.LastError, at, now))
 	}
 }
 

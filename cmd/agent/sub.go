@@ -32,6 +32,7 @@ func setupSub(fs *flag.FlagSet) func(context.Context, *cli) int {
 	fs.Var(&topics, "t", "topic `filter` to subscribe to (repeatable, required)")
 	verbose := fs.Bool("v", false, "print \"topic payload\" instead of the payload alone")
 	count := fs.Int("C", 0, "exit after `count` messages (0: run until the stream ends)")
+	broker := fs.String("broker", "", "subscribe with the broker named `name` only (default: every broker)")
 	socket := socketFlag(fs)
 	return func(ctx context.Context, c *cli) int {
 		switch {
@@ -44,7 +45,7 @@ func setupSub(fs *flag.FlagSet) func(context.Context, *cli) int {
 		defer api.Close()
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel() // ends the stream when -C is reached
-		got, err := subscribe(ctx, api, topics, *count, *verbose, c.stdout)
+		got, err := subscribe(ctx, api, topics, *broker, *count, *verbose, c.stdout)
 		if err != nil {
 			return c.errorf("%v", err)
 		}
@@ -58,10 +59,13 @@ func setupSub(fs *flag.FlagSet) func(context.Context, *cli) int {
 	}
 }
 
-// subscribe prints messages until count (0: no limit) or the end of the
-// stream and returns how many it printed.
-func subscribe(ctx context.Context, api *localapi.Client, topics []string, count int, verbose bool, out io.Writer) (int, error) {
+// subscribe prints messages of topics from broker ("": every broker) until count (0: no limit)
+// or the end of the stream and returns how many it printed.
+func subscribe(ctx context.Context, api *localapi.Client, topics []string, broker string, count int, verbose bool, out io.Writer) (int, error) {
 	q := url.Values{"topic": topics}
+	if broker != "" {
+		q.Set("broker", broker)
+	}
 	resp, err := api.Do(ctx, http.MethodGet, "/v1/subscribe?"+q.Encode(), "", nil, -1)
 	if err != nil {
 		return 0, err
