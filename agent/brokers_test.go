@@ -158,23 +158,30 @@ func TestTwoBrokersRoute(t *testing.T) {
 	if err := ta.a.WaitDelivered(wctx, ids[1], both); err != nil {
 		t.Fatalf("wait for telemetry/2 at both brokers: %v", err)
 	}
+	// The same through the socket: ?broker=plant sends x/z to plant only; an unknown name is 400.
+	if r := ta.do("POST", "/v1/publish?topic=x/z&broker=plant", "", []byte("xz")); r.status != 202 {
+		t.Fatalf("?broker=plant: %d %s", r.status, r.raw)
+	}
+	if r := ta.do("POST", "/v1/publish?topic=x/z&broker=nope", "", []byte("xz")); r.status != 400 || !strings.Contains(r.raw, "brokers: aws, plant") {
+		t.Fatalf("?broker=nope: %d %s", r.status, r.raw)
+	}
 	gotA, err := subA.WaitCount(3, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gotP, err := subP.WaitCount(3, 10*time.Second)
+	gotP, err := subP.WaitCount(4, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a, p := strings.Join(payloads(gotA), " "), strings.Join(payloads(gotP), " "); a != "telemetry/1=t1 alarms/2=a2 telemetry/2=t2" ||
-		p != "telemetry/1=t1 alarms/1=a1 telemetry/2=t2" {
+		p != "telemetry/1=t1 alarms/1=a1 telemetry/2=t2 x/z=xz" {
 		t.Fatalf("aws got %s\nplant got %s", a, p)
 	}
-	testutil.WaitFor(t, 10*time.Second, "all delivered", func() bool { st := ta.status(); return st.Delivered == 6 && st.Queue.Depth == 0 })
+	testutil.WaitFor(t, 10*time.Second, "all delivered", func() bool { st := ta.status(); return st.Delivered == 7 && st.Queue.Depth == 0 })
 	st := ta.status()
 	if len(st.Brokers) != 2 || st.Brokers[0].Name != "aws" || st.Brokers[1].Name != "plant" ||
-		st.Brokers[0].Accepted != 3 || st.Brokers[1].Accepted != 3 || st.Accepted != 6 ||
-		st.Brokers[0].Delivered != 3 || st.Brokers[1].Delivered != 3 || st.Queue.Depth != 0 {
+		st.Brokers[0].Accepted != 3 || st.Brokers[1].Accepted != 4 || st.Accepted != 7 ||
+		st.Brokers[0].Delivered != 3 || st.Brokers[1].Delivered != 4 || st.Queue.Depth != 0 {
 		t.Fatalf("status: %+v", st)
 	}
 	// What needs one broker named says so when there are several.
