@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/edge-agent/edge-agent/topic"
 )
 
 // Config is the whole agent configuration. Field tags are the TOML keys.
@@ -25,7 +27,8 @@ type Config struct {
 	// Warnings are things Parse adjusted instead of refusing (a keepalive
 	// clamped into the AWS IoT range, for instance). The caller logs them.
 	Warnings []string `toml:"-"`
-	// HasCognito is true when the file has a [cognito] table.
+	// HasCognito is true when the file has a [cognito] table for Brokers[0] ([cognito] or
+	// [broker.cognito]); per broker, see Broker.UsesCognito.
 	HasCognito bool `toml:"-"`
 
 	// Brokers is every broker, in file order (issue 11): the [[broker]] array, or the single
@@ -35,7 +38,8 @@ type Config struct {
 	Brokers []Broker `toml:"-"`
 }
 
-// Broker is the [broker] table: where and how to connect.
+// Broker is the [broker] table, or one [[broker]] entry: where and how to connect, and which
+// messages go there.
 type Broker struct {
 	// Name is [A-Za-z0-9_-]+, unique; the single [broker] form is DefaultBrokerName.
 	Name string `toml:"name"`
@@ -96,6 +100,8 @@ type Broker struct {
 
 	// Limits are the provider's limits, set by Parse (see Limits); not a key of the file.
 	Limits Limits `toml:"-"`
+
+	routes []topic.Filter // Publish, parsed by Parse (see Routes)
 }
 
 // Cognito is the [cognito] table: AWS credentials from an identity pool.
@@ -241,7 +247,7 @@ func Default() *Config {
 }
 
 // Load reads the file at path and parses it (see Parse). It also resolves
-// broker.password_file, broker.ca_file and (for provider aws-iot)
+// each broker's password_file, ca_file and (for provider aws-iot)
 // cognito.login_token_file relative to the file's directory and checks that
 // they can be opened.
 //
@@ -264,9 +270,17 @@ func (h Host) Load(path string) (*Config, error) {
 		p      *string
 		secret bool // warn when every user may read it
 	}
-	files := []fileKey{{"broker.password_file", &cfg.Broker.PasswordFile, true}, {"broker.ca_file", &cfg.Broker.CAFile, false}}
-	if cfg.Broker.Provider == ProviderAWSIoT { // otherwise [cognito] is ignored (a warning)
-		files = append(files, fileKey{"cognito.login_token_file", &cfg.Cognito.LoginTokenFile, true})
+	var files []fileKey
+	for i := range cfg.Brokers {
+		b, key := &cfg.Brokers[i], ix.brokerKey(i)
+		files = append(files, fileKey{key + ".password_file", &b.PasswordFile, true}, fileKey{key + ".ca_file", &b.CAFile, false})
+		if b.Provider == ProviderAWSIoT { // otherwise [cognito] is ignored (a warning)
+			ck := key + ".cognito"
+			if !ix.hasPath(ck) {
+				ck = "cognito" // the single broker's [cognito]
+			}
+			files = append(files, fileKey{ck + ".login_token_file", &b.Cognito.LoginTokenFile, true})
+		}
 	}
 	var errs []error
 	for _, f := range files {
@@ -298,6 +312,7 @@ func (h Host) Load(path string) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	cfg.Broker, cfg.Cognito = cfg.Brokers[0], cfg.Brokers[0].Cognito
 	return cfg, nil
 }
 
@@ -319,15 +334,8 @@ func parse(data []byte, name string, h Host) (*Config, *index, error) {
 		return nil, nil, err
 	}
 	cfg := ix.cfg
-	cfg.HasCognito = ix.has("cognito")
 	if err := validate(cfg, ix, h); err != nil {
 		return nil, nil, err
 	}
-	// Until [[broker]] is parsed: the single [broker] is the broker named "default".
-	cfg.Broker.Name = DefaultBrokerName
-	cfg.Broker.ClientID = cfg.ClientID
-	cfg.Broker.Cognito = cfg.Cognito
-	cfg.Broker.Queue = cfg.Queue
-	cfg.Brokers = []Broker{cfg.Broker}
 	return cfg, ix, nil
 }

@@ -46,6 +46,9 @@ func TestDefaults(t *testing.T) {
 		Log:   Log{Level: "info", Format: "text"},
 		API:   wantAPI(256 << 10),
 	}
+	// The single [broker] is the broker named "default", with the top-level client_id and queue bounds.
+	want.Broker.Name, want.Broker.ClientID, want.Broker.Queue = DefaultBrokerName, host, want.Queue
+	want.Brokers = []Broker{want.Broker}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
 	}
@@ -455,20 +458,27 @@ func TestSpecExample(t *testing.T) {
 		Log:        Log{Level: "info", Format: "text"},
 		API:        wantAPI(128 * KiB),
 	}
+	want.Broker.Name, want.Broker.ClientID, want.Broker.Queue, want.Broker.Cognito = DefaultBrokerName, "gw-0001", want.Queue, want.Cognito
+	want.Brokers = []Broker{want.Broker}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
 	}
 }
 
-func TestLoad(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
+// fileWriter returns a function that writes a file (mode 0600) into dir and returns its path.
+func fileWriter(t *testing.T, dir string) func(name, content string) string {
+	return func(name, content string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	write := fileWriter(t, dir)
 	write("pw", "secret\n")
 	write("ca.pem", "-----BEGIN CERTIFICATE-----\n")
 	p := write("ok.toml", doc("[broker]", wsURL, "password_file = 'pw'", "ca_file = '"+filepath.Join(dir, "ca.pem")+"'"))

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 
@@ -12,22 +13,102 @@ import (
 )
 
 // decode indexes data, checks its keys against the schema and decodes it
-// into cfg (which holds the defaults). On success the index (with cfg) is
-// returned for validation.
+// into cfg (which holds the defaults), cfg.Brokers included. On success the
+// index (with cfg) is returned for validation.
 func decode(data []byte, file string, cfg *Config) (*index, error) {
 	ix, perr := buildIndex(data, file)
 	if perr == nil && len(ix.schema) > 0 {
 		return nil, errors.Join(ix.schema...)
 	}
-	err := decodeInto(data, cfg)
-	switch {
-	case err == nil && perr == nil:
+	n := ix.counts["broker"]
+	if n == 0 { // the single [broker] table (or none)
+		if err := ix.decodeDoc(data, perr, cfg, func() any { return new(Config) }); err != nil {
+			return nil, err
+		}
+		cfg.Brokers = []Broker{cfg.Broker}
 		ix.cfg = cfg
 		return ix, nil
+	}
+	if perr != nil { // a syntax error: an untyped decode reports it without tripping over [[broker]]
+		return nil, ix.decodeDoc(data, perr, new(map[string]any), func() any { return new(map[string]any) })
+	}
+	for _, e := range ix.exprs {
+		if strings.HasPrefix(e.path, "broker.") || e.path == "broker" && e.header {
+			return nil, &Error{File: file, Line: e.line, Key: e.path, Msg: "a [broker] table and [[broker]] entries: write each broker as [[broker]]"}
+		}
+	}
+	if n > MaxBrokers {
+		return nil, ix.errorf(ix.brokerKey(MaxBrokers), nil, "%d brokers; at most %d", n, MaxBrokers)
+	}
+	// Config.Broker is one table, so [[broker]] is decoded on its own: the document without its
+	// broker expressions into cfg, then those expressions alone into an array of brokers that hold
+	// the defaults. Both keep every byte offset, so errors keep their lines.
+	rest, brokers := ix.splitBrokers(data)
+	if err := ix.decodeDoc(rest, nil, cfg, func() any { return new(Config) }); err != nil {
+		return nil, err
+	}
+	var bd brokerDoc
+	if err := ix.decodeDoc(brokers, nil, &bd, func() any { return new(brokerDoc) }); err != nil {
+		return nil, err
+	}
+	for i := range bd.Broker {
+		ix.brokerDefaults(&bd.Broker[i], i, cfg.Broker) // cfg.Broker is Default()'s: rest has no broker key
+	}
+	cfg.Brokers = bd.Broker
+	ix.cfg = cfg
+	return ix, nil
+}
+
+// brokerDoc is what the [[broker]] part of a document decodes into.
+type brokerDoc struct {
+	Broker []Broker `toml:"broker"`
+}
+
+// brokerDefaults sets each key of the i-th [[broker]] entry that the file leaves out to its value
+// in def. (The decoder starts each entry of an array of tables from the zero value.)
+func (ix *index) brokerDefaults(b *Broker, i int, def Broker) {
+	bv, dv := reflect.ValueOf(b).Elem(), reflect.ValueOf(def)
+	for j := range brokerType.NumField() {
+		name, _, _ := strings.Cut(brokerType.Field(j).Tag.Get("toml"), ",")
+		if name != "" && name != "-" && !ix.hasPath(ix.brokerKey(i)+"."+name) {
+			bv.Field(j).Set(dv.Field(j))
+		}
+	}
+}
+
+// splitBrokers returns two copies of data: one with the broker expressions blanked out, one with
+// everything else blanked out. Blanking keeps line breaks, so lines and offsets stay as in data.
+func (ix *index) splitBrokers(data []byte) (rest, brokers []byte) {
+	rest, brokers = bytes.Clone(data), bytes.Clone(data)
+	for i, e := range ix.exprs {
+		end := len(data)
+		if i+1 < len(ix.exprs) {
+			end = ix.exprs[i+1].start
+		}
+		blank := rest
+		if e.path != "broker" && !strings.HasPrefix(e.path, "broker.") && !strings.HasPrefix(e.path, "broker[") {
+			blank = brokers
+		}
+		for j := e.start; j < end; j++ {
+			if blank[j] != '\n' {
+				blank[j] = ' '
+			}
+		}
+	}
+	return rest, brokers
+}
+
+// decodeDoc decodes data into v; perr is the index's parse error, if any. fresh returns a new
+// value of v's type, for finding which expression a type error belongs to.
+func (ix *index) decodeDoc(data []byte, perr error, v any, fresh func() any) error {
+	err := decodeInto(data, v)
+	switch {
+	case err == nil && perr == nil:
+		return nil
 	case err == nil: // cannot happen: both use the same parser
-		return nil, &Error{File: file, Msg: perr.Error(), Err: perr}
+		return &Error{File: ix.file, Msg: perr.Error(), Err: perr}
 	case perr != nil: // a syntax error (or a type error before it)
-		return nil, ix.libError(err, nil)
+		return ix.libError(err, nil)
 	}
 	// The decoder gives no key, and sometimes no usable line, for a type
 	// error. Find the first top-level expression whose prefix of the document
@@ -35,7 +116,7 @@ func decode(data []byte, file string, cfg *Config) (*index, error) {
 	// prefix length, and that expression is the culprit.
 	n := len(ix.exprs)
 	if n == 0 {
-		return nil, ix.libError(err, nil)
+		return ix.libError(err, nil)
 	}
 	end := func(i int) int {
 		if i+1 < n {
@@ -46,22 +127,22 @@ func decode(data []byte, file string, cfg *Config) (*index, error) {
 	lo, hi := 0, n-1
 	for lo < hi {
 		mid := (lo + hi) / 2
-		if decodeInto(data[:end(mid)], new(Config)) != nil {
+		if decodeInto(data[:end(mid)], fresh()) != nil {
 			hi = mid
 		} else {
 			lo = mid + 1
 		}
 	}
-	if herr := decodeInto(data[:end(hi)], new(Config)); herr != nil {
-		return nil, ix.libError(herr, &ix.exprs[hi])
+	if herr := decodeInto(data[:end(hi)], fresh()); herr != nil {
+		return ix.libError(herr, &ix.exprs[hi])
 	}
-	return nil, ix.libError(err, nil)
+	return ix.libError(err, nil)
 }
 
 // decodeInto runs the strict TOML decoder. A panic inside the decoder
 // (it has had some on odd documents) becomes an error: a configuration file
 // is outside input and must never crash the agent.
-func decodeInto(data []byte, v *Config) (err error) {
+func decodeInto(data []byte, v any) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("the TOML decoder cannot read this document (%v)", r)

@@ -13,6 +13,11 @@
 // the provider's name. Lines and keys of errors come from index.go, because
 // the TOML decoder's errors lack them (index_test.go says which cases).
 //
+// Several brokers ([[broker]] entries, brokers.go) are decoded apart from the
+// rest of the document, because one Go field cannot take both a table and an
+// array of tables; each is then checked like the single [broker] table, with
+// its own provider's limits, and Config.Brokers holds them all resolved.
+//
 // Concurrency: Parse, Load and Default have no shared state and may be
 // called from any goroutine. A *Config is a plain value; callers that share
 // one between goroutines must not modify it.

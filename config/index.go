@@ -40,10 +40,12 @@ type expr struct {
 	start     int
 	line, end int // first and last line
 	path      string
+	header    bool // a table header, not a key/value
 }
 
 var (
 	configType   = reflect.TypeFor[Config]()
+	brokerType   = reflect.TypeFor[Broker]()
 	leafTypes    = map[reflect.Type]bool{reflect.TypeFor[Duration](): true, reflect.TypeFor[Size](): true}
 	tomlTagCache = map[reflect.Type]map[string]reflect.Type{}
 )
@@ -89,9 +91,14 @@ func field(t reflect.Type, key string) (ft reflect.Type, known bool) {
 	return ft, known
 }
 
+// elem is the type of one entry of an array of t: a slice's element, or Broker itself, the one table
+// that may also be an array of tables ([broker] or [[broker]]).
 func elem(t reflect.Type) reflect.Type {
 	if t != nil && t.Kind() == reflect.Slice {
 		return t.Elem()
+	}
+	if t == brokerType {
+		return t
 	}
 	return nil
 }
@@ -124,7 +131,7 @@ func buildIndex(data []byte, file string) (*index, error) {
 			}
 			e.line = ix.lineAt(off)
 			table, plainTable, tableType = ix.header(parts, n.Kind == unstable.ArrayTable, e.line)
-			e.path = table
+			e.path, e.header = table, true
 		case unstable.KeyValue:
 			_, off := keyParts(n)
 			if off < 0 {
@@ -257,6 +264,9 @@ func (ix *index) keyValue(n *unstable.Node, table, plainTable string, t reflect.
 			ix.add(p, plain, l)
 			ix.inline(c, p, plain, elem(t))
 		}
+		if elem(t) == t { // broker = [{…}, …]: counted like [[broker]]
+			ix.counts[path] = i
+		}
 	}
 	return path
 }
@@ -295,6 +305,26 @@ func (ix *index) has(path string) bool {
 		}
 	}
 	return false
+}
+
+// hasPath is has for an indexed path: whether the document sets "broker[1].keepalive" (has would
+// answer for any broker).
+func (ix *index) hasPath(path string) bool {
+	for _, e := range ix.entries {
+		if e.path == path || strings.HasPrefix(e.path, path+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// brokerKey is the key of the i-th broker in messages: "broker" for the single [broker] table,
+// "broker[i]" for an entry of [[broker]].
+func (ix *index) brokerKey(i int) string {
+	if ix.counts["broker"] == 0 {
+		return "broker"
+	}
+	return "broker[" + strconv.Itoa(i) + "]"
 }
 
 // lineOf returns the line of path, or of its closest parent in the

@@ -45,9 +45,22 @@ func setupCheckConfig(fs *flag.FlagSet) func(context.Context, *cli) int {
 			fmt.Fprintf(c.stderr, "warning: %s\n", w)
 		}
 		fmt.Fprintf(c.stdout, "# %s: valid; every setting with its resolved value (defaults included, secrets redacted)\n", *path)
-		printSettings(c.stdout, "", reflect.ValueOf(*cfg), tomlName)
-		fmt.Fprintf(c.stdout, "# limits of provider %q (from the provider, not keys of the file; 0 = no limit beyond MQTT's)\n", cfg.Broker.Provider)
-		printSettings(c.stdout, "limits", reflect.ValueOf(cfg.Broker.Limits), snakeName)
+		if len(cfg.Brokers) < 2 {
+			printSettings(c.stdout, "", reflect.ValueOf(*cfg), tomlName)
+			fmt.Fprintf(c.stdout, "# limits of provider %q (from the provider, not keys of the file; 0 = no limit beyond MQTT's)\n", cfg.Broker.Provider)
+			printSettings(c.stdout, "limits", reflect.ValueOf(cfg.Broker.Limits), snakeName)
+			return 0
+		}
+		// Several brokers: the top-level settings ([cognito] is per broker then), then each broker's.
+		printSettings(c.stdout, "", reflect.ValueOf(*cfg), tomlName, "broker", "cognito")
+		for i, b := range cfg.Brokers {
+			key := fmt.Sprintf("broker[%d]", i)
+			fmt.Fprintf(c.stdout, "# broker %q: provider %q, url %s, client_id %q, publish %s, queue max_bytes %v overflow %s\n",
+				b.Name, b.Provider, redactSetting(key+".url", b.URL), b.ClientID, routesText(b.Publish), b.Queue.MaxBytes, b.Queue.Overflow)
+			printSettings(c.stdout, key, reflect.ValueOf(b), tomlName)
+			fmt.Fprintf(c.stdout, "# limits of broker %q, provider %q (not keys of the file; 0 = no limit beyond MQTT's)\n", b.Name, b.Provider)
+			printSettings(c.stdout, key+".limits", reflect.ValueOf(b.Limits), snakeName)
+		}
 		return 0
 	}
 }
@@ -72,14 +85,22 @@ func configProblems(err error) []string {
 	return out
 }
 
+// routesText is a broker's publish filters for a person: every topic when there are none.
+func routesText(publish []string) string {
+	if len(publish) == 0 {
+		return "every topic"
+	}
+	return strings.Join(publish, " ")
+}
+
 // printSettings writes one "key = value" line per leaf of v (a struct), in field order. name gives
-// a field's key ("" skips the field).
-func printSettings(w io.Writer, prefix string, v reflect.Value, name func(reflect.StructField) string) {
+// a field's key ("" skips the field); the fields named in omit are skipped too.
+func printSettings(w io.Writer, prefix string, v reflect.Value, name func(reflect.StructField) string, omit ...string) {
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
 		key := name(f)
-		if key == "" || !f.IsExported() {
+		if key == "" || !f.IsExported() || slices.Contains(omit, key) {
 			continue
 		}
 		if prefix != "" {

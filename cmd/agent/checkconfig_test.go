@@ -146,6 +146,32 @@ qos = 2
 	}
 }
 
+// With several brokers each broker's settings are printed under its key, with a summary line.
+func TestCheckConfigBrokers(t *testing.T) {
+	r := runCLI(t, nil, "check-config", "--config", "../../config/testdata/two-brokers.toml")
+	r.want(t, 0)
+	for _, line := range []string{
+		`client_id = "gw-0001"`,
+		`queue.max_bytes = "256MiB"`,
+		`# broker "aws": provider "aws-iot", url wss://xxxx-ats.iot.eu-west-1.amazonaws.com/mqtt, client_id "gw-0001", publish telemetry/#, queue max_bytes 192MiB overflow drop-oldest`,
+		`broker[0].name = "aws"`,
+		`broker[0].cognito.identity_pool_id = "eu-west-1:00000000-0000-0000-0000-000000000000"`,
+		`broker[0].limits.max_payload = "128KiB"`,
+		`# broker "plant": provider "mqtt", url wss://broker.plant.local/mqtt, client_id "gw-0001-plant", publish alarms/# telemetry/#, queue max_bytes 64MiB overflow reject`,
+		`broker[1].publish = ["alarms/#", "telemetry/#"]`,
+		`broker[1].client_id = "gw-0001-plant"`,
+		`broker[1].queue.overflow = "reject"`,
+		`subscribe[0].broker = "plant"`,
+	} {
+		if !strings.Contains(r.stdout, "\n"+line+"\n") {
+			t.Errorf("no line %q in\n%s", line, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "\nbroker.") || strings.Contains(r.stdout, "\ncognito.") {
+		t.Errorf("single-broker keys printed for several brokers:\n%s", r.stdout)
+	}
+}
+
 func TestRedactSetting(t *testing.T) {
 	tests := []struct{ key, in, want string }{
 		{"broker.url", "wss://h/mqtt", "wss://h/mqtt"},
