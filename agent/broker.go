@@ -12,7 +12,6 @@ import (
 	"github.com/edge-agent/edge-agent/config"
 	"github.com/edge-agent/edge-agent/queue"
 	"github.com/edge-agent/edge-agent/redact"
-	"github.com/edge-agent/edge-agent/topic"
 	"github.com/edge-agent/edge-agent/transport"
 )
 
@@ -29,7 +28,6 @@ type link struct {
 	tlsCfg  *tls.Config
 	passwd  []byte
 	aws     *awsiot.Provider         // provider aws-iot only
-	routes  []topic.Filter           // cfg.Publish, parsed once; empty: every topic
 	subs    []transport.Subscription // the [[subscribe]] entries of this broker
 	diag    diagnosis
 	stats   counters
@@ -39,8 +37,8 @@ type link struct {
 	tr *transport.Client
 }
 
-// newLink prepares broker b (index idx of cfg.Brokers): it reads its password and CA files, builds
-// its AWS IoT provider and parses its routes, so that a bad file or filter fails before anything runs.
+// newLink prepares broker b (index idx of cfg.Brokers): it reads its password and CA files and
+// builds its AWS IoT provider, so that a bad file fails before anything runs.
 func newLink(cfg *config.Config, idx int, log *slog.Logger, secrets *redact.Set) (*link, error) {
 	b := &cfg.Brokers[idx]
 	l := &link{idx: idx, name: b.Name, cfg: b, log: log.With("broker", b.Name), secrets: secrets}
@@ -75,13 +73,6 @@ func newLink(cfg *config.Config, idx int, log *slog.Logger, secrets *redact.Set)
 		}
 		l.tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	for _, f := range b.Publish {
-		p, err := topic.ParseFilter(f)
-		if err != nil {
-			return nil, fmt.Errorf("agent: %s %q: %w", l.key("publish"), f, err)
-		}
-		l.routes = append(l.routes, p)
-	}
 	for _, s := range cfg.Subscribe {
 		if s.Broker == "" || s.Broker == b.Name {
 			l.subs = append(l.subs, transport.Subscription{Filter: s.Topic, QoS: byte(s.QoS)})
@@ -101,9 +92,7 @@ func (l *link) key(k string) string {
 
 // takes reports whether this broker's publish filters route a message on topic t to it (config
 // key publish; none = every topic).
-func (l *link) takes(t string) bool {
-	return len(l.routes) == 0 || topic.MatchAny(l.routes, t)
-}
+func (l *link) takes(t string) bool { return l.cfg.Routes(t) }
 
 // transportConfig is this broker's transport configuration: its keys of the resolved config (with
 // the provider's limits already applied by config), its subscriptions, and its callbacks; inbound
