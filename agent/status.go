@@ -46,7 +46,6 @@ func (a *Agent) Status() localapi.Status {
 		if b.State == transport.StateConnected {
 			connected++
 		}
-		st.Accepted += b.Accepted
 		st.Delivered += b.Delivered
 		st.Rejected += b.Rejected
 		st.Connects += b.Connects
@@ -61,6 +60,7 @@ func (a *Agent) Status() localapi.Status {
 		}
 		addQueue(&st.Queue, b.Queue)
 	}
+	st.Accepted = a.accepted.Load()
 	// The connection fields are the first broker's (the only one's, with one broker).
 	first := st.Brokers[0]
 	st.State, st.Provider, st.Endpoint, st.Since = first.State, first.Provider, first.Endpoint, first.Since

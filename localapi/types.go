@@ -60,8 +60,10 @@ type Status struct {
 	// Diagnosis is advice on why the broker refuses the connection; empty when connected.
 	Diagnosis string `json:"diagnosis,omitempty"`
 	// Brokers is every broker's own state, in config order (issue 11). With one broker the
-	// fields above are that broker's; with several, State is "connected" only when all are,
-	// Queue and the counters are sums over the brokers, and the connection fields (Endpoint,
+	// fields above are that broker's; with several, State is "connected" only when all are
+	// ("degraded" when some are), Accepted counts messages (once each, whatever their number of
+	// brokers), Queue and the other counters are sums over the brokers (a message queued for two
+	// brokers is two records, one in each broker's lane), and the connection fields (Endpoint,
 	// Since, LastError, Protocol, Diagnosis, AWS, …) are the first broker's.
 	Brokers []BrokerStatus `json:"brokers,omitempty"`
 }
