@@ -18,8 +18,6 @@ import (
 func (a *Agent) Status() localapi.Status {
 	now := time.Now()
 	st := localapi.Status{
-		ClientID:       a.cfg.ClientID,
-		Received:       a.hub.received.Load(),
 		Subscribers:    a.hub.count(),
 		InboundDropped: a.hub.dropped(),
 		LocalAPI: localapi.LocalAPIStatus{
@@ -30,12 +28,8 @@ func (a *Agent) Status() localapi.Status {
 		UptimeSeconds: math.Round(now.Sub(a.started).Seconds()*1000) / 1000,
 		Version:       Version,
 		Commit:        commit(),
-		Reconnects:    make(map[string]uint64, len(reconnectReasons)),
-		Queue: localapi.QueueStatus{
-			MaxBytes: int64(a.cfg.Queue.MaxBytes),
-			Overflow: a.cfg.Queue.Overflow,
-		},
-		Brokers: make([]localapi.BrokerStatus, len(a.links)),
+		MaxPacketSize: uint32(a.links[0].cfg.MaxPacketSize),
+		Brokers:       make([]localapi.BrokerStatus, len(a.links)),
 	}
 	var tooLarge uint64
 	connected := 0
@@ -46,32 +40,37 @@ func (a *Agent) Status() localapi.Status {
 		if b.State == transport.StateConnected {
 			connected++
 		}
-		st.Delivered += b.Delivered
-		st.Rejected += b.Rejected
-		st.Connects += b.Connects
-		st.Inflight += b.Inflight
-		st.InboundTooLarge += b.InboundTooLarge
-		st.Poisoned += b.Poisoned
-		for r, n := range b.Reconnects {
-			st.Reconnects[r] += n
-		}
-		if b.LastDeliveryAt != nil && (st.LastDeliveryAt == nil || b.LastDeliveryAt.After(*st.LastDeliveryAt)) {
-			st.LastDeliveryAt = b.LastDeliveryAt
-		}
-		addQueue(&st.Queue, b.Queue)
 	}
-	st.Accepted = a.accepted.Load()
-	// The connection fields are the first broker's (the only one's, with one broker).
-	first := st.Brokers[0]
-	st.State, st.Provider, st.Endpoint, st.Since = first.State, first.Provider, first.Endpoint, first.Since
-	st.LastError, st.LastErrorAt, st.Protocol = first.LastError, first.LastErrorAt, first.Protocol
-	st.ReceiveMaximum, st.SessionPresent = first.ReceiveMaximum, first.SessionPresent
-	st.AWS, st.Diagnosis = first.AWS, first.Diagnosis
-	st.MaxPacketSize = uint32(a.links[0].cfg.MaxPacketSize)
+	// The whole agent: the first broker's connection (the only one's, with one broker) and the
+	// brokers' sums.
+	t := &st.BrokerStatus
+	*t = st.Brokers[0]
+	t.Name, t.Publish = "", nil
+	t.ClientID = a.cfg.ClientID
+	t.Accepted = a.accepted.Load()
+	t.Received = a.hub.received.Load()
+	t.Queue = localapi.QueueStatus{MaxBytes: int64(a.cfg.Queue.MaxBytes), Overflow: a.cfg.Queue.Overflow}
+	t.Delivered, t.Rejected, t.Connects, t.Inflight, t.InboundTooLarge, t.Poisoned = 0, 0, 0, 0, 0, 0
+	t.Reconnects = make(map[string]uint64, len(reconnectReasons))
+	for _, b := range st.Brokers {
+		t.Delivered += b.Delivered
+		t.Rejected += b.Rejected
+		t.Connects += b.Connects
+		t.Inflight += b.Inflight
+		t.InboundTooLarge += b.InboundTooLarge
+		t.Poisoned += b.Poisoned
+		for r, n := range b.Reconnects {
+			t.Reconnects[r] += n
+		}
+		if b.LastDeliveryAt != nil && (t.LastDeliveryAt == nil || b.LastDeliveryAt.After(*t.LastDeliveryAt)) {
+			t.LastDeliveryAt = b.LastDeliveryAt
+		}
+		addQueue(&t.Queue, b.Queue)
+	}
 	if len(a.links) > 1 && connected == len(a.links) {
-		st.State = transport.StateConnected
+		t.State = transport.StateConnected
 	} else if len(a.links) > 1 && connected > 0 {
-		st.State = StateDegraded
+		t.State = StateDegraded
 	}
 	// Messages are buffered once, by the hub: the transport's queue and its two drop reasons are gone.
 	// Their keys stay, at 0, so that dashboards and alerts that name them keep working.
@@ -79,7 +78,7 @@ func (a *Agent) Status() localapi.Status {
 	st.InboundDropped["incoming_bytes"] = 0
 	st.InboundDropped["too_large"] = tooLarge
 	if r := a.recovery; r != nil {
-		st.Queue.Recovered = &localapi.RecoveryStatus{MovedTo: r.MovedTo, Reason: r.Reason, At: r.At.UTC(),
+		t.Queue.Recovered = &localapi.RecoveryStatus{MovedTo: r.MovedTo, Reason: r.Reason, At: r.At.UTC(),
 			Salvaged: r.Salvaged, SalvageError: r.SalvageError}
 	}
 	return st
