@@ -37,16 +37,16 @@ func (d *diagnosis) get() (string, time.Time) {
 
 // onConnectError turns a failed connection into advice. For AWS IoT a refused upgrade also teaches
 // the provider the server's clock (the 403's Date header). Advice is logged once each time it changes.
-func (a *Agent) onConnectError(err error) {
-	a.stats.reconnects.count(err)
-	if a.aws == nil {
+func (l *link) onConnectError(err error) {
+	l.stats.reconnects.count(err)
+	if l.aws == nil {
 		return
 	}
 	var f awsiot.Failure
 	var he *transport.HandshakeError
 	switch {
 	case errors.As(err, &he):
-		a.aws.ObserveResponse(&http.Response{StatusCode: he.StatusCode, Header: he.Header})
+		l.aws.ObserveResponse(&http.Response{StatusCode: he.StatusCode, Header: he.Header})
 		f.Kind, f.Status = awsiot.KindUpgradeRefused, he.StatusCode
 	case errors.Is(err, transport.ErrClosedAfterConnect):
 		f.Kind = awsiot.KindClosedAfterConnect
@@ -55,24 +55,24 @@ func (a *Agent) onConnectError(err error) {
 	default:
 		return // network trouble: the reconnect loop's own log line says enough
 	}
-	st := a.aws.Status()
+	st := l.aws.Status()
 	f.IdentityID, f.Authenticated, f.Skew = st.IdentityID, st.Authenticated, st.ClockSkew
-	f.Region, f.Endpoint = a.aws.Region(), a.endpointForHumans()
+	f.Region, f.Endpoint = l.aws.Region(), l.endpointForHumans()
 	text := awsiot.Diagnose(f)
-	if a.diag.set(text) {
-		a.log.Error("AWS IoT refused the connection", "identity_id", st.IdentityID, "reason", err, "diagnosis", text)
+	if l.diag.set(text) {
+		l.log.Error("AWS IoT refused the connection", "identity_id", st.IdentityID, "reason", err, "diagnosis", text)
 	}
 }
 
-func (a *Agent) onConnected() {
-	if a.diag.set("") {
-		a.log.Info("connected; the earlier diagnosis no longer applies")
+func (l *link) onConnected() {
+	if l.diag.set("") {
+		l.log.Info("connected; the earlier diagnosis no longer applies")
 	}
 }
 
 // endpointForHumans is the broker URL without any query string.
-func (a *Agent) endpointForHumans() string {
-	u := a.cfg.Broker.URL
+func (l *link) endpointForHumans() string {
+	u := l.cfg.URL
 	if i := strings.IndexByte(u, '?'); i >= 0 {
 		u = u[:i]
 	}

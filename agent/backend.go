@@ -1,11 +1,14 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/edge-agent/edge-agent/config"
 	"github.com/edge-agent/edge-agent/localapi"
 	"github.com/edge-agent/edge-agent/queue"
 	"github.com/edge-agent/edge-agent/transport"
@@ -29,98 +32,131 @@ func (a *Agent) apiOptions() localapi.Options {
 	}
 }
 
-// checkBroker accepts "" and the one broker's name (issue 11 scaffold: one broker).
-func (a *Agent) checkBroker(broker string) error {
-	if broker != "" && broker != a.cfg.Broker.Name {
-		return localapi.Mark(fmt.Errorf("no broker named %q (brokers: %s)", broker, a.cfg.Broker.Name), localapi.ErrBadInput)
-	}
-	return nil
-}
-
-// Route validates a publish topic against MQTT's rules and the provider's limits.
-func (a *Agent) Route(topic, broker string) (queue.Targets, error) {
-	if err := a.checkBroker(broker); err != nil {
-		return 0, err
-	}
-	if err := a.cfg.Broker.Limits.Topic.Validate(topic); err != nil {
-		return 0, err
-	}
-	return queue.Lane(0), nil
-}
-
-// CheckFilter validates a subscription filter against MQTT's rules and the provider's limits.
-func (a *Agent) CheckFilter(filter, broker string) error {
-	if err := a.checkBroker(broker); err != nil {
-		return err
-	}
-	_, err := a.cfg.Broker.Limits.Topic.ParseFilter(filter)
-	return err
-}
-
-// Store stores msgs durably in one commit and counts them accepted.
+// Store stores msgs durably in one commit, each in the lanes of its targets, and counts them
+// accepted per broker.
 func (a *Agent) Store(ctx context.Context, msgs []queue.Message, to []queue.Targets) ([]uint64, error) {
-	ids, err := a.q.Append(ctx, msgs...)
+	ids, err := a.store.Append(ctx, msgs, to)
 	if err == nil {
-		a.stats.accepted.Add(uint64(len(ids)))
+		a.accepted.Add(uint64(len(ids)))
+		var n [queue.MaxLanes]uint64
+		for _, t := range to {
+			t.Each(func(i int) { n[i]++ })
+		}
+		for i, l := range a.links {
+			if n[i] > 0 {
+				l.stats.accepted.Add(n[i])
+			}
+		}
 	}
 	return ids, err
 }
 
-// WaitDelivered waits until message id has left the queue (see localapi.Backend).
+// WaitDelivered waits until message id has left the queue of every broker of to (see
+// localapi.Backend).
 func (a *Agent) WaitDelivered(ctx context.Context, id uint64, to queue.Targets) error {
-	return a.q.WaitAcked(ctx, id)
+	return a.store.WaitAcked(ctx, id, to)
 }
 
-// DeadLetters returns up to n dead letters with ids above after.
+// DeadLetters returns up to n dead letters with ids above after of the broker named broker; ""
+// merges every broker's, ordered by id and then by the broker's place in the config.
 func (a *Agent) DeadLetters(broker string, after uint64, n int) ([]localapi.DeadLetterOf, error) {
-	if err := a.checkBroker(broker); err != nil {
-		return nil, err
+	links := a.links
+	if broker != "" {
+		l, err := a.linkNamed(broker)
+		if err != nil {
+			return nil, err
+		}
+		links = []*link{l}
 	}
-	dls, err := a.q.DeadLetters(after, n)
-	out := make([]localapi.DeadLetterOf, len(dls))
-	for i, d := range dls {
-		out[i] = localapi.DeadLetterOf{DeadLetter: d, Broker: a.cfg.Broker.Name}
+	var out []localapi.DeadLetterOf
+	for _, l := range links {
+		dls, err := l.q.DeadLetters(after, n)
+		if err != nil {
+			return nil, fmt.Errorf("broker %s: %w", l.name, err)
+		}
+		for _, d := range dls {
+			out = append(out, localapi.DeadLetterOf{DeadLetter: d, Broker: l.name})
+		}
 	}
-	return out, err
+	if len(links) > 1 {
+		// Each lane's list is in id order and links are in config order: a stable sort by id keeps
+		// the broker order among equal ids.
+		slices.SortStableFunc(out, func(x, y localapi.DeadLetterOf) int { return cmp.Compare(x.Seq, y.Seq) })
+		if n >= 0 && len(out) > n {
+			out = out[:n]
+		}
+	}
+	return out, nil
 }
 
-// Requeue moves dead letters back to the queue.
+// Requeue moves dead letters of the broker named broker ("" = the only one) back to its queue.
 func (a *Agent) Requeue(ctx context.Context, broker string, ids ...uint64) ([]uint64, error) {
-	if err := a.checkBroker(broker); err != nil {
+	l, err := a.onlyOrNamed(broker)
+	if err != nil {
 		return nil, err
 	}
-	return a.q.Requeue(ctx, ids...)
+	return l.q.Requeue(ctx, ids...)
 }
 
-// DeleteDeadLetters deletes dead letters.
+// DeleteDeadLetters deletes dead letters of the broker named broker ("" = the only one).
 func (a *Agent) DeleteDeadLetters(ctx context.Context, broker string, ids ...uint64) (int, error) {
-	if err := a.checkBroker(broker); err != nil {
+	l, err := a.onlyOrNamed(broker)
+	if err != nil {
 		return 0, err
 	}
-	return a.q.DeleteDeadLetters(ctx, ids...)
+	return l.q.DeleteDeadLetters(ctx, ids...)
 }
 
-// Identity returns the Cognito identity id, creating it (GetId) if this device has none yet.
+// Identity returns the Cognito identity id of the aws-iot broker named broker ("" = the only aws-iot
+// broker), creating it (GetId) if this device has none yet.
 func (a *Agent) Identity(ctx context.Context, broker string) (localapi.Identity, error) {
-	if err := a.checkBroker(broker); err != nil {
+	l, err := a.awsLink(broker)
+	if err != nil {
 		return localapi.Identity{}, err
 	}
-	if a.aws == nil || a.cfg.Cognito.IdentityPoolID == "" {
-		return localapi.Identity{}, localapi.Mark(errors.New("no Cognito identity: broker.provider is not \"aws-iot\" or [cognito] identity_pool_id is not set"), localapi.ErrNotFound)
-	}
-	id, err := a.aws.IdentityID(ctx)
+	id, err := l.aws.IdentityID(ctx)
 	if err != nil {
 		return localapi.Identity{}, fmt.Errorf("getting the Cognito identity id: %s", a.secrets.String(err.Error()))
 	}
-	return localapi.Identity{IdentityID: id, IdentityPoolID: a.cfg.Cognito.IdentityPoolID}, nil
+	return localapi.Identity{IdentityID: id, IdentityPoolID: l.cfg.Cognito.IdentityPoolID}, nil
 }
 
-// Subscribe opens a local subscriber stream on the hub.
+// awsLink is the aws-iot broker with an identity pool that Identity(broker) means.
+func (a *Agent) awsLink(broker string) (*link, error) {
+	if broker != "" {
+		l, err := a.linkNamed(broker)
+		if err != nil {
+			return nil, err
+		}
+		if l.aws == nil || l.cfg.Cognito.IdentityPoolID == "" {
+			return nil, localapi.Mark(fmt.Errorf("no Cognito identity: %s is not %q or has no cognito identity_pool_id",
+				l.key("provider"), config.ProviderAWSIoT), localapi.ErrNotFound)
+		}
+		return l, nil
+	}
+	var found []*link
+	for _, l := range a.links {
+		if l.aws != nil {
+			found = append(found, l)
+		}
+	}
+	switch {
+	case len(found) > 1:
+		return nil, localapi.Mark(fmt.Errorf("several aws-iot brokers: name the broker (aws-iot brokers: %s)", names(found)), localapi.ErrBadInput)
+	case len(found) == 0 || found[0].cfg.Cognito.IdentityPoolID == "":
+		return nil, localapi.Mark(errors.New("no Cognito identity: broker.provider is not \"aws-iot\" or [cognito] identity_pool_id is not set"), localapi.ErrNotFound)
+	}
+	return found[0], nil
+}
+
+// Subscribe opens a local subscriber stream on the hub, with the broker named broker ("" = every
+// broker).
 func (a *Agent) Subscribe(ctx context.Context, filters []string, broker string) (localapi.Subscription, error) {
-	if err := a.checkBroker(broker); err != nil {
+	to, err := a.brokersOf(broker)
+	if err != nil {
 		return nil, err
 	}
-	s, err := a.hub.add(ctx, filters)
+	s, err := a.hub.add(ctx, filters, to)
 	switch {
 	case err == nil:
 		return s, nil
@@ -139,8 +175,8 @@ func (s *subscriber) Wake() <-chan struct{} { return s.wake }
 func (s *subscriber) Drain(write func(broker, topic string, payload []byte, qos byte, retain bool) error) error {
 	batch := s.take()
 	for i, m := range batch {
-		batch[i] = transport.Received{} // the payload is not kept once written
-		err := write(s.h.broker, m.Topic, m.Payload, m.QoS, m.Retain)
+		batch[i] = inbound{} // the payload is not kept once written
+		err := write(s.h.links[m.link].name, m.Topic, m.Payload, m.QoS, m.Retain)
 		s.done(m)
 		if err != nil {
 			for _, rest := range batch[i+1:] {

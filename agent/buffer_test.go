@@ -19,6 +19,7 @@ import (
 	"github.com/edge-agent/edge-agent/internal/netproxy"
 	"github.com/edge-agent/edge-agent/internal/testutil"
 	"github.com/edge-agent/edge-agent/localapi"
+	"github.com/edge-agent/edge-agent/queue"
 	"github.com/edge-agent/edge-agent/topic"
 	"github.com/edge-agent/edge-agent/transport"
 )
@@ -26,17 +27,17 @@ import (
 // A broker message is held once: dispatch queues the very payload the MQTT decoder allocated (no copy)
 // for every subscriber it matches, and allocates nothing itself.
 func TestHubHoldsThePayloadOnce(t *testing.T) {
-	h := newHub(slog.New(slog.NewTextHandler(discard{}, nil)), hubLimits{subscriberBuffer: 1 << 30, subscriberBudget: 1 << 30, maxSubscribers: 4})
+	h := newHub(slog.New(slog.NewTextHandler(discard{}, nil)), hubLimits{subscriberBuffer: 1 << 30, subscriberBudget: 1 << 30, maxSubscribers: 4}, nil)
 	var subs []*subscriber
 	for _, f := range []string{"m/#", "m/+", "other/#"} {
 		parsed, _ := topic.ParseFilters([]string{f})
-		s := &subscriber{h: h, filters: []string{f}, parsed: parsed, wake: make(chan struct{}, 1),
-			queue: make([]transport.Received, 0, 1000)}
+		s := &subscriber{h: h, filters: []string{f}, parsed: parsed, brokers: queue.Lane(0), wake: make(chan struct{}, 1),
+			queue: make([]inbound, 0, 1000)}
 		h.subs[s] = struct{}{}
 		subs = append(subs, s)
 	}
 	m := transport.Received{Topic: "m/x", Payload: make([]byte, 48<<10), QoS: 1}
-	allocs := testing.AllocsPerRun(500, func() { h.dispatch(m) })
+	allocs := testing.AllocsPerRun(500, func() { h.dispatch(0, m) })
 	if allocs != 0 {
 		t.Fatalf("dispatch to 2 matching subscribers allocated %.1f times per message", allocs)
 	}

@@ -264,7 +264,7 @@ func runAgentDrain(b *testing.B, template, url string, window, n, m int) drainRe
 	runtime.GC()
 	debug.FreeOSMemory()
 
-	src := &countingSource{source: (*source)(&Agent{q: q}), m: int64(m), done: make(chan struct{})}
+	src := &countingSource{source: (*source)(&link{q: q}), m: int64(m), done: make(chan struct{})}
 	var ts transport.Source = src
 	if os.Getenv("DRAIN_MEMSOURCE") == "1" {
 		ts = &memSource{countingSource: src, n: uint64(n)}
@@ -417,7 +417,7 @@ func BenchmarkAppendToPuback(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer q.Close()
-	src := &ackSource{source: (*source)(&Agent{q: q}), acks: make(chan uint64, 16)}
+	src := &ackSource{source: (*source)(&link{q: q}), acks: make(chan uint64, 16)}
 	c, err := transport.New(transport.Config{URL: br.WSURL(), ClientID: "latency",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, src)
 	if err != nil {

@@ -69,6 +69,12 @@ socket    = %q
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, toml)
 	}
+	return startAgentConfig(t, cfg, state, sock)
+}
+
+// startAgentConfig runs an agent with cfg, whose state_dir and socket are state and sock.
+func startAgentConfig(t *testing.T, cfg *config.Config, state, sock string) *testAgent {
+	t.Helper()
 	logs := &testutil.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := New(cfg, log)

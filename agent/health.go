@@ -13,11 +13,11 @@ import (
 // watchdog is pinged only while this holds, so a wedged agent is restarted instead of sitting there.
 // Call it only after Run's ready callback (it reads what Run set up); safe concurrently with Run.
 func (a *Agent) Healthy(ctx context.Context) error {
-	q := a.q
-	if q == nil {
+	store := a.store
+	if store == nil {
 		return errors.New("not running")
 	}
-	if err := q.Flush(ctx); err != nil {
+	if err := store.Flush(ctx); err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
 	c := localapi.NewClient(a.cfg.Socket)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/edge-agent/edge-agent/queue"
 	"github.com/edge-agent/edge-agent/topic"
 	"github.com/edge-agent/edge-agent/transport"
 )
@@ -30,23 +31,24 @@ const (
 // errTooManySubscribers is returned by add when api.max_subscribers streams are open.
 var errTooManySubscribers = errors.New("too many local subscriber streams")
 
-// hub fans broker messages out to local subscriber streams. dispatch is called on the transport's
-// reader goroutine (transport.Config.OnMessage) and must never block: it takes h.mu for reading and
+// hub fans the messages of every broker out to local subscriber streams; a stream subscribes with
+// one broker or with all of them and gets each message with the name of the broker it came from.
+// dispatch is called on each transport's reader goroutine (transport.Config.OnMessage) and must never block: it takes h.mu for reading and
 // each matching subscriber's mu, and every holder of those locks (add, remove, offer, take, release,
 // pending, count) only touches memory under them — no channel send that can wait, no call into the
 // transport, no I/O but one log line on a subscriber's first drop. add/remove and the subscriber methods are called from API handlers. All methods
 // are safe for concurrent use.
 type hub struct {
 	log *slog.Logger
-	tr  *transport.Client
-	// broker is the name of the broker of tr, given with every message a subscriber drains.
-	broker string
-	lim    hubLimits
+	// links are the brokers, by index (a subscriber's brokers and inbound.link index them); each
+	// link's tr is set before the first add.
+	links []*link
+	lim   hubLimits
 
 	mu   sync.RWMutex
 	subs map[*subscriber]struct{}
 
-	received atomic.Uint64 // messages received from the broker
+	received atomic.Uint64 // messages received from the brokers
 	bytes    atomic.Int64  // bytes held for all subscribers (api.subscriber_budget)
 
 	droppedSlow   atomic.Uint64
@@ -58,10 +60,11 @@ type subscriber struct {
 	h       *hub
 	filters []string
 	parsed  []topic.Filter // filters, parsed once for dispatch
+	brokers queue.Targets  // the links it subscribed with
 	wake    chan struct{}  // capacity 1: something was queued
 
 	mu     sync.Mutex
-	queue  []transport.Received
+	queue  []inbound
 	count  int   // messages held: queued, or taken and not yet written
 	bytes  int64 // their bytes
 	closed bool
@@ -69,19 +72,27 @@ type subscriber struct {
 	dropped atomic.Uint64
 }
 
-func newHub(log *slog.Logger, lim hubLimits) *hub {
-	return &hub{log: log, lim: lim, subs: make(map[*subscriber]struct{})}
+// inbound is a broker message held for a subscriber, with the index of the link it came from.
+type inbound struct {
+	transport.Received
+	link int
 }
 
-// add registers a subscriber for filters and asks the broker for them (reference-counted by the
-// transport). When the agent is online it returns after the broker's SUBACK, so a caller that got
-// the stream's headers knows the subscription is in place.
-func (h *hub) add(ctx context.Context, filters []string) (*subscriber, error) {
+func newHub(log *slog.Logger, lim hubLimits, links []*link) *hub {
+	return &hub{log: log, lim: lim, links: links, subs: make(map[*subscriber]struct{})}
+}
+
+// add registers a subscriber for filters with the brokers of to and asks each of them for the
+// filters (reference-counted by each transport), all at once. When a broker is online it returns
+// after its SUBACK, so a caller that got the stream's headers knows the subscription is in place.
+// If one broker refuses, the others' subscriptions are dropped again and the error names the broker
+// (with several brokers).
+func (h *hub) add(ctx context.Context, filters []string, to queue.Targets) (*subscriber, error) {
 	parsed, err := topic.ParseFilters(filters)
 	if err != nil {
 		return nil, err
 	}
-	s := &subscriber{h: h, filters: filters, parsed: parsed, wake: make(chan struct{}, 1)}
+	s := &subscriber{h: h, filters: filters, parsed: parsed, brokers: to, wake: make(chan struct{}, 1)}
 	h.mu.Lock()
 	if len(h.subs) >= h.lim.maxSubscribers {
 		h.mu.Unlock()
@@ -93,13 +104,43 @@ func (h *hub) add(ctx context.Context, filters []string) (*subscriber, error) {
 	for i, f := range filters {
 		subs[i] = transport.Subscription{Filter: f, QoS: 1}
 	}
-	if err := h.tr.Subscribe(ctx, subs...); err != nil {
+	errs := make([]error, len(h.links))
+	var wg sync.WaitGroup
+	to.Each(func(i int) {
+		wg.Go(func() { errs[i] = h.links[i].tr.Subscribe(ctx, subs...) })
+	})
+	wg.Wait()
+	var failed error
+	var done queue.Targets
+	to.Each(func(i int) {
+		switch {
+		case errs[i] == nil:
+			done |= queue.Lane(i)
+		case failed == nil && len(h.links) > 1:
+			failed = fmt.Errorf("broker %s: %w", h.links[i].name, errs[i])
+		case failed == nil:
+			failed = errs[i]
+		}
+	})
+	if failed != nil {
 		h.mu.Lock()
 		delete(h.subs, s)
 		h.mu.Unlock()
-		return nil, err
+		h.unsubscribe(done, filters)
+		return nil, failed
 	}
 	return s, nil
+}
+
+// unsubscribe drops a reference to filters at each broker of to, waiting at most unsubscribeTimeout.
+func (h *hub) unsubscribe(to queue.Targets, filters []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
+	defer cancel()
+	to.Each(func(i int) {
+		if err := h.links[i].tr.Unsubscribe(ctx, filters...); err != nil {
+			h.links[i].log.Debug("unsubscribe", "filters", filters, "err", err)
+		}
+	})
 }
 
 // remove unregisters s, releases what it still holds and drops its broker subscriptions' references.
@@ -110,37 +151,34 @@ func (h *hub) remove(s *subscriber) {
 	s.mu.Lock()
 	var n int64
 	for _, m := range s.queue {
-		n += messageCost(m)
+		n += messageCost(m.Received)
 	}
 	s.bytes -= n
 	s.count -= len(s.queue) // messages taken by the handler are released by it (done)
 	s.queue, s.closed = nil, true
 	s.mu.Unlock()
 	h.bytes.Add(-n)
-	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
-	defer cancel()
-	if err := h.tr.Unsubscribe(ctx, s.filters...); err != nil {
-		h.log.Debug("unsubscribe", "filters", s.filters, "err", err)
-	}
+	h.unsubscribe(s.brokers, s.filters)
 }
 
-// dispatch hands m to every matching subscriber without blocking: it runs on the transport's reader,
-// and the broker's QoS 1 PUBACK is sent once it returns.
-func (h *hub) dispatch(m transport.Received) {
+// dispatch hands m, from the broker of link index from, to every matching subscriber of that broker
+// without blocking: it runs on that broker's transport reader, and the broker's QoS 1 PUBACK is sent
+// once it returns.
+func (h *hub) dispatch(from int, m transport.Received) {
 	h.received.Add(1)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for s := range h.subs {
-		if s.matches(m.Topic) {
-			s.offer(m)
+		if s.brokers.Has(from) && s.matches(m.Topic) {
+			s.offer(inbound{Received: m, link: from})
 		}
 	}
 }
 
 // offer queues m for s, or drops it and counts why.
-func (s *subscriber) offer(m transport.Received) {
+func (s *subscriber) offer(m inbound) {
 	h := s.h
-	n := messageCost(m)
+	n := messageCost(m.Received)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -189,7 +227,7 @@ func (s *subscriber) drop(reason string) {
 }
 
 // take returns what is queued for s; the caller writes each message out and then calls done for it.
-func (s *subscriber) take() []transport.Received {
+func (s *subscriber) take() []inbound {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queue
@@ -198,8 +236,8 @@ func (s *subscriber) take() []transport.Received {
 }
 
 // done releases a message taken with take, once written out (or abandoned).
-func (s *subscriber) done(m transport.Received) {
-	s.release(messageCost(m), 1)
+func (s *subscriber) done(m inbound) {
+	s.release(messageCost(m.Received), 1)
 }
 
 func (s *subscriber) release(n int64, msgs int) {

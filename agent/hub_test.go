@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edge-agent/edge-agent/queue"
 	"github.com/edge-agent/edge-agent/topic"
 	"github.com/edge-agent/edge-agent/transport"
 )
@@ -12,10 +13,10 @@ import (
 // The hub bounds each subscriber in bytes and messages and all of them together, counts each drop by
 // its reason, and gives every byte back when messages are written out or the stream ends.
 func TestHubBoundsAndDropReasons(t *testing.T) {
-	h := newHub(slog.New(slog.NewTextHandler(discard{}, nil)), hubLimits{subscriberBuffer: 1000, subscriberBudget: 1500, maxSubscribers: 4})
+	h := newHub(slog.New(slog.NewTextHandler(discard{}, nil)), hubLimits{subscriberBuffer: 1000, subscriberBudget: 1500, maxSubscribers: 4}, nil)
 	sub := func(filter string) *subscriber {
 		parsed, _ := topic.ParseFilters([]string{filter})
-		s := &subscriber{h: h, filters: []string{filter}, parsed: parsed, wake: make(chan struct{}, 1)}
+		s := &subscriber{h: h, filters: []string{filter}, parsed: parsed, brokers: queue.Lane(0), wake: make(chan struct{}, 1)}
 		h.subs[s] = struct{}{}
 		return s
 	}
@@ -25,7 +26,7 @@ func TestHubBoundsAndDropReasons(t *testing.T) {
 	// a alone: its buffer of 1000 bytes holds three 300-byte messages; the fourth is dropped.
 	a := sub("a/#")
 	for i := 0; i < 4; i++ {
-		h.dispatch(msg("a/x", 300))
+		h.dispatch(0, msg("a/x", 300))
 	}
 	if got := h.dropped(); got[dropSlowSubscriber] != 1 || got[dropSubscriberBudget] != 0 || h.bytes.Load() != 900 {
 		t.Fatalf("a's own buffer: %v, %d bytes held", got, h.bytes.Load())
@@ -33,7 +34,7 @@ func TestHubBoundsAndDropReasons(t *testing.T) {
 	// b: its own buffer has room, but all subscribers together may hold 1500 bytes.
 	b := sub("b/#")
 	for i := 0; i < 3; i++ {
-		h.dispatch(msg("b/x", 300))
+		h.dispatch(0, msg("b/x", 300))
 	}
 	if got := h.dropped(); got[dropSlowSubscriber] != 1 || got[dropSubscriberBudget] != 1 || h.bytes.Load() != 1500 {
 		t.Fatalf("the global budget: %v, %d bytes held", got, h.bytes.Load())
@@ -42,7 +43,7 @@ func TestHubBoundsAndDropReasons(t *testing.T) {
 	for _, m := range b.take() {
 		b.done(m)
 	}
-	h.dispatch(msg("b/x", 300))
+	h.dispatch(0, msg("b/x", 300))
 	if got := h.dropped(); got[dropSubscriberBudget] != 1 || h.bytes.Load() != 1200 || a.dropped.Load() != 1 || b.dropped.Load() != 1 {
 		t.Fatalf("after b caught up: %v, %d bytes held", got, h.bytes.Load())
 	}
@@ -52,7 +53,7 @@ func TestHubBoundsAndDropReasons(t *testing.T) {
 			s.done(m)
 		}
 	}
-	h.dispatch(msg("b/big", 1000+messageOverhead+100))
+	h.dispatch(0, msg("b/big", 1000+messageOverhead+100))
 	if len(b.queue) != 1 {
 		t.Fatalf("a large message did not reach an empty buffer: %d queued", len(b.queue))
 	}
@@ -62,7 +63,7 @@ func TestHubBoundsAndDropReasons(t *testing.T) {
 	}
 	h.lim.subscriberBuffer, h.lim.subscriberBudget = 1<<20, 1<<20
 	for i := 0; i < subscriberMessages+10; i++ {
-		h.dispatch(transport.Received{Topic: "b/n"})
+		h.dispatch(0, transport.Received{Topic: "b/n"})
 	}
 	if b.count != subscriberMessages || b.dropped.Load() != 11 {
 		t.Fatalf("b holds %d messages, dropped %d", b.count, b.dropped.Load())

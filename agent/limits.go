@@ -24,11 +24,11 @@ func hubLimitsFor(cfg *config.Config) hubLimits {
 }
 
 // apiLimits are the local API's bounds, read from a Config that config.Parse or config.Load
-// resolved: its [api] keys and, for topics, Broker.Limits (the provider's rules).
+// resolved: its [api] keys and, for topics, each broker's Limits (the provider's rules).
 func apiLimits(cfg *config.Config) localapi.Limits {
 	return localapi.Limits{
 		MaxPayload:     int64(cfg.API.MaxPayload),
-		MaxTopicBytes:  cfg.Broker.Limits.Topic.Bytes(),
+		MaxTopicBytes:  maxTopicBytes(cfg),
 		MaxBatchBytes:  int64(cfg.API.MaxBatchBytes),
 		MaxBatchLines:  cfg.API.MaxBatchLines,
 		MaxFilters:     maxFilters,
@@ -39,4 +39,13 @@ func apiLimits(cfg *config.Config) localapi.Limits {
 		QueueMaxBytes:  int64(cfg.Queue.MaxBytes),
 		Overflow:       cfg.Queue.Overflow,
 	}
+}
+
+// maxTopicBytes is the longest topic any broker takes.
+func maxTopicBytes(cfg *config.Config) int {
+	n := 0
+	for _, b := range cfg.Brokers {
+		n = max(n, b.Limits.Topic.Bytes())
+	}
+	return n
 }

@@ -8,9 +8,9 @@ import (
 	"github.com/edge-agent/edge-agent/transport"
 )
 
-// source adapts the queue to transport.Source: the transport reads from it in order and reports
-// what the broker acknowledged or refused.
-type source Agent
+// source adapts a broker's lane of the queue to transport.Source: its transport reads from it in
+// order and reports what the broker acknowledged or refused.
+type source link
 
 func (s *source) Next(ctx context.Context, after uint64, max int) ([]transport.Message, error) {
 	msgs, err := s.q.Next(ctx, after, max)
@@ -51,7 +51,8 @@ func (s *source) Quarantine(seq uint64, reason error) {
 // counters are the agent's own monotonic counters, read by /metrics and /v1/status. Typed atomics:
 // they stay 8-byte aligned on 32-bit ARM, where plain uint64 fields used with atomic.AddUint64 panic.
 type counters struct {
-	accepted  atomic.Uint64 // messages durably stored through the API
+	accepted  atomic.Uint64 // messages durably stored through the API for this broker
+	received  atomic.Uint64 // messages received from this broker
 	delivered atomic.Uint64 // acknowledged by the broker (QoS 1) or written (QoS 0)
 	rejected  atomic.Uint64 // refused by the broker: moved to the dead-letter store
 	poisoned  atomic.Uint64 // dead-lettered: the broker hung up each time it was sent (transport.ErrPoison)

@@ -18,17 +18,32 @@ func TestFromConfig(t *testing.T) {
 		}
 		return c
 	}
-	p, err := FromConfig(parse("provider = 'mqtt'\nurl = 'ws://h/mqtt'\n"), nil, nil)
+	cfg := parse("provider = 'mqtt'\nurl = 'ws://h/mqtt'\n")
+	p, err := FromConfig(cfg, &cfg.Brokers[0], nil, nil)
 	if p != nil || err != nil {
 		t.Fatalf("mqtt: %v, %v; want no provider", p, err)
 	}
-	cfg := parse("provider = 'aws-iot'\nurl = 'wss://a1-ats.iot.ap-southeast-2.amazonaws.com/mqtt'\n")
-	p, err = FromConfig(cfg, nil, nil)
+	cfg = parse("provider = 'aws-iot'\nurl = 'wss://a1-ats.iot.ap-southeast-2.amazonaws.com/mqtt'\n")
+	p, err = FromConfig(cfg, &cfg.Brokers[0], nil, nil)
 	if err != nil || p == nil || p.Region() != "ap-southeast-2" || p.Status().CredentialSource != "cognito" {
 		t.Fatalf("aws-iot: %v, %v", p, err)
 	}
-	cfg.Cognito.IdentityPoolID = "not-a-pool"
-	if _, err := FromConfig(cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "cognito.identity_pool_id") {
+	b := cfg.Brokers[0]
+	b.Cognito.IdentityPoolID = "not-a-pool"
+	if _, err := FromConfig(cfg, &b, nil, nil); err == nil || !strings.Contains(err.Error(), "cognito.identity_pool_id") {
 		t.Fatalf("bad pool: %v", err)
+	}
+}
+
+// The broker named default keeps the identity file of the single-broker release; others get their own.
+func TestIdentityFileFor(t *testing.T) {
+	for name, want := range map[string]string{
+		config.DefaultBrokerName: IdentityFileName,
+		"":                       IdentityFileName,
+		"aws":                    IdentityFileName + "-aws",
+	} {
+		if got := IdentityFileFor(name); got != want {
+			t.Errorf("IdentityFileFor(%q) = %q, want %q", name, got, want)
+		}
 	}
 }

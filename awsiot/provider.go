@@ -34,7 +34,8 @@ type Options struct {
 	Region          string // signing region; empty: parsed from an *.iot.<region>.amazonaws.com host
 	IdentityPoolID  string // empty → standard AWS env vars / shared config credentials
 	CognitoEndpoint string // [cognito] endpoint; AWS_ENDPOINT_URL_COGNITO_IDENTITY honoured too (this wins)
-	StateDir        string // identity id persisted as <StateDir>/cognito-identity-id (0600, atomic)
+	StateDir        string // identity id persisted as <StateDir>/<IdentityFile> (0600, atomic)
+	IdentityFile    string // file name under StateDir; empty = IdentityFileName
 	// LoginProvider and LoginTokenFile, both or neither, make the Cognito
 	// identity an authenticated one: GetId and GetCredentialsForIdentity send
 	// Logins {LoginProvider: token}, the token read afresh from LoginTokenFile
@@ -139,6 +140,9 @@ func New(opts Options) (*Provider, error) {
 		return nil, errors.New("awsiot: state_dir is required with cognito.identity_pool_id: the Cognito identity id is kept there for the life of the device")
 	}
 	p.idPath = filepath.Join(opts.StateDir, IdentityFileName)
+	if opts.IdentityFile != "" {
+		p.idPath = filepath.Join(opts.StateDir, opts.IdentityFile)
+	}
 	p.source = "cognito"
 	p.login = login{provider: strings.TrimSpace(opts.LoginProvider), file: strings.TrimSpace(opts.LoginTokenFile)}
 	switch l := p.login; {

@@ -316,8 +316,8 @@ type fleet2Backend struct{ memBackend }
 func (b *fleet2Backend) Status() Status {
 	expire := time.Unix(1_800_000_000, 0)
 	delivered := time.Now().Add(-time.Minute)
-	return Status{State: "connecting", Provider: "aws-iot", Version: "1.2.3", UptimeSeconds: 42,
-		Queue: QueueStatus{Depth: 5, CorruptRecords: 1}, InboundDropped: map[string]uint64{"slow_subscriber": 2},
+	return Status{Version: "1.2.3", UptimeSeconds: 42, InboundDropped: map[string]uint64{"slow_subscriber": 2},
+		BrokerStatus: BrokerStatus{State: "connecting", Provider: "aws-iot", Queue: QueueStatus{Depth: 5, CorruptRecords: 1}},
 		Brokers: []BrokerStatus{
 			{Name: "aws", State: "connecting", Provider: "aws-iot", Queue: QueueStatus{Depth: 4, Bytes: 400, MaxBytes: 1000, DeadLetters: 1},
 				Reconnects: map[string]uint64{"network": 3, "closed_after_connect": 2}, Diagnosis: "attach a policy",

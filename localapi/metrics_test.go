@@ -21,10 +21,11 @@ import (
 type fleetBackend struct{ memBackend }
 
 func (b *fleetBackend) Status() Status {
-	return Status{State: "connected", Provider: "mqtt", Version: `1.2.3 "rc"`, Commit: "abc123", UptimeSeconds: 42, Protocol: "3.1.1",
-		Reconnects:     map[string]uint64{"network": 57, "keepalive": 1, "endpoint": 0},
+	return Status{Version: `1.2.3 "rc"`, Commit: "abc123", UptimeSeconds: 42,
 		InboundDropped: map[string]uint64{"slow_subscriber": 2},
-		Queue:          QueueStatus{Depth: 3, OldestAgeSeconds: 12.5}}
+		BrokerStatus: BrokerStatus{State: "connected", Provider: "mqtt", Protocol: "3.1.1",
+			Reconnects: map[string]uint64{"network": 57, "keepalive": 1, "endpoint": 0},
+			Queue:      QueueStatus{Depth: 3, OldestAgeSeconds: 12.5}}}
 }
 
 // checkExposition checks text against the Prometheus text exposition format (0.0.4) by hand:

@@ -153,7 +153,7 @@ func (b *memBackend) Subscribe(_ context.Context, filters []string, broker strin
 }
 
 func (b *memBackend) Status() Status {
-	st := Status{State: "connected"}
+	st := Status{BrokerStatus: BrokerStatus{State: "connected"}}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.brokers) > 0 {

@@ -2,12 +2,44 @@ package localapi
 
 import "time"
 
-// Status is the JSON behind GET /v1/status and `edge-agent status --json`.
+// Status is the JSON behind GET /v1/status and `edge-agent status --json`: the agent's own fields
+// and, embedded (its keys at the top level), a BrokerStatus for the whole agent.
 type Status struct {
+	// BrokerStatus, at the top level: with one broker, that broker's (without its name); with
+	// several, State is "connected" only when all are ("degraded" when some are), Accepted counts
+	// messages (once each, whatever their number of brokers), Received is the hub's total, Queue and
+	// the other counters are sums over the brokers (a message queued for two brokers is two
+	// records, one in each broker's lane), and the connection fields (Endpoint, Since, LastError,
+	// Protocol, Diagnosis, AWS, …) are the first broker's.
+	BrokerStatus
+	Subscribers int `json:"subscribers"`
+	// InboundDropped counts broker messages dropped inside the agent on their way to local
+	// subscribers, by reason: "slow_subscriber" (its own buffer, api.subscriber_buffer or 1024
+	// messages, was full), "subscriber_budget" (all subscribers together held
+	// api.subscriber_budget), "too_large" (a PUBLISH over broker.max_packet_size, discarded
+	// unread). "incoming_buffer" and "incoming_bytes" are always 0: they counted drops in a
+	// transport-side buffer that no longer exists (messages are buffered once, per subscriber); the
+	// keys stay so that dashboards and alerts naming them keep working.
+	InboundDropped map[string]uint64 `json:"inbound_dropped"`
+	// MaxPacketSize is broker.max_packet_size, announced to the broker in CONNECT.
+	MaxPacketSize uint32 `json:"max_packet_size"`
+	// LocalAPI is the local API's memory budget and connection limit.
+	LocalAPI      LocalAPIStatus `json:"local_api"`
+	UptimeSeconds float64        `json:"uptime_seconds"`
+	Version       string         `json:"version"`
+	Commit        string         `json:"commit,omitempty"` // VCS revision of the build, when known
+	// Brokers is every broker's own state, in config order (issue 11).
+	Brokers []BrokerStatus `json:"brokers,omitempty"`
+}
+
+// BrokerStatus is one broker's state: its connection, its queue and its counters.
+type BrokerStatus struct {
+	Name      string    `json:"name,omitempty"`
 	State     string    `json:"state"`
 	Provider  string    `json:"provider"`
 	Endpoint  string    `json:"endpoint"`
 	ClientID  string    `json:"client_id"`
+	Publish   []string  `json:"publish,omitempty"` // its routes; empty = every topic
 	Since     time.Time `json:"since"`
 	LastError string    `json:"last_error"`
 	// LastErrorAt is when LastError happened (absent if there was none).
@@ -27,28 +59,12 @@ type Status struct {
 	// SessionPresent: the broker resumed our persistent session (broker.session_expiry) on the current
 	// or last connection, so messages held for our subscriptions while we were away are delivered.
 	SessionPresent bool `json:"session_present"`
-	Subscribers    int  `json:"subscribers"`
-	// InboundDropped counts broker messages dropped inside the agent on their way to local
-	// subscribers, by reason: "slow_subscriber" (its own buffer, api.subscriber_buffer or 1024
-	// messages, was full), "subscriber_budget" (all subscribers together held
-	// api.subscriber_budget), "too_large" (a PUBLISH over broker.max_packet_size, discarded
-	// unread). "incoming_buffer" and "incoming_bytes" are always 0: they counted drops in a
-	// transport-side buffer that no longer exists (messages are buffered once, per subscriber); the
-	// keys stay so that dashboards and alerts naming them keep working.
-	InboundDropped map[string]uint64 `json:"inbound_dropped"`
 	// InboundTooLarge counts inbound packets over broker.max_packet_size (PUBLISHes discarded unread,
 	// other packets refused by closing the connection).
 	InboundTooLarge uint64 `json:"inbound_too_large"`
-	// MaxPacketSize is broker.max_packet_size, announced to the broker in CONNECT.
-	MaxPacketSize uint32 `json:"max_packet_size"`
 	// Poisoned counts messages moved to the dead-letter store because the broker closed the
 	// connection each time they were sent (broker.poison_after times in a row).
 	Poisoned uint64 `json:"poisoned"`
-	// LocalAPI is the local API's memory budget and connection limit.
-	LocalAPI      LocalAPIStatus `json:"local_api"`
-	UptimeSeconds float64        `json:"uptime_seconds"`
-	Version       string         `json:"version"`
-	Commit        string         `json:"commit,omitempty"` // VCS revision of the build, when known
 	// LastDeliveryAt is when the broker last acknowledged a message (absent: none since start).
 	LastDeliveryAt *time.Time `json:"last_delivery_at,omitempty"`
 	// Reconnects counts failed connection attempts and lost connections by reason (every reason
@@ -59,40 +75,6 @@ type Status struct {
 	AWS *AWSStatus `json:"aws,omitempty"`
 	// Diagnosis is advice on why the broker refuses the connection; empty when connected.
 	Diagnosis string `json:"diagnosis,omitempty"`
-	// Brokers is every broker's own state, in config order (issue 11). With one broker the
-	// fields above are that broker's; with several, State is "connected" only when all are,
-	// Queue and the counters are sums over the brokers, and the connection fields (Endpoint,
-	// Since, LastError, Protocol, Diagnosis, AWS, …) are the first broker's.
-	Brokers []BrokerStatus `json:"brokers,omitempty"`
-}
-
-// BrokerStatus is one broker's part of Status: its connection, its queue and its counters.
-type BrokerStatus struct {
-	Name            string            `json:"name"`
-	State           string            `json:"state"`
-	Provider        string            `json:"provider"`
-	Endpoint        string            `json:"endpoint"`
-	ClientID        string            `json:"client_id"`
-	Publish         []string          `json:"publish,omitempty"` // its routes; empty = every topic
-	Since           time.Time         `json:"since"`
-	LastError       string            `json:"last_error"`
-	LastErrorAt     *time.Time        `json:"last_error_at,omitempty"`
-	Queue           QueueStatus       `json:"queue"`
-	Accepted        uint64            `json:"accepted"`
-	Delivered       uint64            `json:"delivered"`
-	Rejected        uint64            `json:"rejected"`
-	Received        uint64            `json:"received"`
-	Connects        uint64            `json:"connects"`
-	Inflight        int               `json:"inflight"`
-	ReceiveMaximum  uint16            `json:"receive_maximum"`
-	Protocol        string            `json:"protocol,omitempty"`
-	SessionPresent  bool              `json:"session_present"`
-	InboundTooLarge uint64            `json:"inbound_too_large"`
-	Poisoned        uint64            `json:"poisoned"`
-	LastDeliveryAt  *time.Time        `json:"last_delivery_at,omitempty"`
-	Reconnects      map[string]uint64 `json:"reconnects"`
-	AWS             *AWSStatus        `json:"aws,omitempty"`
-	Diagnosis       string            `json:"diagnosis,omitempty"`
 }
 
 // AWSStatus is the AWS IoT part of Status.

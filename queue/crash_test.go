@@ -29,12 +29,28 @@ const (
 // crashChild runs in a re-executed test binary: 4 producers append forever
 // and print "seq payload" for every seq once Append has returned. The parent
 // kills it with SIGKILL. It exits by itself after a minute in case the
-// parent died.
-func crashChild(path string) int {
-	q, err := Open(path, Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child open:", err)
-		return 2
+// parent died. With lanes it opens a Store with lanes "a" and "b", sends each
+// message to a, b or both, and prints "seq targets payload".
+func crashChild(path string, lanes bool) int {
+	var appendTo func(ctx context.Context, msgs []Message, to []Targets) ([]uint64, error)
+	var closer func() error
+	if lanes {
+		s, err := OpenStore(path, StoreOptions{Lanes: []LaneOptions{{Name: "a"}, {Name: "b"}}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child open:", err)
+			return 2
+		}
+		appendTo, closer = s.Append, s.Close
+	} else {
+		q, err := Open(path, Options{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child open:", err)
+			return 2
+		}
+		appendTo = func(ctx context.Context, msgs []Message, _ []Targets) ([]uint64, error) {
+			return q.Append(ctx, msgs...)
+		}
+		closer = q.Close
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -47,10 +63,12 @@ func crashChild(path string) int {
 			for i := 0; ctx.Err() == nil; i++ {
 				n := 1 + i%3
 				msgs := make([]Message, n)
+				to := make([]Targets, n)
 				for j := range msgs {
+					to[j] = Targets(1 + (i+j)%3) // lanes: 1 a, 2 b, 3 both
 					msgs[j] = Message{Topic: "crash", Payload: fmt.Appendf(nil, "w%d-%d-%d-%d", w, os.Getpid(), i, j), QoS: 1}
 				}
-				seqs, err := q.Append(ctx, msgs...)
+				seqs, err := appendTo(ctx, msgs, to)
 				if err != nil {
 					if ctx.Err() == nil {
 						fmt.Fprintln(os.Stderr, "child append:", err)
@@ -59,7 +77,11 @@ func crashChild(path string) int {
 				}
 				var buf bytes.Buffer
 				for j, s := range seqs {
-					fmt.Fprintf(&buf, "%d %s\n", s, msgs[j].Payload)
+					if lanes {
+						fmt.Fprintf(&buf, "%d %d %s\n", s, to[j], msgs[j].Payload)
+					} else {
+						fmt.Fprintf(&buf, "%d %s\n", s, msgs[j].Payload)
+					}
 				}
 				out.Lock()
 				_, werr := os.Stdout.Write(buf.Bytes())
@@ -71,7 +93,7 @@ func crashChild(path string) int {
 		}()
 	}
 	wg.Wait()
-	_ = q.Close()
+	_ = closer()
 	return 0
 }
 
@@ -84,7 +106,7 @@ func TestCrashKill9(t *testing.T) {
 	expected := map[uint64]string{}
 	var lastMax uint64
 	for iter, killAfter := range []int{40, 400, 1500, 150} {
-		lines := runAndKill(t, path, killAfter)
+		lines := runAndKill(t, path, killAfter, crashChildEnv)
 		if len(lines) < killAfter {
 			t.Fatalf("iteration %d: child printed only %d lines", iter, len(lines))
 		}
@@ -144,15 +166,15 @@ func TestCrashKill9(t *testing.T) {
 	}
 }
 
-// runAndKill starts the child, reads at least n acknowledged lines, kills it
+// runAndKill starts the child (env names the mode: crashChildEnv or crashLanesChildEnv), reads at least n acknowledged lines, kills it
 // with SIGKILL and returns every line it printed before dying.
-func runAndKill(t *testing.T, path string, n int) map[uint64]string {
+func runAndKill(t *testing.T, path string, n int, env string) map[uint64]string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	if wrapper := os.Getenv(childExecEnv); wrapper != "" {
 		cmd = exec.Command(wrapper, os.Args[0], "-test.run=^$")
 	}
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+	cmd.Env = append(os.Environ(), env+"="+path)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()

@@ -13,10 +13,10 @@ import (
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(crashChildEnv); path != "" {
-		os.Exit(crashChild(path))
+		os.Exit(crashChild(path, false))
 	}
 	if path := os.Getenv(crashLanesChildEnv); path != "" {
-		os.Exit(crashLanesChild(path))
+		os.Exit(crashChild(path, true))
 	}
 	goleak.VerifyTestMain(m)
 }

@@ -48,11 +48,11 @@ func identityFromConfig(ctx context.Context, path, broker string, logOut io.Writ
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	p, err := awsiot.FromConfig(cfg, log, nil) // nil unless provider aws-iot
+	p, err := awsiot.FromConfig(cfg, &cfg.Broker, log, nil) // nil unless provider aws-iot
 	if err != nil {
 		return "", err
 	}
-	if p == nil || cfg.Cognito.IdentityPoolID == "" {
+	if p == nil || cfg.Broker.Cognito.IdentityPoolID == "" {
 		return "", fmt.Errorf("%s: no Cognito identity: this needs broker.provider = %q and [cognito] identity_pool_id", path, config.ProviderAWSIoT)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
@@ -68,7 +68,7 @@ func identityFromConfig(ctx context.Context, path, broker string, logOut io.Writ
 }
 
 // chooseAWSBroker makes the broker named name (or, for "", the only aws-iot broker) cfg.Broker and
-// its Cognito settings cfg.Cognito, as awsiot.FromConfig reads them.
+// its Cognito settings cfg.Cognito.
 func chooseAWSBroker(cfg *config.Config, name string) error {
 	var names, aws []string
 	pick := -1

@@ -143,12 +143,19 @@ func statusText(st localapi.Status) string {
 		}
 	}
 	var b strings.Builder
-	switch st.State {
-	case "connected":
+	switch {
+	case len(st.Brokers) > 1: // "degraded: aws connected, plant disconnected"
+		b.WriteString(st.State)
+		sep := ": "
+		for _, br := range st.Brokers {
+			b.WriteString(sep + br.Name + " " + br.State)
+			sep = ", "
+		}
+	case st.State == "connected":
 		b.WriteString("connected to " + endpoint)
-	case "connecting":
+	case st.State == "connecting":
 		b.WriteString("connecting to " + endpoint)
-	case "disconnected":
+	case st.State == "disconnected":
 		b.WriteString("disconnected from " + endpoint + ", retrying")
 	default:
 		b.WriteString(st.State)

@@ -136,7 +136,7 @@ func TestWatchdogPings(t *testing.T) {
 
 func TestStatusText(t *testing.T) {
 	st := func(state, endpoint string, depth, dead int) localapi.Status {
-		s := localapi.Status{State: state, Endpoint: endpoint}
+		s := localapi.Status{BrokerStatus: localapi.BrokerStatus{State: state, Endpoint: endpoint}}
 		s.Queue.Depth, s.Queue.DeadLetters = depth, dead
 		return s
 	}
@@ -152,6 +152,10 @@ func TestStatusText(t *testing.T) {
 		{st("connected", "wss://a-ats.iot.eu-west-1.amazonaws.com/mqtt?X-Amz-Signature=abc&X-Amz-Security-Token=tok", 0, 0),
 			"connected to wss://a-ats.iot.eu-west-1.amazonaws.com/mqtt, 0 queued"},
 		{st("connected", "wss://user:pw@h/mqtt#frag", 0, 0), "connected to wss://h/mqtt, 0 queued"},
+		// Several brokers: each one's state.
+		{localapi.Status{BrokerStatus: localapi.BrokerStatus{State: "degraded", Queue: localapi.QueueStatus{Depth: 50}}, Brokers: []localapi.BrokerStatus{
+			{Name: "aws", State: "connected"}, {Name: "plant", State: "disconnected"}}},
+			"degraded: aws connected, plant disconnected, 50 queued"},
 	}
 	for _, tt := range tests {
 		if got := statusText(tt.st); got != tt.want {
@@ -167,7 +171,7 @@ func TestStatusThrottle(t *testing.T) {
 	th := statusThrottle{minGap: time.Second}
 	step := func(at time.Duration, state string, depth int, want string) {
 		t.Helper()
-		st := localapi.Status{State: state, Endpoint: "wss://h/mqtt", Since: since}
+		st := localapi.Status{BrokerStatus: localapi.BrokerStatus{State: state, Endpoint: "wss://h/mqtt", Since: since}}
 		st.Queue.Depth = depth
 		got, ok := th.next(st, t0.Add(at))
 		if !ok {
@@ -215,7 +219,7 @@ func (r *statusRunner) set(state string, depth int) {
 func TestServeReportsStatus(t *testing.T) {
 	name := filepath.Join(t.TempDir(), "notify.sock")
 	l := listenNotify(t, name)
-	r := &statusRunner{st: localapi.Status{Endpoint: "wss://broker.example.com/mqtt?X-Amz-Signature=s3cret"}}
+	r := &statusRunner{st: localapi.Status{BrokerStatus: localapi.BrokerStatus{Endpoint: "wss://broker.example.com/mqtt?X-Amz-Signature=s3cret"}}}
 	r.set("connecting", 0)
 	log, _ := newLogger(config.Log{Level: "info", Format: "text"}, &testutil.Buffer{})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -254,7 +254,7 @@ func runWait(args []string) error {
 				rssPeak = max(rssPeak, kib)
 			}
 		}
-		st, err := localapi.Status{State: "connected"}, error(nil)
+		st, err := localapi.Status{BrokerStatus: localapi.BrokerStatus{State: "connected"}}, error(nil)
 		if cl != nil {
 			st, err = cl.Status(ctx)
 		}
