@@ -282,8 +282,9 @@ func TestBrokersSubscribeBoth(t *testing.T) {
 	if err := cli.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cliDone := make(chan error, 1)
-	go func() { cliDone <- cli.Wait() }()
+	var cliErr error
+	cliDone := make(chan struct{})
+	go func() { cliErr = cli.Wait(); close(cliDone) }()
 	t.Cleanup(func() {
 		_ = cli.Process.Kill()
 		<-cliDone
@@ -300,16 +301,13 @@ func TestBrokersSubscribeBoth(t *testing.T) {
 		}
 		return n
 	}
-	var cliErr error
 	cliExited := false
 	deadline := time.Now().Add(20 * time.Second)
 	for i := 0; ; i++ {
-		if !cliExited {
-			select {
-			case cliErr = <-cliDone:
-				cliExited = true
-			default:
-			}
+		select {
+		case <-cliDone:
+			cliExited = true
+		default:
 		}
 		got := all.messages()
 		if fromBroker(got, "a") >= 3 && fromBroker(got, "b") >= 3 && fromBroker(onlyA.messages(), "a") >= 3 && cliExited {
