@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/edge-agent/edge-agent/config"
@@ -39,9 +38,6 @@ type Agent struct {
 	store   *queue.Store
 	hub     *hub
 	started time.Time
-	// accepted counts messages stored, once each whatever their number of brokers (the brokers'
-	// own counters count each message they were given).
-	accepted atomic.Uint64
 
 	recovery *queue.Recovery // set when a damaged queue file was moved aside at start
 }

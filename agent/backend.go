@@ -37,7 +37,6 @@ func (a *Agent) apiOptions() localapi.Options {
 func (a *Agent) Store(ctx context.Context, msgs []queue.Message, to []queue.Targets) ([]uint64, error) {
 	ids, err := a.store.Append(ctx, msgs, to)
 	if err == nil {
-		a.accepted.Add(uint64(len(ids)))
 		var n [queue.MaxLanes]uint64
 		for _, t := range to {
 			t.Each(func(i int) { n[i]++ })

@@ -47,12 +47,13 @@ func (a *Agent) Status() localapi.Status {
 	*t = st.Brokers[0]
 	t.Name, t.Publish = "", nil
 	t.ClientID = a.cfg.ClientID
-	t.Accepted = a.accepted.Load()
+	t.Accepted = 0
 	t.Received = a.hub.received.Load()
 	t.Queue = localapi.QueueStatus{MaxBytes: int64(a.cfg.Queue.MaxBytes), Overflow: a.cfg.Queue.Overflow}
 	t.Delivered, t.Rejected, t.Connects, t.Inflight, t.InboundTooLarge, t.Poisoned = 0, 0, 0, 0, 0, 0
 	t.Reconnects = make(map[string]uint64, len(reconnectReasons))
 	for _, b := range st.Brokers {
+		t.Accepted += b.Accepted
 		t.Delivered += b.Delivered
 		t.Rejected += b.Rejected
 		t.Connects += b.Connects

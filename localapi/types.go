@@ -6,10 +6,10 @@ import "time"
 // and, embedded (its keys at the top level), a BrokerStatus for the whole agent.
 type Status struct {
 	// BrokerStatus, at the top level: with one broker, that broker's (without its name); with
-	// several, State is "connected" only when all are ("degraded" when some are), Accepted counts
-	// messages (once each, whatever their number of brokers), Received is the hub's total, Queue and
-	// the other counters are sums over the brokers (a message queued for two brokers is two
-	// records, one in each broker's lane), and the connection fields (Endpoint, Since, LastError,
+	// several, State is "connected" only when all are ("degraded" when some are), Received is the
+	// hub's total, Queue and the counters are sums over the brokers (a message for two brokers
+	// counts twice in Accepted, Delivered and Queue: it is two records, one in each broker's
+	// lane, delivered twice), and the connection fields (Endpoint, Since, LastError,
 	// Protocol, Diagnosis, AWS, …) are the first broker's.
 	BrokerStatus
 	Subscribers int `json:"subscribers"`
