@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -127,32 +129,37 @@ func (q *Queue) Flush(ctx context.Context) error {
 // return means r was not committed (withdrawn or queue closed); otherwise the
 // outcome is in r.
 func (q *Queue) submit(ctx context.Context, r *request) error {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
+	return q.enqueue(ctx, &q.mu, &q.closed, &q.pending, r)
+}
+
+// enqueue appends r to *pending (guarded by mu; refused once *closed), wakes
+// the committer and waits for r's outcome. If ctx ends before the committer
+// took r, r is withdrawn and ctx.Err() returned; once taken, its commit's
+// outcome is awaited (one fsync), so that the answer is always the truth.
+func (c *core) enqueue(ctx context.Context, mu *sync.Mutex, closed *bool, pending *[]*request, r *request) error {
+	mu.Lock()
+	if *closed {
+		mu.Unlock()
 		return ErrClosed
 	}
-	q.pending = append(q.pending, r)
-	q.mu.Unlock()
-	q.signal()
+	*pending = append(*pending, r)
+	mu.Unlock()
+	c.signal()
 
 	select {
 	case <-r.done:
 		return nil
 	case <-ctx.Done():
 	}
-	q.mu.Lock()
+	mu.Lock()
 	if !r.taken {
-		for i, p := range q.pending {
-			if p == r {
-				q.pending = append(q.pending[:i], q.pending[i+1:]...)
-				break
-			}
+		if i := slices.Index(*pending, r); i >= 0 {
+			*pending = slices.Delete(*pending, i, i+1)
 		}
-		q.mu.Unlock()
+		mu.Unlock()
 		return ctx.Err()
 	}
-	q.mu.Unlock()
+	mu.Unlock()
 	<-r.done // the commit holding r is running; it ends with one fsync
 	return nil
 }

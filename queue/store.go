@@ -121,34 +121,7 @@ func (s *Store) Append(ctx context.Context, msgs []Message, to []Targets) ([]uin
 
 // submitGroup hands a Store.Append call to the committer and waits for its outcome, like submit.
 func (c *core) submitGroup(ctx context.Context, r *request) error {
-	c.gmu.Lock()
-	if c.gclosed {
-		c.gmu.Unlock()
-		return ErrClosed
-	}
-	c.groups = append(c.groups, r)
-	c.gmu.Unlock()
-	c.signal()
-
-	select {
-	case <-r.done:
-		return nil
-	case <-ctx.Done():
-	}
-	c.gmu.Lock()
-	if !r.taken {
-		for i, p := range c.groups {
-			if p == r {
-				c.groups = append(c.groups[:i], c.groups[i+1:]...)
-				break
-			}
-		}
-		c.gmu.Unlock()
-		return ctx.Err()
-	}
-	c.gmu.Unlock()
-	<-r.done // the commit holding r is running; it ends with one fsync
-	return nil
+	return c.enqueue(ctx, &c.gmu, &c.gclosed, &c.groups, r)
 }
 
 // WaitAcked waits until seq has left every lane of to (see Queue.WaitAcked): nil when each acked
