@@ -381,8 +381,12 @@ func (c *core) commit() error {
 	}
 
 	c.commits.Add(1)
+	// Every lane's result is applied before any caller is woken: a Flush or Append returns with
+	// the whole commit visible in every lane.
 	for i := range work {
 		work[i].q.apply(&work[i].res)
+	}
+	for i := range work {
 		for _, r := range work[i].reqs {
 			close(r.done)
 		}

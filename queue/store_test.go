@@ -623,3 +623,34 @@ func TestWearLanesBatches(t *testing.T) {
 		t.Errorf("%.0f B written per message for two lanes (%.2f× raw), at most twice the one-lane target (%.1f×) expected", per, per/raw, wearBatchRatioMax)
 	}
 }
+
+// A Flush (or Append) returns with its whole commit applied in every lane: it once woke its caller
+// as soon as its own lane was applied, and a removal of a later lane still showed as in flight.
+func TestStoreFlushSeesEveryLane(t *testing.T) {
+	for iter := range 50 {
+		s := openStoreT(t, tempPath(t), lanes("aws", "plant"))
+		ctx := ctxT(t)
+		var after [2]uint64
+		for range 20 {
+			if _, err := s.Append(ctx, []Message{benchMsg()}, []Targets{Lane(0) | Lane(1)}); err != nil {
+				t.Fatal(err)
+			}
+			for l, q := range s.Lanes() {
+				msgs, err := q.Next(ctx, after[l], 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				after[l] = msgs[0].Seq
+				q.Ack(after[l])
+			}
+		}
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range s.Lanes() {
+			if st := q.Stats(); st.Inflight != 0 || st.Depth != 0 || st.Acked != 20 {
+				t.Fatalf("iteration %d: lane %s after Flush: %+v", iter, q.Name(), st)
+			}
+		}
+	}
+}
