@@ -41,16 +41,16 @@ func TestLeftoversFindsDaemon(t *testing.T) {
 	}
 	<-p.Done()
 	var pid int
+	var left []string
+	// The shell writes the pid file before it execs sleep: wait for the exec, or the scan may
+	// still see the shell's command line.
 	waitFor(t, func() bool {
 		data, _ := os.ReadFile(pidFile)
 		pid, err = strconv.Atoi(strings.TrimSpace(string(data)))
-		return err == nil && len(scan(os.Getpid())) == 1
-	}, "the daemon")
-	left := scan(os.Getpid())
+		left = scan(os.Getpid())
+		return err == nil && len(left) == 1 && strings.HasPrefix(left[0], "pid "+strconv.Itoa(pid)+": sleep 600")
+	}, "the daemon running sleep 600")
 	t.Logf("found: %v", left)
-	if !strings.HasPrefix(left[0], "pid "+strconv.Itoa(pid)+": sleep 600") {
-		t.Errorf("found %v, want pid %d running sleep 600", left, pid)
-	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	if left := Leftovers(); len(left) != 0 {
 		t.Fatalf("left after killing the daemon: %v", left)
