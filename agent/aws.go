@@ -58,6 +58,7 @@ func (l *link) onConnectError(err error) {
 	st := l.aws.Status()
 	f.IdentityID, f.Authenticated, f.Skew = st.IdentityID, st.Authenticated, st.ClockSkew
 	f.Region, f.Endpoint = l.aws.Region(), l.endpointForHumans()
+	f.IdentityFile = awsiot.IdentityFileFor(l.name)
 	text := awsiot.Diagnose(f)
 	if l.diag.set(text) {
 		l.log.Error("AWS IoT refused the connection", "identity_id", st.IdentityID, "reason", err, "diagnosis", text)

@@ -1,6 +1,7 @@
 package awsiot
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ type Failure struct {
 	Region        string        // the signing region
 	Endpoint      string        // the broker URL without query string
 	Skew          time.Duration // the learnt clock offset, AWS minus local (Status.ClockSkew)
+	IdentityFile  string        // the file under state_dir that holds IdentityID; "" = IdentityFileName
 }
 
 // Diagnose turns a connection failure into advice for a person: what is likely wrong, most likely
@@ -192,7 +194,7 @@ func (d *diagnosis) cognito() {
 			"and an unauthenticated IAM role.\n")
 	}
 	d.w("  3. Identity not found: if the pool was recreated or the identity deleted, delete %s in state_dir and restart; "+
-		"then attach the IoT policy to the new id: aws iot attach-policy --policy-name <your-policy> --target <new id>.\n", IdentityFileName)
+		"then attach the IoT policy to the new id: aws iot attach-policy --policy-name <your-policy> --target <new id>.\n", cmp.Or(d.IdentityFile, IdentityFileName))
 	if d.clockBad {
 		d.clock(4)
 	}

@@ -207,3 +207,15 @@ func TestDiagnoseAuthenticated(t *testing.T) {
 	}
 	t.Logf("authenticated, closed after CONNECT:\n%s", auth)
 }
+
+// The identity-not-found advice names the broker's own identity file (several brokers keep one each).
+func TestDiagnoseNamesTheBrokersIdentityFile(t *testing.T) {
+	f := Failure{Kind: KindCognito, IdentityID: "eu-west-1:1", Region: "eu-west-1", Endpoint: "wss://x/mqtt"}
+	if got := Diagnose(f); !strings.Contains(got, "delete cognito-identity-id in state_dir") {
+		t.Fatalf("default broker: %s", got)
+	}
+	f.IdentityFile = IdentityFileFor("aws")
+	if got := Diagnose(f); !strings.Contains(got, "delete cognito-identity-id-aws in state_dir") {
+		t.Fatalf("broker aws: %s", got)
+	}
+}
