@@ -116,10 +116,8 @@ func (h *hub) add(ctx context.Context, filters []string, to queue.Targets) (*sub
 		switch {
 		case errs[i] == nil:
 			done |= queue.Lane(i)
-		case failed == nil && len(h.links) > 1:
-			failed = fmt.Errorf("broker %s: %w", h.links[i].name, errs[i])
 		case failed == nil:
-			failed = errs[i]
+			failed = brokerError(h.links, i, errs[i])
 		}
 	})
 	if failed != nil {

@@ -18,11 +18,10 @@ import (
 func (a *Agent) Route(t, broker string) (queue.Targets, error) {
 	var to queue.Targets
 	if broker != "" {
-		l, err := a.linkNamed(broker)
-		if err != nil {
+		var err error
+		if to, err = a.brokersOf(broker); err != nil {
 			return 0, err
 		}
-		to = queue.Lane(l.idx)
 	} else {
 		for _, l := range a.links {
 			if l.takes(t) {
@@ -36,20 +35,31 @@ func (a *Agent) Route(t, broker string) (queue.Targets, error) {
 		}
 		return 0, localapi.Mark(a.unrouted(t), localapi.ErrBadInput)
 	}
-	var err error
-	to.Each(func(i int) {
-		l := a.links[i]
-		if err != nil {
-			return
-		}
-		if err = l.cfg.Limits.Topic.Validate(t); err != nil && len(a.links) > 1 {
-			err = fmt.Errorf("broker %s: %w", l.name, err)
-		}
-	})
-	if err != nil {
+	if err := a.checkEach(to, func(lim topic.Limits) error { return lim.Validate(t) }); err != nil {
 		return 0, err
 	}
 	return to, nil
+}
+
+// checkEach runs check with the topic limits of every broker of to and returns the first error,
+// naming the broker when there are several.
+func (a *Agent) checkEach(to queue.Targets, check func(topic.Limits) error) error {
+	var err error
+	to.Each(func(i int) {
+		if err == nil {
+			err = brokerError(a.links, i, check(a.links[i].cfg.Limits.Topic))
+		}
+	})
+	return err
+}
+
+// brokerError is err of the broker at index i of links, prefixed with its name when there are
+// several brokers (with one, the name would say nothing).
+func brokerError(links []*link, i int, err error) error {
+	if err == nil || len(links) < 2 {
+		return err
+	}
+	return fmt.Errorf("broker %s: %w", links[i].name, err)
 }
 
 // unrouted is the error for a topic that no broker's publish filters take: it names the topic and
@@ -74,16 +84,10 @@ func (a *Agent) CheckFilter(filter, broker string) error {
 	if err != nil {
 		return err
 	}
-	to.Each(func(i int) {
-		l := a.links[i]
-		if err != nil {
-			return
-		}
-		if _, err = l.cfg.Limits.Topic.ParseFilter(filter); err != nil && len(a.links) > 1 {
-			err = fmt.Errorf("broker %s: %w", l.name, err)
-		}
+	return a.checkEach(to, func(lim topic.Limits) error {
+		_, err := lim.ParseFilter(filter)
+		return err
 	})
-	return err
 }
 
 // brokersOf is the set of brokers a request means: "" = every broker, a name = that one.
