@@ -75,7 +75,7 @@ func (q *Queue) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	r, err := q.encode(msgs)
+	r, err := encodeMessages(msgs)
 	if err != nil {
 		return nil, err
 	}
@@ -95,9 +95,9 @@ func (q *Queue) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
 	return r.seqs, r.err
 }
 
-// encode validates and encodes msgs (Created set to now where zero) into an
-// append request.
-func (q *Queue) encode(msgs []Message) (*request, error) {
+// encodeMessages validates and encodes msgs (Created set to now where zero)
+// into an append request.
+func encodeMessages(msgs []Message) (*request, error) {
 	r := &request{recs: make([][]byte, len(msgs)), done: make(chan struct{})}
 	now := time.Now()
 	for i := range msgs {

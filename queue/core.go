@@ -93,11 +93,10 @@ type core struct {
 // openStore opens path with the lanes of so; deep adds OpenOrRecover's checks (bbolt's
 // consistency check and a decode of every record).
 func openStore(path string, so StoreOptions, deep bool) (*Store, error) {
-	opts := so.Options
 	if err := checkStoreOptions(&so); err != nil {
 		return nil, err
 	}
-	opts = so.Options
+	opts := so.Options
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -382,10 +381,7 @@ func (c *core) assignLanes(lay *layout) {
 	case lay.version == 0:
 		lay.write = true
 	case lay.version == 1:
-		lay.legacyTo = c.lanes[0].name
-		if configured[DefaultLane] {
-			lay.legacyTo = DefaultLane
-		}
+		lay.legacyTo = c.legacyLane().name
 		reg[lay.legacyTo] = 1
 		lay.write = true
 	case len(reg) == 1 && len(c.lanes) == 1 && reg[c.lanes[0].name] == 0:
@@ -485,6 +481,15 @@ func (c *core) logLayout(lay *layout) {
 		c.log.Warn("queue: the file holds a lane that is not configured; its messages are kept in the file but not sent (configure a broker of that name again to send them)",
 			"path", c.path, "lane", name, "depth", depth, "dead_letters", dead)
 	}
+}
+
+// legacyLane is the lane a format 1 file's records are kept for: the lane named DefaultLane, else
+// the first (the only one, with one lane).
+func (c *core) legacyLane() *Queue {
+	if q := c.lane(DefaultLane); q != nil {
+		return q
+	}
+	return c.lanes[0]
 }
 
 func (c *core) lane(name string) *Queue {

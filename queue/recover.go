@@ -231,10 +231,7 @@ func (c *core) salvage(src string, rec *Recovery) {
 			})
 		})
 	})
-	legacy := c.lanes[0]
-	if q := c.lane(DefaultLane); q != nil {
-		legacy = q
-	}
+	legacy := c.legacyLane()
 	for _, q := range c.lanes {
 		switch id, ok := reg[q.name]; {
 		case ok && id > 0:

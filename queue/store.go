@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -86,18 +87,14 @@ func (s *Store) Append(ctx context.Context, msgs []Message, to []Targets) ([]uin
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	r, err := s.lanes[0].encode(msgs)
+	r, err := encodeMessages(msgs)
 	if err != nil {
 		return nil, err
-	}
-	known := Targets(1)<<uint(len(s.lanes)) - 1
-	if len(s.lanes) == MaxLanes {
-		known = ^Targets(0)
 	}
 	need := make([]int64, len(s.lanes))
 	var total int64
 	for i, t := range to {
-		if t == 0 || t&^known != 0 {
+		if t == 0 || t>>uint(len(s.lanes)) != 0 {
 			return nil, fmt.Errorf("queue: message %d of %d (topic %.64q): target lanes %#x are empty or unknown (%d lanes): %w",
 				i+1, len(msgs), msgs[i].Topic, uint64(t), len(s.lanes), ErrInvalid)
 		}
@@ -133,7 +130,7 @@ func (s *Store) WaitAcked(ctx context.Context, seq uint64, to Targets) error {
 			continue
 		}
 		if err := q.WaitAcked(ctx, seq); err != nil {
-			if ctx.Err() != nil || err == ErrClosed {
+			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return err
 			}
 			if first == nil {
